@@ -1,0 +1,107 @@
+"""`digital-finance`: the command line. Heavy libraries load inside the commands that use them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from digital_finance.cli.console import console, fail
+
+app = typer.Typer(
+    name="digital-finance",
+    help="Turn JSON financial events into clean, exact, de-duplicated Delta Lake tables.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+OutputOpt = Annotated[
+    Path, typer.Option("--output", "-o", help="Root folder of the lakehouse tables.")
+]
+
+
+@app.command()
+def run(
+    stocks: Annotated[
+        list[str] | None,
+        typer.Option("--stocks", help="Stock records: a file, a folder or a glob. Repeatable."),
+    ] = None,
+    funds: Annotated[
+        list[str] | None,
+        typer.Option("--funds", help="Mutual fund holdings: a file, folder or glob. Repeatable."),
+    ] = None,
+    output: OutputOpt = Path("lakehouse"),
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="delta (always written), or also export silver and gold as parquet|csv."
+        ),
+    ] = "delta",
+    source_tz: Annotated[
+        str | None,
+        typer.Option("--source-tz", help="Time zone of timestamps without an offset [default: UTC]."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML file with expectations and settings.")
+    ] = None,
+    engine: Annotated[str, typer.Option("--engine", help="embedded (default).")] = "embedded",
+) -> None:
+    """Ingest new input files into bronze, quarantine, silver and gold.
+
+    Files ingested before (same path, size and modification time) are skipped, so running
+    again on the same files changes nothing. An interrupted batch is finished first.
+    """
+    from digital_finance.cli.run_command import run_pipeline
+
+    if not stocks and not funds:
+        fail("give at least one input: --stocks PATH and/or --funds PATH")
+    if fmt not in ("delta", "parquet", "csv"):
+        fail(f"--format must be delta, parquet or csv, not {fmt!r}")
+    code = run_pipeline(stocks or [], funds or [], output, fmt, source_tz, config, engine)
+    raise typer.Exit(code)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the data into.")],
+    stocks: Annotated[int, typer.Option("--stocks", help="Stock records to write.")] = 100_000,
+    funds: Annotated[int, typer.Option("--funds", help="Fund holding records to write.")] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 42,
+) -> None:
+    """Write realistic synthetic data: every accepted form, duplicates, late updates, bad lines."""
+    from digital_finance.cli.generate_command import generate_data
+
+    generate_data(out, stocks, funds, seed)
+
+
+@app.command()
+def tables(output: OutputOpt = Path("lakehouse")) -> None:
+    """List the tables with their Delta version, row count and last update."""
+    from digital_finance.cli.tables_command import list_tables
+
+    list_tables(output)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help='SQL over the tables, e.g. "SELECT * FROM silver.stocks".')],
+    output: OutputOpt = Path("lakehouse"),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the result to a .csv or .parquet file.")
+    ] = None,
+    as_of: Annotated[
+        int | None, typer.Option("--as-of", help="Read every table at this Delta version.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Rows to print (not for --out).")] = 50,
+) -> None:
+    """Run SQL over the lakehouse (tables appear as bronze.stocks, silver.stocks, gold.…)."""
+    from digital_finance.cli.query_command import run_query
+
+    run_query(sql, output, out, as_of, limit)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

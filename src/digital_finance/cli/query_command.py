@@ -1,0 +1,44 @@
+"""`digital-finance query`: SQL over the tables, printed or written to a file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from digital_finance.cli.console import console, fail
+
+
+def run_query(sql: str, root: Path, out: Path | None, as_of: int | None, limit: int) -> None:
+    """Run `sql` with every table registered; print or write the result."""
+    import duckdb
+
+    from digital_finance.lakehouse.catalog import register_tables
+
+    if not root.exists():
+        fail(f"{root} does not exist; run `digital-finance run` first or pass --output")
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    try:
+        names = register_tables(con, root, as_of)
+    except ValueError as exc:
+        fail(str(exc))
+    try:
+        relation = con.sql(sql)
+    except duckdb.Error as exc:
+        fail(f"{exc}\navailable tables: {', '.join(names)}")
+    if relation is None:
+        fail("the statement returned no rows; use a SELECT")
+    if out is not None:
+        from digital_finance.sinks.export import write_file
+
+        write_file(relation.to_arrow_table(), out)
+        console.print(f"wrote {out}")
+        return
+    result = relation.limit(limit).fetchall()
+    table = Table()
+    for col in relation.columns:
+        table.add_column(col)
+    for row in result:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    console.print(table)

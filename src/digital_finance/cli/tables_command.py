@@ -1,0 +1,30 @@
+"""`digital-finance tables`: each table's version, row count and last update."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.table import Table
+
+from digital_finance.cli.console import console, fail
+from digital_finance.lakehouse.layout import TABLES
+
+
+def list_tables(root: Path) -> None:
+    """Print the table list."""
+    from digital_finance.lakehouse.catalog import table_info
+
+    if not root.exists():
+        fail(f"{root} does not exist; run `digital-finance run` first or pass --output")
+    table = Table(title=f"tables under {root}", title_justify="left")
+    for col in ("table", "version", "rows", "last update (UTC)"):
+        table.add_column(col, justify="right" if col in ("version", "rows") else "left")
+    for name in TABLES.all():
+        info = table_info(root, name)
+        if info is None:
+            table.add_row(name, "-", "-", "not created yet")
+            continue
+        updated = datetime.fromtimestamp(info.updated_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(name, str(info.version), f"{info.rows:,}", updated)
+    console.print(table)

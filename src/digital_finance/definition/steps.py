@@ -1,0 +1,90 @@
+"""The steps of the pipeline, as frozen data with stable ids.
+
+A step says *what* happens to which dataset, never *how*: each engine registers an
+implementation per step type (see `engines.registry`). Step ids are stable and double as
+quarantine `step` values, run-log keys and, later, metric labels and checkpoint names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from digital_finance.contract.schemas import DatasetSpec
+from digital_finance.definition.expectations import Expectation
+
+
+@dataclass(frozen=True)
+class Step:
+    """Common to every step: a stable id."""
+
+    step_id: str
+
+
+@dataclass(frozen=True)
+class ReadFiles(Step):
+    """Read one dataset's input files as raw records with their positions."""
+
+    dataset: str
+
+
+@dataclass(frozen=True)
+class LandBronze(Step):
+    """Append every non-blank record, as received, with where it came from."""
+
+    dataset: str
+    table: str
+
+
+@dataclass(frozen=True)
+class ApplyContract(Step):
+    """Parse and type each record by the contract; broken rules become reasons."""
+
+    spec: DatasetSpec
+    source_tz: str
+
+
+@dataclass(frozen=True)
+class CheckExpectations(Step):
+    """Evaluate the user's expectations on the records that passed the contract."""
+
+    dataset: str
+    expectations: tuple[Expectation, ...]
+
+
+@dataclass(frozen=True)
+class WriteQuarantine(Step):
+    """Append every rejected record with its reasons."""
+
+    dataset: str
+    table: str
+
+
+@dataclass(frozen=True)
+class Deduplicate(Step):
+    """Keep one record per key: latest event time, then the one received last."""
+
+    dataset: str
+    key: tuple[str, ...]
+    event_time: str
+
+
+@dataclass(frozen=True)
+class MergeSilver(Step):
+    """MERGE the batch's latest records into silver, keeping the latest per key."""
+
+    dataset: str
+    table: str
+    key: tuple[str, ...]
+    event_time: str
+
+
+@dataclass(frozen=True)
+class JoinGold(Step):
+    """Rebuild gold: fund holdings inner-joined with stocks on the company."""
+
+    table: str
+    holdings: str  # silver table of fund holdings
+    stocks: str  # silver table of stocks
+    on: str
+    columns: tuple[str, ...]
+    integrity_check: Expectation  # counts holdings without a stock

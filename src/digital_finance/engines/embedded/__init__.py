@@ -1,0 +1,1 @@
+"""The embedded engine: DuckDB for compute, `deltalake` for the tables, all in one process."""

@@ -1,0 +1,282 @@
+"""Stage one batch in DuckDB: parse every file, apply the contract and the expectations.
+
+Nothing is committed here. The staged batch answers the questions the runner asks before it
+commits anything (did a `fail` rule fire? how many records broke each rule?) and then streams
+each output table as Arrow record batches. DuckDB spills to the batch's temp folder when the
+batch is larger than its memory limit, which is what bounds memory at 10M records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from digital_finance.contract import reference
+from digital_finance.contract.schemas import DatasetSpec, FieldKind
+from digital_finance.definition.expectations import Action, Expectation
+from digital_finance.engines.embedded.arrow_schemas import sql_type
+from digital_finance.engines.embedded.contract_sql import compile_contract, ident, sql_str
+from digital_finance.sources.discovery import InputFile
+from digital_finance.sources.file_reader import read_chunks
+
+OUTPUT_BATCH_ROWS = 256 * 1024
+
+
+class ExpectationError(Exception):
+    """A user expectation cannot be evaluated (bad SQL, unknown column)."""
+
+
+@dataclass(frozen=True)
+class RuleCount:
+    """How many records of a dataset failed one rule, and what that rule does."""
+
+    dataset: str
+    rule: str
+    action: Action
+    failures: int
+
+
+def connect(temp_dir: Path, memory_limit: str, threads: int | None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection for one batch, spilling to `temp_dir`."""
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(":memory:")
+    con.execute(f"SET memory_limit = {sql_str(memory_limit)}")
+    con.execute(f"SET temp_directory = {sql_str(str(temp_dir))}")
+    con.execute("SET preserve_insertion_order = false")
+    con.execute("SET TimeZone = 'UTC'")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    return con
+
+
+class StagedDataset:
+    """One dataset of a batch, parsed and checked inside DuckDB."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        spec: DatasetSpec,
+        source_tz: str,
+        expectations: Sequence[Expectation],
+    ) -> None:
+        self.con = con
+        self.spec = spec
+        self.tz = source_tz
+        self.user_rules = [e for e in expectations if not e.builtin]
+        self.builtin_actions = {e.name: e.action for e in expectations if e.builtin}
+        self.parsed = f"parsed_{spec.name}"
+        self.files = f"files_{spec.name}"
+        self.checked = f"checked_{spec.name}"
+        self._sql = compile_contract(spec, source_tz)
+        empty = pa.table(
+            {
+                "line_number": pa.array([], pa.int64()),
+                "raw": pa.array([], pa.large_string()),
+                "utf8_ok": pa.array([], pa.bool_()),
+                "file_ordinal": pa.array([], pa.int32()),
+            }
+        )
+        con.register("lines", empty)
+        con.execute(f"CREATE TABLE {self.parsed} AS {self._sql} LIMIT 0")
+        con.execute(f"CREATE TABLE {self.files} (file_ordinal INTEGER, source_file VARCHAR)")
+        self._create_checked_view()
+
+    def _create_checked_view(self) -> None:
+        checks = []
+        for e in self.user_rules:
+            checks.append(
+                f"CASE WHEN len(reasons) = 0 AND NOT coalesce(({e.condition}), FALSE) "
+                f"THEN {sql_str(e.name)} END"
+            )
+        failed = (
+            "list_filter([" + ", ".join(checks) + "], lambda x: x IS NOT NULL)"
+            if checks
+            else "CAST([] AS VARCHAR[])"
+        )
+        try:
+            self.con.execute(
+                f"CREATE VIEW {self.checked} AS SELECT *, {failed} AS failed_rules FROM {self.parsed}"
+            )
+            self.con.execute(f"SELECT * FROM {self.checked} LIMIT 0").fetchall()
+        except duckdb.Error as exc:
+            names = ", ".join(e.name for e in self.user_rules)
+            raise ExpectationError(
+                f"the expectations on {self.spec.name} ({names}) cannot be evaluated: {exc}. "
+                f"Conditions are SQL over the columns "
+                f"{', '.join(f.silver_name for f in self.spec.fields)}."
+            ) from exc
+
+    def load(self, ordinal: int, file: InputFile, on_bytes: Callable[[int], None]) -> None:
+        """Parse one file into the staging table."""
+        self.con.execute(
+            f"INSERT INTO {self.files} VALUES (?, ?)", [ordinal, file.path]
+        )
+        for chunk in read_chunks(file.path):
+            lines = chunk.table.append_column(
+                "file_ordinal", pa.array([ordinal] * chunk.num_rows, pa.int32())
+            )
+            self.con.register("lines", lines)
+            self.con.execute(f"INSERT INTO {self.parsed} {self._sql}")
+            self.con.unregister("lines")
+            on_bytes(chunk.source_bytes)
+
+    def resolve_with_reference(self) -> int:
+        """Hand the rows the fast path could not be sure of to the reference; returns how many."""
+        rows = self.con.execute(
+            f"SELECT file_ordinal, line_number, raw FROM {self.parsed} WHERE needs_reference"
+        ).fetchall()
+        if not rows:
+            return 0
+        columns: dict[str, list[object]] = {
+            "file_ordinal": [],
+            "line_number": [],
+            "raw": [],
+            "needs_reference": [],
+            "reasons": [],
+            "_rescued": [],
+        }
+        for f in self.spec.fields:
+            columns[f.silver_name] = []
+        for ordinal, line, raw in rows:
+            verdict = reference.check_record(raw, self.spec, self.tz)
+            columns["file_ordinal"].append(ordinal)
+            columns["line_number"].append(line)
+            columns["raw"].append(raw)
+            columns["needs_reference"].append(False)
+            if isinstance(verdict, reference.Rejected):
+                columns["reasons"].append(list(verdict.reasons))
+                columns["_rescued"].append(None)
+                for f in self.spec.fields:
+                    columns[f.silver_name].append(None)
+            else:
+                columns["reasons"].append([])
+                columns["_rescued"].append(verdict.rescued)
+                for f in self.spec.fields:
+                    value = verdict.values.get(f.silver_name)
+                    if f.kind is FieldKind.DECIMAL and value is not None:
+                        value = str(value)  # exact, cast by DuckDB below
+                    if f.kind is FieldKind.EVENT_TIME and value is not None:
+                        value = value.replace(tzinfo=None)  # type: ignore[attr-defined]
+                    columns[f.silver_name].append(value)
+        resolved = pa.table(columns)
+        self.con.register("resolved", resolved)
+        names = [
+            "file_ordinal", "line_number", "raw", "needs_reference", "reasons",
+            *[f.silver_name for f in self.spec.fields], "_rescued",
+        ]  # fmt: skip
+        casts = ", ".join(
+            f"CAST({ident(f.silver_name)} AS {sql_type(f)}) AS {ident(f.silver_name)}"
+            for f in self.spec.fields
+        )
+        self.con.execute(f"DELETE FROM {self.parsed} WHERE needs_reference")
+        self.con.execute(
+            f"INSERT INTO {self.parsed} BY NAME SELECT file_ordinal, line_number, raw, "
+            f"needs_reference, CAST(reasons AS VARCHAR[]) AS reasons, {casts}, _rescued "
+            f"FROM resolved"
+        )
+        self.con.unregister("resolved")
+        del names
+        return len(rows)
+
+    # --- questions asked before anything is committed --------------------------------
+    def rule_counts(self) -> list[RuleCount]:
+        """Failures per rule: the contract's (every broken rule counts) and the user's."""
+        counts: list[RuleCount] = []
+        for rule, n in self.con.execute(
+            f"SELECT r, count(*) FROM (SELECT unnest(reasons) AS r FROM {self.parsed}) "
+            "GROUP BY r ORDER BY r"
+        ).fetchall():
+            action = self.builtin_actions.get(rule, Action.QUARANTINE)
+            counts.append(RuleCount(self.spec.name, rule, action, int(n)))
+        user = dict(
+            self.con.execute(
+                f"SELECT r, count(*) FROM (SELECT unnest(failed_rules) AS r FROM {self.checked}) "
+                "GROUP BY r"
+            ).fetchall()
+        )
+        for e in self.user_rules:
+            counts.append(RuleCount(self.spec.name, e.name, e.action, int(user.get(e.name, 0))))
+        return counts
+
+    def records(self) -> int:
+        """Non-blank records staged."""
+        row = self.con.execute(f"SELECT count(*) FROM {self.parsed}").fetchall()
+        return int(row[0][0])
+
+    # --- outputs --------------------------------------------------------------------
+    def _quarantine_rules(self) -> str:
+        names = [e.name for e in self.user_rules if e.action is Action.QUARANTINE]
+        return "[" + ", ".join(sql_str(n) for n in names) + "]::VARCHAR[]"
+
+    def _stream(self, sql: str) -> pa.RecordBatchReader:
+        return self.con.cursor().sql(sql).to_arrow_reader(OUTPUT_BATCH_ROWS)
+
+    def bronze(self, batch_id: int, run_id: str, ingested_at: str) -> pa.RecordBatchReader:
+        """Every staged record as received, with its origin."""
+        return self._stream(
+            f"SELECT p.raw AS record, 'file' AS source, f.source_file, p.line_number, "
+            f"{batch_id}::BIGINT AS _batch_id, {sql_str(run_id)} AS _run_id, "
+            f"{sql_str(ingested_at)}::TIMESTAMPTZ AS _ingested_at "
+            f"FROM {self.parsed} p JOIN {self.files} f USING (file_ordinal) "
+            f"ORDER BY p.file_ordinal, p.line_number"
+        )
+
+    def quarantine(
+        self, batch_id: int, run_id: str, ingested_at: str, contract_step: str, rules_step: str
+    ) -> pa.RecordBatchReader:
+        """Records that broke the contract or a quarantine expectation."""
+        q = self._quarantine_rules()
+        user_failed = f"list_intersect(failed_rules, {q})"
+        return self._stream(
+            f"SELECT f.source_file, p.line_number, "
+            f"CASE WHEN len(reasons) > 0 THEN reasons[1] ELSE {user_failed}[1] END AS reason, "
+            f"CASE WHEN len(reasons) > 0 THEN reasons ELSE {user_failed} END AS reasons, "
+            f"p.raw, CASE WHEN len(reasons) > 0 THEN {sql_str(contract_step)} "
+            f"ELSE {sql_str(rules_step)} END AS step, "
+            f"{batch_id}::BIGINT AS _batch_id, {sql_str(run_id)} AS _run_id, "
+            f"{sql_str(ingested_at)}::TIMESTAMPTZ AS _quarantined_at "
+            f"FROM {self.checked} p JOIN {self.files} f USING (file_ordinal) "
+            f"WHERE len(reasons) > 0 OR len({user_failed}) > 0 "
+            f"ORDER BY p.file_ordinal, p.line_number"
+        )
+
+    def quarantined(self) -> int:
+        """How many records go to quarantine."""
+        q = self._quarantine_rules()
+        row = self.con.execute(
+            f"SELECT count(*) FROM {self.checked} "
+            f"WHERE len(reasons) > 0 OR len(list_intersect(failed_rules, {q})) > 0"
+        ).fetchall()
+        return int(row[0][0])
+
+    def latest(self, batch_id: int, ingested_at: str, key: tuple[str, ...], event_time: str) -> str:
+        """SQL of the batch's silver candidates, one per key (latest, then received last)."""
+        q = self._quarantine_rules()
+        typed = ", ".join(
+            (
+                f"{ident(f.silver_name)}::TIMESTAMPTZ AS {ident(f.silver_name)}"
+                if f.kind is FieldKind.EVENT_TIME
+                else ident(f.silver_name)
+            )
+            for f in self.spec.fields
+        )
+        keys = ", ".join(ident(k) for k in key)
+        return (
+            f"SELECT {typed}, _rescued, f.source_file AS _source_file, "
+            f"line_number AS _line_number, {batch_id}::BIGINT AS _batch_id, "
+            f"{sql_str(ingested_at)}::TIMESTAMPTZ AS _ingested_at "
+            f"FROM {self.checked} p JOIN {self.files} f USING (file_ordinal) "
+            f"WHERE len(reasons) = 0 AND len(list_intersect(failed_rules, {q})) = 0 "
+            f"QUALIFY row_number() OVER (PARTITION BY {keys} "
+            f"ORDER BY {ident(event_time)} DESC, p.file_ordinal DESC, line_number DESC) = 1"
+        )
+
+    def silver(
+        self, batch_id: int, ingested_at: str, key: tuple[str, ...], event_time: str
+    ) -> pa.RecordBatchReader:
+        """The batch's latest record per key, typed, with lineage columns."""
+        return self._stream(self.latest(batch_id, ingested_at, key, event_time))

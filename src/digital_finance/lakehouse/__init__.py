@@ -1,0 +1,1 @@
+"""The tables on disk: their layout and read access for listing and SQL."""

@@ -1,0 +1,61 @@
+"""Read access to the lakehouse for listing and SQL, through `deltalake`'s Arrow datasets.
+
+DuckDB's own `delta` extension downloads itself at run time, which fails offline, so tables
+reach DuckDB as Arrow datasets instead (with column projection and filter push-down).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from digital_finance.lakehouse.layout import TABLES
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What `tables` shows for one table."""
+
+    version: int
+    rows: int
+    updated_ms: int
+
+
+def table_info(root: Path, name: str) -> TableInfo | None:
+    """Version, row count (from the log's file statistics) and last commit time."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        dt = DeltaTable(str(root / name))
+    except TableNotFoundError:
+        return None
+    actions = dt.get_add_actions(flatten=True)
+    rows = sum(v or 0 for v in actions.column("num_records").to_pylist()) if len(actions) else 0
+    last = dt.history(1)[0]
+    return TableInfo(dt.version(), int(rows), int(last.get("timestamp", 0)))
+
+
+def register_tables(con: Any, root: Path, as_of: int | None = None) -> list[str]:
+    """Make every existing table visible to DuckDB as schema.table; returns their names."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    names = []
+    for name in TABLES.all():
+        try:
+            dt = DeltaTable(str(root / name), version=as_of) if as_of is not None else DeltaTable(
+                str(root / name)
+            )
+        except TableNotFoundError:
+            continue
+        except Exception as exc:  # a version the table never had
+            raise ValueError(f"{name} has no version {as_of}: {exc}") from exc
+        schema, table = name.split("/", 1)
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        view = f"_t_{schema}_{table}"
+        con.register(view, dt.to_pyarrow_dataset())
+        con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{table}" AS SELECT * FROM {view}')
+        names.append(f"{schema}.{table}")
+    return names

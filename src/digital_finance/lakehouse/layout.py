@@ -1,0 +1,36 @@
+"""Where each table lives under the output root (shared/CONTRACT.md, "Tables on disk")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """Relative paths of the lakehouse tables."""
+
+    gold: str = "gold/stock_fund_holdings"
+    runs: str = "_system/pipeline_runs"
+    batches: str = "_system/batches"
+
+    def bronze(self, dataset: str) -> str:
+        """Bronze table of a dataset."""
+        return f"bronze/{dataset}"
+
+    def silver(self, dataset: str) -> str:
+        """Silver table of a dataset."""
+        return f"silver/{dataset}"
+
+    def quarantine(self, dataset: str) -> str:
+        """Quarantine table of a dataset."""
+        return f"quarantine/{dataset}"
+
+    def all(self) -> list[str]:
+        """Every table, in data-flow order."""
+        tables: list[str] = []
+        for kind in (self.bronze, self.quarantine, self.silver):
+            tables += [kind("stocks"), kind("mutual_funds")]
+        return [*tables, self.gold, self.runs, self.batches]
+
+
+TABLES = TableLayout()

@@ -1,0 +1,1 @@
+"""Batches and the run log: what was ingested when, and how each run went."""

@@ -1,0 +1,75 @@
+"""What a run reports: per-table row counts, per-rule failures, timing. Engine-independent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Progress(Protocol):
+    """Where an engine reports progress; the CLI draws it, tests ignore it."""
+
+    def stage(self, message: str) -> None:
+        """A new stage of work begins."""
+
+    def start_bytes(self, total: int) -> None:
+        """Reading begins; `total` bytes of input in all."""
+
+    def advance_bytes(self, done: int) -> None:
+        """`done` more bytes were read."""
+
+
+class NoProgress:
+    """Progress that goes nowhere."""
+
+    def stage(self, message: str) -> None:
+        """Ignore."""
+
+    def start_bytes(self, total: int) -> None:
+        """Ignore."""
+
+    def advance_bytes(self, done: int) -> None:
+        """Ignore."""
+
+
+@dataclass(frozen=True)
+class RuleFailures:
+    """Failures of one rule in one dataset."""
+
+    dataset: str
+    rule: str
+    action: str
+    failures: int
+
+
+@dataclass
+class BatchReport:
+    """The outcome of one batch."""
+
+    batch_id: int
+    run_id: str
+    status: str  # succeeded | failed
+    files: int = 0
+    records: dict[str, int] = field(default_factory=dict)  # dataset -> records read
+    written: dict[str, int] = field(default_factory=dict)  # table -> rows written this batch
+    skipped_tables: list[str] = field(default_factory=list)  # already committed (resume)
+    rules: list[RuleFailures] = field(default_factory=list)
+    reference_rows: int = 0
+    integrity_warnings: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    resumed: bool = False
+
+
+@dataclass
+class RunReport:
+    """The outcome of a `run`: the batches it committed (possibly none)."""
+
+    batches: list[BatchReport] = field(default_factory=list)
+    skipped_files: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every batch succeeded."""
+        return all(b.status == "succeeded" for b in self.batches)

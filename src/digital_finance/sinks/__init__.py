@@ -1,0 +1,1 @@
+"""Where tables go besides Delta: plain Parquet and CSV exports."""

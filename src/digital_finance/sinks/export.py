@@ -1,0 +1,61 @@
+"""Export silver and gold as plain Parquet or CSV files under `<output>/export/`.
+
+CSV cells that start with `= + - @` (or a tab / carriage return) are text a spreadsheet would
+run as a formula; they are prefixed with a single quote (OWASP's advice). Numbers are never
+touched: a negative number is data, not a formula.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+EXPORTED = ("silver/stocks", "silver/mutual_funds", "gold/stock_fund_holdings")
+
+
+def escape_formulas(table: pa.Table) -> pa.Table:
+    """Neutralise text cells a spreadsheet would evaluate."""
+    import pyarrow.compute as pc
+
+    columns = []
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            risky = pc.starts_with(column, _FORMULA_START[0])
+            for prefix in _FORMULA_START[1:]:
+                risky = pc.or_(risky, pc.starts_with(column, prefix))
+            column = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
+def write_file(table: pa.Table, path: Path) -> None:
+    """Write one Arrow table as .parquet or .csv (by the file's ending)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        pq.write_table(table, path)
+    elif path.suffix == ".csv":
+        pacsv.write_csv(escape_formulas(table), path)
+    else:
+        raise ValueError(f"{path}: write .csv or .parquet")
+
+
+def export_tables(root: Path, fmt: str) -> list[Path]:
+    """Write the current silver and gold tables; returns the files written."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    written = []
+    for name in EXPORTED:
+        try:
+            table = DeltaTable(str(root / name)).to_pyarrow_table()
+        except TableNotFoundError:
+            continue
+        target = root / "export" / f"{name.replace('/', '_')}.{fmt}"
+        write_file(table, target)
+        written.append(target)
+    return written
