@@ -58,7 +58,9 @@ def _action(value: Any, where: str) -> Action:
     try:
         return Action(str(value).lower())
     except ValueError as exc:
-        raise ConfigError(f"{where}: action must be warn, quarantine or fail, not {value!r}") from exc
+        raise ConfigError(
+            f"{where}: action must be warn, quarantine or fail, not {value!r}"
+        ) from exc
 
 
 def load_config(path: Path | None, source_tz: str | None = None) -> RunConfig:
@@ -88,9 +90,7 @@ def load_config(path: Path | None, source_tz: str | None = None) -> RunConfig:
             )
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from exc
-    rules = {
-        str(k): _action(v, f"[rules] {k}") for k, v in dict(data.get("rules", {})).items()
-    }
+    rules = {str(k): _action(v, f"[rules] {k}") for k, v in dict(data.get("rules", {})).items()}
     engine = dict(data.get("engine", {}))
     tz = check_timezone(source_tz or str(data.get("source_tz", "UTC")))
     threads = engine.get("threads")

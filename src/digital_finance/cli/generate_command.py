@@ -16,6 +16,8 @@ def generate_data(out: Path, stocks: int, funds: int, seed: int) -> None:
 
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("generating", total=stocks + funds)
-        report = generate(out, stocks, funds, seed, on_progress=lambda n: bar.update(task, completed=n))
+        report = generate(
+            out, stocks, funds, seed, on_progress=lambda n: bar.update(task, completed=n)
+        )
     console.print(f"wrote {len(report.files)} file(s) under {out}")
     console.print(json.dumps({"records": report.records, "invalid": report.invalid}, indent=2))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from digital_finance.cli.console import console, fail
+from digital_finance.cli.console import fail
 
 app = typer.Typer(
     name="digital-finance",
@@ -36,12 +36,15 @@ def run(
     fmt: Annotated[
         str,
         typer.Option(
-            "--format", help="delta (always written), or also export silver and gold as parquet|csv."
+            "--format",
+            help="delta (always written), or also export silver and gold as parquet|csv.",
         ),
     ] = "delta",
     source_tz: Annotated[
         str | None,
-        typer.Option("--source-tz", help="Time zone of timestamps without an offset [default: UTC]."),
+        typer.Option(
+            "--source-tz", help="Time zone of timestamps without an offset [default: UTC]."
+        ),
     ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="TOML file with expectations and settings.")
@@ -86,7 +89,9 @@ def tables(output: OutputOpt = Path("lakehouse")) -> None:
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help='SQL over the tables, e.g. "SELECT * FROM silver.stocks".')],
+    sql: Annotated[
+        str, typer.Argument(help='SQL over the tables, e.g. "SELECT * FROM silver.stocks".')
+    ],
     output: OutputOpt = Path("lakehouse"),
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the result to a .csv or .parquet file.")
@@ -102,6 +107,22 @@ def query(
     run_query(sql, output, out, as_of, limit)
 
 
-def main() -> None:
-    """Console entry point."""
-    app()
+def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:
+    """Console entry point.
+
+    The process ends with `os._exit` once output is flushed: delta-rs and pyarrow can leave
+    native threads that abort the interpreter's final clean-up now and then
+    (delta-io/delta-rs#2184), which would turn a finished run into exit code 134. Every
+    commit is complete before this point.
+    """
+    import os
+    import sys
+
+    code = 0
+    try:
+        app(args=argv, prog_name=prog_name, standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

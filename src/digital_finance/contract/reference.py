@@ -516,7 +516,8 @@ def _currency(value: JsonValue) -> str | None:
 
 def _identifier(value: JsonValue) -> str | None:
     if isinstance(value, JsonNumber):
-        return value.text if value.is_integer else None
+        # the integer's decimal string: JSON `-0` is the integer 0, so it becomes "0"
+        return str(int(value.text)) if value.is_integer else None
     if not isinstance(value, str):
         return None
     return value.strip(_ASCII_SPACE) or None

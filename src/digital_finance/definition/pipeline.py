@@ -60,7 +60,9 @@ def builtin_expectations(overrides: dict[str, Action]) -> list[Expectation]:
         for field in spec.fields:
             for reason in (field.missing_reason, field.invalid_reason):
                 rules.append(
-                    Expectation(reason, spec.name, None, overrides.get(reason, Action.QUARANTINE), True)
+                    Expectation(
+                        reason, spec.name, None, overrides.get(reason, Action.QUARANTINE), True
+                    )
                 )
     rules.append(
         Expectation(

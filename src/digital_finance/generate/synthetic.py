@@ -67,8 +67,6 @@ _NOT_AN_OBJECT: Final = "not_an_object"
 _DUPLICATE_KEY: Final = "duplicate_key"
 _ARRAY_UNSAFE: Final = frozenset({_INVALID_JSON, _INVALID_UTF8, _DUPLICATE_KEY})
 
-ProgressCallback = Callable[[int], None]
-
 
 @dataclass(frozen=True)
 class GenerateReport:
@@ -142,8 +140,10 @@ def _plan_files(n: int) -> list[_FilePlan]:
         _FilePlan(f"part-{i:05d}.{suffix[form]}", form, count)
         for i, (form, count) in enumerate(forms)
     ]
-    last = plans[-1]
-    plans[-1] = _FilePlan(last.name, last.form, last.count, final_newline=False)
+    # The last plain file ends without a line end after its last record, as files cut by
+    # hand or by a crashed writer do.
+    last = max(i for i, plan in enumerate(plans) if plan.form == "plain")
+    plans[last] = _FilePlan(plans[last].name, "plain", plans[last].count, final_newline=False)
     return plans
 
 

@@ -45,8 +45,10 @@ def register_tables(con: Any, root: Path, as_of: int | None = None) -> list[str]
     names = []
     for name in TABLES.all():
         try:
-            dt = DeltaTable(str(root / name), version=as_of) if as_of is not None else DeltaTable(
-                str(root / name)
+            dt = (
+                DeltaTable(str(root / name), version=as_of)
+                if as_of is not None
+                else DeltaTable(str(root / name))
             )
         except TableNotFoundError:
             continue

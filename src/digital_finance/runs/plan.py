@@ -79,9 +79,9 @@ def plan_run(
     next_id = max(by_batch, default=0) + 1
     new_files: list[PlannedFile] = []
     skipped = 0
-    for dataset, files in inputs.items():
+    for dataset, candidates in inputs.items():
         ordinal = 0
-        for f in files:
+        for f in candidates:
             if f in seen:
                 skipped += 1
                 continue

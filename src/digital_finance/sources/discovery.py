@@ -53,7 +53,9 @@ def resolve_inputs(patterns: list[str]) -> list[InputFile]:
         if not matches:
             raise InputError(f"no file or folder matches {pattern!r}")
         for match in matches:
-            candidates = sorted(p for p in match.rglob("*") if p.is_file()) if match.is_dir() else [match]
+            candidates = (
+                sorted(p for p in match.rglob("*") if p.is_file()) if match.is_dir() else [match]
+            )
             for candidate in candidates:
                 if match.is_dir() and not _is_input(candidate):
                     continue  # inside folders take only JSON inputs; a named file is taken as is

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -37,7 +38,7 @@ class LineChunk:
         return int(self.table.num_rows)
 
 
-def _open(path: str) -> IO[bytes]:
+def _open(path: str) -> io.BufferedIOBase:
     raw = open(path, "rb")  # noqa: SIM115 - the caller closes the returned stream
     head = raw.peek(2)[:2] if isinstance(raw, io.BufferedReader) else b""
     if head == _GZIP_MAGIC:
@@ -45,7 +46,7 @@ def _open(path: str) -> IO[bytes]:
     return raw
 
 
-def _first_significant_byte(stream: IO[bytes]) -> tuple[bytes, bytes]:
+def _first_significant_byte(stream: io.BufferedIOBase) -> tuple[bytes, bytes]:
     """Return (first non-blank byte, everything read so far) without losing any input."""
     seen = b""
     while True:
@@ -74,7 +75,7 @@ def read_chunks(path: str, block_bytes: int = BLOCK_BYTES) -> Iterator[LineChunk
         yield from _ndjson_chunks(_blocks(stream, head, block_bytes))
 
 
-def _blocks(stream: IO[bytes], head: bytes, block_bytes: int) -> Iterator[bytes]:
+def _blocks(stream: io.BufferedIOBase, head: bytes, block_bytes: int) -> Iterator[bytes]:
     first = head + stream.read(block_bytes)
     if first:
         yield first
@@ -142,9 +143,7 @@ def _chunk_from_lines(body: bytes, ends: object, first_line: int) -> LineChunk:
     except pa.ArrowInvalid:
         raw, utf8_ok = _repair_utf8(kept.tobytes(), offsets)
     numbers = pa.array(np.arange(first_line, first_line + count, dtype=np.int64))
-    return LineChunk(
-        pa.table({"line_number": numbers, "raw": raw, "utf8_ok": utf8_ok}), len(body)
-    )
+    return LineChunk(pa.table({"line_number": numbers, "raw": raw, "utf8_ok": utf8_ok}), len(body))
 
 
 def _repair_utf8(body: bytes, offsets: object) -> tuple[pa.Array, pa.Array]:
@@ -154,7 +153,7 @@ def _repair_utf8(body: bytes, offsets: object) -> tuple[pa.Array, pa.Array]:
     texts: list[str] = []
     flags: list[bool] = []
     bounds = list(offsets)  # type: ignore[call-overload]
-    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, end in itertools.pairwise(bounds):
         line = body[start:end]
         try:
             texts.append(line.decode("utf-8"))

@@ -28,7 +28,8 @@ from digital_finance.contract.schemas import (
 WS = "' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)"  # ASCII white space
 _NUMBER = r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 # Where DuckDB's JSON reader accepts more than RFC 8259, or may read a value differently from
-# Python's, the reference decides.
+# Python's, the reference decides. Nested objects go there too: the contract rejects duplicate
+# keys at any depth, and DuckDB only lists the top-level keys.
 _LENIENT_RISK = r"NaN|Infinity|,[ \t\r\n]*[}\]]|\\u[dD][89abAB]|[eE][+-]?[0-9]{3,}|/\*|//"
 _ISO = (
     r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])"
@@ -107,8 +108,7 @@ class _FieldSql:
         )
         lo = int(f.min_value) if f.min_value is not None else 0
         self.valid = (
-            f"(regexp_full_match({c}_txt, '[0-9]+') "
-            f"AND TRY_CAST({c}_txt AS BIGINT) >= {lo})"
+            f"(regexp_full_match({c}_txt, '[0-9]+') AND TRY_CAST({c}_txt AS BIGINT) >= {lo})"
         )
         self.value = f"CASE WHEN {self.valid} THEN TRY_CAST({c}_txt AS BIGINT) END"
         return c
@@ -146,7 +146,9 @@ class _FieldSql:
             f"({c}_parts.i <> '' AND {scale} <= {f.scale} "
             f"AND {number} > {lower} AND {number} <= {upper})"
         )
-        self.value = f"CASE WHEN {self.valid} THEN CAST({number} AS DECIMAL({f.precision},{f.scale})) END"
+        self.value = (
+            f"CASE WHEN {self.valid} THEN CAST({number} AS DECIMAL({f.precision},{f.scale})) END"
+        )
         return c
 
     def _event_time(self) -> str:
@@ -166,6 +168,8 @@ class _FieldSql:
             f"rpad({r}.fr, 6, '0') AS TIMESTAMP) END"
         )
         self.prep[2].append(f"{local} AS {c}_local")
+        # year 0000 can still land in year 1 after an offset; the reference decides those
+        self.reference_needed = f"({r}.y = '0000')"
         offset_minutes = (
             f"(CASE WHEN left({r}.z, 1) = '-' THEN -1 ELSE 1 END) * "
             f"(CAST(substr({r}.z, 2, 2) AS INTEGER) * 60 + CAST(substr({r}.z, 5, 2) AS INTEGER))"
@@ -264,7 +268,8 @@ def compile_contract(spec: DatasetSpec, source_tz: str) -> str:
     paths = "[" + ", ".join(sql_str("$." + json.dumps(n)) for n in spec.field_names) + "]"
     # JSON null counts as absent: both become SQL NULL here
     values = ",\n      ".join(
-        f"CAST(nullif(v[{i}], 'null') AS VARCHAR) AS {_json_text(f)}" for i, f in enumerate(spec.fields, start=1)
+        f"CAST(nullif(v[{i}], 'null') AS VARCHAR) AS {_json_text(f)}"
+        for i, f in enumerate(spec.fields, start=1)
     )
     known = "[" + ", ".join(sql_str(n) for n in spec.field_names) + "]"
     patch = json.dumps({n: None for n in spec.field_names})
@@ -286,9 +291,7 @@ def compile_contract(spec: DatasetSpec, source_tz: str) -> str:
         f"ELSE list_filter({field_reasons}, lambda x: x IS NOT NULL) END"
     )
     needs_reference = " OR ".join(f"coalesce({fs.reference_needed}, FALSE)" for fs in fields)
-    typed = ",\n      ".join(
-        f"{fs.value} AS {ident(fs.f.silver_name)}" for fs in fields
-    )
+    typed = ",\n      ".join(f"{fs.value} AS {ident(fs.f.silver_name)}" for fs in fields)
     return f"""
 WITH rec AS (
   SELECT file_ordinal, line_number, raw, utf8_ok FROM lines
@@ -296,7 +299,8 @@ WITH rec AS (
 ), parsed AS (
   SELECT *,
     utf8_ok AND json_valid(raw) AS is_json,
-    utf8_ok AND regexp_matches(raw, {sql_str(_LENIENT_RISK)}) AS lenient_risk,
+    utf8_ok AND (regexp_matches(raw, {sql_str(_LENIENT_RISK)})
+      OR regexp_matches(raw, '[{{][^{{]*[{{]')) AS lenient_risk,
     contains(raw, chr(92)) AS has_backslash
   FROM rec
 ), objects AS (

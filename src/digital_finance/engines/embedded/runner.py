@@ -33,6 +33,7 @@ from digital_finance.definition.steps import (
 from digital_finance.engines.embedded import delta_io, gold, system_tables
 from digital_finance.engines.embedded.delta_io import counted
 from digital_finance.engines.embedded.staging import StagedDataset, connect
+from digital_finance.runs.failpoints import crash_point
 from digital_finance.runs.plan import Batch, plan_run
 from digital_finance.runs.report import BatchReport, Progress, RuleFailures, RunReport
 from digital_finance.sources.discovery import InputFile
@@ -94,6 +95,7 @@ class EmbeddedRunner:
             self._check_fail_rules(report)
             if not batch.resumed:
                 system_tables.commit_plan(self.root, batch, run_id, started_at)
+                crash_point("after_plan")
             self._commit(staged, batch.batch_id, run_id, now, report)
             report.status = "succeeded"
         except RuleFailedError as exc:
@@ -161,24 +163,33 @@ class EmbeddedRunner:
                 report.skipped_tables.append(table)
 
         for step in self.pipeline.steps:
+            crash_point(f"before_{step.step_id}")
             if isinstance(step, LandBronze):
                 self.progress.stage(f"writing {step.table}")
                 ds = staged[step.dataset]
-                record(step.table, delta_io.append(
-                    self.root, step.table, ds.bronze(batch_id, run_id, now), batch_id
-                ), report.records[step.dataset])
+                record(
+                    step.table,
+                    delta_io.append(
+                        self.root, step.table, ds.bronze(batch_id, run_id, now), batch_id
+                    ),
+                    report.records[step.dataset],
+                )
             elif isinstance(step, WriteQuarantine):
                 self.progress.stage(f"writing {step.table}")
                 ds = staged[step.dataset]
                 rules_step = f"expectations_{step.dataset}"
                 contract_step = f"contract_{step.dataset}"
                 rows = ds.quarantined()
-                record(step.table, delta_io.append(
-                    self.root,
+                record(
                     step.table,
-                    ds.quarantine(batch_id, run_id, now, contract_step, rules_step),
-                    batch_id,
-                ), rows)
+                    delta_io.append(
+                        self.root,
+                        step.table,
+                        ds.quarantine(batch_id, run_id, now, contract_step, rules_step),
+                        batch_id,
+                    ),
+                    rows,
+                )
             elif isinstance(step, MergeSilver):
                 self.progress.stage(f"merging into {step.table}")
                 ds = staged[step.dataset]
@@ -202,3 +213,4 @@ class EmbeddedRunner:
                 )
             elif isinstance(step, CheckExpectations):
                 continue  # evaluated while staging, before anything was committed
+        crash_point("before_run_log")

@@ -99,7 +99,8 @@ class StagedDataset:
         )
         try:
             self.con.execute(
-                f"CREATE VIEW {self.checked} AS SELECT *, {failed} AS failed_rules FROM {self.parsed}"
+                f"CREATE VIEW {self.checked} AS "
+                f"SELECT *, {failed} AS failed_rules FROM {self.parsed}"
             )
             self.con.execute(f"SELECT * FROM {self.checked} LIMIT 0").fetchall()
         except duckdb.Error as exc:
@@ -112,9 +113,7 @@ class StagedDataset:
 
     def load(self, ordinal: int, file: InputFile, on_bytes: Callable[[int], None]) -> None:
         """Parse one file into the staging table."""
-        self.con.execute(
-            f"INSERT INTO {self.files} VALUES (?, ?)", [ordinal, file.path]
-        )
+        self.con.execute(f"INSERT INTO {self.files} VALUES (?, ?)", [ordinal, file.path])
         for chunk in read_chunks(file.path):
             lines = chunk.table.append_column(
                 "file_ordinal", pa.array([ordinal] * chunk.num_rows, pa.int32())
@@ -164,10 +163,6 @@ class StagedDataset:
                     columns[f.silver_name].append(value)
         resolved = pa.table(columns)
         self.con.register("resolved", resolved)
-        names = [
-            "file_ordinal", "line_number", "raw", "needs_reference", "reasons",
-            *[f.silver_name for f in self.spec.fields], "_rescued",
-        ]  # fmt: skip
         casts = ", ".join(
             f"CAST({ident(f.silver_name)} AS {sql_type(f)}) AS {ident(f.silver_name)}"
             for f in self.spec.fields
@@ -179,7 +174,6 @@ class StagedDataset:
             f"FROM resolved"
         )
         self.con.unregister("resolved")
-        del names
         return len(rows)
 
     # --- questions asked before anything is committed --------------------------------

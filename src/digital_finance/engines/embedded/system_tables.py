@@ -28,7 +28,12 @@ BATCHES_SCHEMA = pa.schema(
 )
 
 RULE = pa.struct(
-    [("dataset", pa.string()), ("rule", pa.string()), ("action", pa.string()), ("failures", pa.int64())]
+    [
+        ("dataset", pa.string()),
+        ("rule", pa.string()),
+        ("action", pa.string()),
+        ("failures", pa.int64()),
+    ]
 )
 COUNT = pa.struct([("name", pa.string()), ("value", pa.int64())])
 RUNS_SCHEMA = pa.schema(
@@ -57,7 +62,9 @@ def planned_files(root: Path) -> tuple[list[tuple[int, PlannedFile]], set[int]]:
     if batches is not None:
         for row in batches.to_pylist():
             file = InputFile(row["path"], row["size"], row["modified_ns"])
-            planned.append((row["batch_id"], PlannedFile(row["dataset"], row["file_ordinal"], file)))
+            planned.append(
+                (row["batch_id"], PlannedFile(row["dataset"], row["file_ordinal"], file))
+            )
     succeeded: set[int] = set()
     runs = delta_io.read_table(root, TABLES.runs)
     if runs is not None:

@@ -1,0 +1,78 @@
+"""Shared helpers: run the CLI, read tables back, compare lakehouses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deltalake import DeltaTable
+from typer.testing import CliRunner
+
+from digital_finance.cli.main import app
+from digital_finance.lakehouse.layout import TABLES
+
+REPO = Path(__file__).resolve().parents[1]
+# columns that say *when* or *in which run* a row was written: they differ between two
+# otherwise identical runs, so comparisons leave them out
+RUN_COLUMNS = {"_ingested_at", "_quarantined_at", "_run_id", "_batch_id", "run_id", "planned_at"}
+
+
+def cli(*args: str) -> Any:
+    """Invoke the CLI in-process; fail the test with its output when it exits non-zero."""
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return result
+
+
+def cli_ok(*args: str) -> str:
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    return str(result.output)
+
+
+def cli_process(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a real process (for crash tests)."""
+    return subprocess.run(
+        [sys.executable, "-m", "digital_finance", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )
+
+
+def rows(root: Path, table: str, drop: set[str] | None = None) -> list[dict[str, Any]]:
+    """A table's rows, sorted, without the run-specific columns."""
+    data = DeltaTable(str(root / table)).to_pyarrow_table().to_pylist()
+    skip = RUN_COLUMNS | (drop or set())
+    cleaned = [{k: v for k, v in r.items() if k not in skip} for r in data]
+    return sorted(cleaned, key=lambda r: repr(sorted(r.items())))
+
+
+def versions(root: Path) -> dict[str, int]:
+    """Delta version of every existing table."""
+    out = {}
+    for name in TABLES.all():
+        path = root / name
+        if (path / "_delta_log").exists():
+            out[name] = DeltaTable(str(path)).version()
+    return out
+
+
+DATA_TABLES = [t for t in TABLES.all() if not t.startswith("_system")]
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated data set shared by the end-to-end tests (small, every form and trap)."""
+    from digital_finance.generate import generate
+
+    out = tmp_path_factory.mktemp("generated")
+    generate(out, 30_000, 4_000, seed=11)
+    return out
