@@ -202,6 +202,8 @@ def test_writes_every_promised_file_form(generated: tuple[Path, GenerateReport])
         assert len(crlf) == 1
         body = crlf[0].read_bytes()
         assert body.count(b"\r\n") == body.count(b"\n") > 0
+        unterminated = [p for p in files if p.suffix == ".jsonl" and p.read_bytes()[-1:] != b"\n"]
+        assert len(unterminated) == 1, "one file ends without a final line end"
     assert json.loads((out / "expected.json").read_text(encoding="utf-8")) == report.to_json(out)
 
 

@@ -113,6 +113,9 @@ def _print_batch(b: BatchReport) -> None:
             rules.add_row(r.dataset, r.rule, r.action, f"{r.failures:,}")
     if rules.row_count:
         console.print(rules)
+    if b.timings:
+        spent = ", ".join(f"{k} {v:.1f}s" for k, v in b.timings.items())
+        console.print(f"time per step: {spent}")
     read = ", ".join(f"{k} {v:,}" for k, v in b.records.items())
     console.print(f"records read: {read}; files: {b.files}")
 

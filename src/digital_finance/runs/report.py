@@ -56,6 +56,7 @@ class BatchReport:
     rules: list[RuleFailures] = field(default_factory=list)
     reference_rows: int = 0
     integrity_warnings: int = 0
+    timings: dict[str, float] = field(default_factory=dict)  # step id -> seconds
     seconds: float = 0.0
     error: str | None = None
     resumed: bool = False

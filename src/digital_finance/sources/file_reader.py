@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -116,7 +115,7 @@ def _ndjson_chunks(blocks: Iterator[bytes]) -> Iterator[LineChunk]:
 def _chunk_from_lines(body: bytes, ends: object, first_line: int) -> LineChunk:
     """Build the chunk table from a block that ends in a newline.
 
-    The line ends (`\n`, and a `\r` right before it) are dropped by one vectorised copy of
+    The line ends (`\\n`, and a `\\r` right before it) are dropped by one vectorised copy of
     the block, so each record's text is exactly the line without its line end.
     """
     import numpy as np
@@ -126,42 +125,67 @@ def _chunk_from_lines(body: bytes, ends: object, first_line: int) -> LineChunk:
         raise TypeError("line ends must be a numpy array")
     data = np.frombuffer(body, dtype=np.uint8)
     count = len(ends)
+    starts = np.empty(count, dtype=np.int64)
+    starts[0:1] = 0
+    starts[1:] = ends[:-1] + 1
+    has_cr = (ends > starts) & (data[np.maximum(ends - 1, 0)] == 13)
     drop = np.zeros(len(data), dtype=bool)
     drop[ends] = True
-    cr = ends[ends > 0] - 1
-    drop[cr[data[cr] == 13]] = True
+    drop[ends[has_cr] - 1] = True
     kept = data[~drop]
-    starts = np.empty(count + 1, dtype=np.int64)
-    starts[0] = 0
-    starts[1:] = ends + 1
-    dropped_before = np.concatenate(([0], np.cumsum(drop, dtype=np.int64)))
-    offsets = starts - dropped_before[starts]
+    # each earlier line dropped its newline and, for CRLF, its carriage return
+    dropped_before = np.arange(count, dtype=np.int64) + np.cumsum(has_cr) - has_cr
+    offsets = np.empty(count + 1, dtype=np.int64)
+    offsets[:-1] = starts - dropped_before
+    offsets[-1] = len(kept)
     raw = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(kept))
     utf8_ok = pa.nulls(count, pa.bool_()).fill_null(True)
     try:
         raw.validate(full=True)
     except pa.ArrowInvalid:
-        raw, utf8_ok = _repair_utf8(kept.tobytes(), offsets)
+        raw, utf8_ok = _repair_utf8(kept, offsets)
     numbers = pa.array(np.arange(first_line, first_line + count, dtype=np.int64))
     return LineChunk(pa.table({"line_number": numbers, "raw": raw, "utf8_ok": utf8_ok}), len(body))
 
 
-def _repair_utf8(body: bytes, offsets: object) -> tuple[pa.Array, pa.Array]:
-    """The slow path for a block with bad bytes: decode line by line, flag the bad lines."""
+def _repair_utf8(kept: object, offsets: object) -> tuple[pa.Array, pa.Array]:
+    """Find the lines that are not UTF-8 and replace their text by an escaped copy.
+
+    Only lines with a byte of 0x80 or above can be invalid, so only those are decoded in
+    Python; a bad line's text becomes its bytes with backslash escapes for the bad bytes.
+    """
+    import numpy as np
     import pyarrow as pa
 
-    texts: list[str] = []
-    flags: list[bool] = []
-    bounds = list(offsets)  # type: ignore[call-overload]
-    for start, end in itertools.pairwise(bounds):
-        line = body[start:end]
+    if not isinstance(kept, np.ndarray) or not isinstance(offsets, np.ndarray):
+        raise TypeError("expected numpy arrays")
+    count = len(offsets) - 1
+    high = np.flatnonzero(kept >= 0x80)
+    candidates = np.unique(np.searchsorted(offsets, high, side="right") - 1)
+    ok = np.ones(count, dtype=bool)
+    fixed: dict[int, bytes] = {}
+    for line in candidates.tolist():
+        chunk = kept[offsets[line] : offsets[line + 1]].tobytes()
         try:
-            texts.append(line.decode("utf-8"))
-            flags.append(True)
+            chunk.decode("utf-8")
         except UnicodeDecodeError:
-            texts.append(line.decode("utf-8", errors="backslashreplace"))
-            flags.append(False)
-    return pa.array(texts, pa.large_string()), pa.array(flags, pa.bool_())
+            ok[line] = False
+            fixed[line] = chunk.decode("utf-8", errors="backslashreplace").encode("utf-8")
+    pieces: list[bytes] = []
+    lengths = np.diff(offsets)
+    cursor = 0
+    for line, replacement in sorted(fixed.items()):
+        pieces.append(kept[cursor : offsets[line]].tobytes())
+        pieces.append(replacement)
+        cursor = int(offsets[line + 1])
+        lengths[line] = len(replacement)
+    pieces.append(kept[cursor:].tobytes())
+    new_offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    raw = pa.LargeStringArray.from_buffers(
+        count, pa.py_buffer(new_offsets), pa.py_buffer(b"".join(pieces))
+    )
+    raw.validate(full=True)
+    return raw, pa.array(ok)
 
 
 def _array_chunk(data: bytes) -> LineChunk | None:

@@ -5,7 +5,7 @@ non-blank line, the typed columns, the list of broken rules (`reasons`) and `nee
 
 DuckDB parses JSON numbers into doubles, so the exact text of a decimal is taken from the line
 with a regular expression instead. That is only safe when it provably finds the top-level key;
-where it cannot be sure (backslashes in the line, the key spelled twice, exotic number text) or
+where it cannot be sure (escaped quotes in the line, nested objects, exotic number text) or
 where DuckDB's JSON reader is more lenient than RFC 8259 (NaN, trailing commas, lone
 surrogates, giant exponents), the row is flagged `needs_reference` and the runner hands it to
 the pure-Python reference in `contract.reference`. The fast path never guesses.
@@ -52,12 +52,15 @@ def _json_text(f: FieldSpec) -> str:
     return ident("j_" + f.name)
 
 
+# The first character of a JSON value tells its type; `ascii()` reads it without copying
+# (an IN list here would become a join).
 def _is_string(f: FieldSpec) -> str:
-    return f"(left({_json_text(f)}, 1) = '\"')"
+    return f"(ascii({_json_text(f)}) = 34)"
 
 
 def _is_number(f: FieldSpec) -> str:
-    return f"(left({_json_text(f)}, 1) IN ('-','0','1','2','3','4','5','6','7','8','9'))"
+    j = _json_text(f)
+    return f"(ascii({j}) = 45 OR ascii({j}) BETWEEN 48 AND 57)"
 
 
 def _string_value(f: FieldSpec) -> str:
@@ -79,8 +82,8 @@ class _FieldSql:
         self.f = f
         self.tz = source_tz
         # columns computed stage by stage: a stage may use the columns of the stages before it
-        self.prep: list[list[str]] = [[], [], [], []]
-        self.value = "NULL"  # typed value, in the `final` stage
+        self.prep: list[list[str]] = [[], [], [], [], []]
+        self.value = "NULL"  # typed value of a valid field, in the `final` stage
         self.valid = "TRUE"  # validity of a present value, in the `final` stage
         self.reference_needed = "FALSE"  # fast path cannot be sure, in the `final` stage
         getattr(self, "_" + f.kind.value)()
@@ -110,17 +113,18 @@ class _FieldSql:
         self.valid = (
             f"(regexp_full_match({c}_txt, '[0-9]+') AND TRY_CAST({c}_txt AS BIGINT) >= {lo})"
         )
-        self.value = f"CASE WHEN {self.valid} THEN TRY_CAST({c}_txt AS BIGINT) END"
+        self.value = f"TRY_CAST({c}_txt AS BIGINT)"
         return c
 
     def _decimal(self) -> str:
         c, f = self.col, self.f
         key = json.dumps(f.name)
-        literal = sql_str(key)
         pattern = sql_str(re_escape(key) + r"[ \t\r\n]*:[ \t\r\n]*(" + _NUMBER + ")")
+        # Without an escaped quote every quote delimits a string, so `"price":` is a key; with
+        # no nested object (those rows go to the reference) it is the top-level key, and a
+        # second one would be a duplicate key, which rejects the record anyway.
         exact = (
-            f"CASE WHEN NOT has_backslash "
-            f"AND length(raw) - length(replace(raw, {literal}, '')) = {len(key)} "
+            f"CASE WHEN NOT has_escaped_quote "
             f"THEN nullif(regexp_extract(raw, {pattern}, 1), '') END"
         )
         self.prep[0].append(
@@ -128,8 +132,13 @@ class _FieldSql:
             f"WHEN {_is_number(f)} THEN {exact} END AS {c}_txt"
         )
         self.prep[0].append(f"{_is_number(f)} AS {c}_is_num")
+        int_digits = f.precision - f.scale
+        plain = sql_str(f"-?[0-9]{{1,{int_digits}}}(\\.[0-9]{{1,{f.scale}}})?")
+        self.prep[1].append(f"regexp_full_match({c}_txt, {plain}) AS {c}_plain")
+        # the general form (exponents, trailing zeros, long texts) is rare: parse it only there
         self.prep[1].append(
-            f"regexp_extract({c}_txt, {sql_str(_DECIMAL_PARTS)}, ['i','f','e']) AS {c}_parts"
+            f"CASE WHEN NOT {c}_plain THEN "
+            f"regexp_extract({c}_txt, {sql_str(_DECIMAL_PARTS)}, ['i','f','e']) END AS {c}_parts"
         )
         digits = f"({c}_parts.i || {c}_parts.f)"
         exp = f"TRY_CAST(coalesce(nullif({c}_parts.e, ''), '0') AS INTEGER)"
@@ -139,15 +148,16 @@ class _FieldSql:
         lower = f.exclusive_min if f.exclusive_min is not None else 0
         upper = f.max_value
         exotic = f"(length({c}_txt) > 40 OR length({c}_parts.e) > 3)"
-        self.reference_needed = (
-            f"({c}_is_num AND {c}_txt IS NULL) OR ({c}_parts.i <> '' AND {exotic})"
-        )
+        self.reference_needed = f"({c}_is_num AND {c}_txt IS NULL) OR (NOT {c}_plain AND {c}_parts.i <> '' AND {exotic})"
+        plain_value = f"TRY_CAST({c}_txt AS DECIMAL({f.precision},{f.scale}))"
         self.valid = (
-            f"({c}_parts.i <> '' AND {scale} <= {f.scale} "
-            f"AND {number} > {lower} AND {number} <= {upper})"
+            f"(CASE WHEN {c}_plain THEN {plain_value} > {lower} AND {plain_value} <= {upper} "
+            f"ELSE ({c}_parts.i <> '' AND {scale} <= {f.scale} "
+            f"AND {number} > {lower} AND {number} <= {upper}) END)"
         )
         self.value = (
-            f"CASE WHEN {self.valid} THEN CAST({number} AS DECIMAL({f.precision},{f.scale})) END"
+            f"CASE WHEN {c}_plain THEN {plain_value} "
+            f"ELSE CAST({number} AS DECIMAL({f.precision},{f.scale})) END"
         )
         return c
 
@@ -157,26 +167,32 @@ class _FieldSql:
             f"CASE WHEN {_is_string(f)} THEN {_trimmed(_string_value(f))} "
             f"WHEN {_is_number(f)} THEN {_json_text(f)} END AS {c}_txt"
         )
-        self.prep[1].append(
-            f"regexp_extract({c}_txt, {sql_str(_ISO)}, "
-            f"['y','mo','d','h','mi','s','fr','z']) AS {c}_iso"
+        t = f"{c}_txt"
+        self.prep[1].append(f"regexp_full_match({t}, {sql_str(_ISO)}) AS {c}_iso")
+        # the format is checked, so the parts sit at fixed places: no capture groups needed
+        zone = (
+            f"CASE WHEN right({t}, 1) IN ('Z', 'z') THEN 'Z' "
+            f"WHEN substr({t}, -6, 1) IN ('+', '-') THEN right({t}, 6) ELSE '' END"
         )
-        r = f"{c}_iso"
+        self.prep[2].append(f"CASE WHEN {c}_iso THEN {zone} END AS {c}_zone")
+        frac = (
+            f"CASE WHEN substr({t}, 20, 1) = '.' "
+            f"THEN substr({t}, 21, length({t}) - 20 - length({c}_zone)) ELSE '' END"
+        )
         local = (
-            f"CASE WHEN {r}.y NOT IN ('', '0000') THEN TRY_CAST({r}.y || '-' || {r}.mo || '-' || "
-            f"{r}.d || ' ' || {r}.h || ':' || {r}.mi || ':' || {r}.s || '.' || "
-            f"rpad({r}.fr, 6, '0') AS TIMESTAMP) END"
+            f"CASE WHEN {c}_iso AND left({t}, 4) <> '0000' THEN TRY_CAST(substr({t}, 1, 10) "
+            f"|| ' ' || substr({t}, 12, 8) || '.' || rpad({frac}, 6, '0') AS TIMESTAMP) END"
         )
-        self.prep[2].append(f"{local} AS {c}_local")
+        self.prep[3].append(f"{local} AS {c}_local")
         # year 0000 can still land in year 1 after an offset; the reference decides those
-        self.reference_needed = f"({r}.y = '0000')"
+        self.reference_needed = f"({c}_iso AND left({t}, 4) = '0000')"
+        z = f"{c}_zone"
         offset_minutes = (
-            f"(CASE WHEN left({r}.z, 1) = '-' THEN -1 ELSE 1 END) * "
-            f"(CAST(substr({r}.z, 2, 2) AS INTEGER) * 60 + CAST(substr({r}.z, 5, 2) AS INTEGER))"
+            f"(CASE WHEN left({z}, 1) = '-' THEN -1 ELSE 1 END) * "
+            f"(CAST(substr({z}, 2, 2) AS INTEGER) * 60 + CAST(substr({z}, 5, 2) AS INTEGER))"
         )
         with_zone = (
-            f"CASE WHEN {r}.z IN ('Z', 'z') THEN {c}_local "
-            f"ELSE {c}_local - to_minutes({offset_minutes}) END"
+            f"CASE WHEN {z} = 'Z' THEN {c}_local ELSE {c}_local - to_minutes({offset_minutes}) END"
         )
         naive = _local_to_utc(f"{c}_local", self.tz)
         n = f"TRY_CAST({c}_txt AS BIGINT)"
@@ -185,16 +201,16 @@ class _FieldSql:
             f"CASE WHEN {n} < 100000000000 THEN make_timestamp({n} * 1000000) "
             f"WHEN {n} <= 253402300799999 THEN make_timestamp({n} * 1000) END END"
         )
-        self.prep[3].append(
+        self.prep[4].append(
             f"CASE WHEN {c}_local IS NOT NULL THEN "
-            f"CASE WHEN {r}.z <> '' THEN {with_zone} ELSE {naive} END "
+            f"CASE WHEN {z} <> '' THEN {with_zone} ELSE {naive} END "
             f"ELSE {epoch} END AS {c}_utc"
         )
         self.valid = (
             f"({c}_utc BETWEEN TIMESTAMP '0001-01-01 00:00:00' "
             f"AND TIMESTAMP '9999-12-31 23:59:59.999999')"
         )
-        self.value = f"CASE WHEN {self.valid} THEN {c}_utc END"
+        self.value = f"{c}_utc"
         return c
 
     def _symbol(self) -> str:
@@ -203,7 +219,7 @@ class _FieldSql:
             f"CASE WHEN {_is_string(f)} THEN {_trimmed(_string_value(f))} END AS {c}_txt"
         )
         self.valid = f"regexp_full_match({c}_txt, '[A-Za-z0-9.\\-]{{1,12}}')"
-        self.value = f"CASE WHEN {self.valid} THEN upper({c}_txt) END"
+        self.value = f"upper({c}_txt)"
         return c
 
     def _currency(self) -> str:
@@ -213,10 +229,7 @@ class _FieldSql:
         )
         self.valid = f"regexp_full_match({c}_txt, '[A-Za-z]{{3}}')"
         default = sql_str(f.default) if f.default is not None else "NULL"
-        self.value = (
-            f"CASE WHEN {_json_text(f)} IS NULL THEN {default} "
-            f"WHEN {self.valid} THEN upper({c}_txt) END"
-        )
+        self.value = f"CASE WHEN {_json_text(f)} IS NULL THEN {default} ELSE upper({c}_txt) END"
         return c
 
     def _identifier(self) -> str:
@@ -227,7 +240,7 @@ class _FieldSql:
             f"THEN {_json_text(f)} END AS {c}_txt"
         )
         self.valid = f"({c}_txt <> '')"
-        self.value = f"CASE WHEN {self.valid} THEN {c}_txt END"
+        self.value = f"{c}_txt"
         return c
 
     def _text(self) -> str:
@@ -271,27 +284,38 @@ def compile_contract(spec: DatasetSpec, source_tz: str) -> str:
         f"CAST(nullif(v[{i}], 'null') AS VARCHAR) AS {_json_text(f)}"
         for i, f in enumerate(spec.fields, start=1)
     )
-    known = "[" + ", ".join(sql_str(n) for n in spec.field_names) + "]"
+    # how many contract keys the object names (a key with a null value counts): more keys
+    # than that means unknown fields to rescue
+    known_present = " + ".join(
+        f"(v[{i}] IS NOT NULL)::INTEGER" for i in range(1, len(spec.fields) + 1)
+    )
     patch = json.dumps({n: None for n in spec.field_names})
     stages = []
     previous = "fields"
-    for level in range(4):
+    for level in range(5):
         cols = [col for fs in fields for col in fs.prep[level]]
         if cols:
             body = ",\n      ".join(cols)
             stages.append(f"prep{level} AS (\n  SELECT *,\n      {body}\n  FROM {previous}\n)")
             previous = f"prep{level}"
     prep_ctes = ", ".join(stages)
-    field_reasons = "[" + ", ".join(fs.reason() for fs in fields) + "]"
+    field_checks = ",\n      ".join(f"{fs.reason()} AS {ident('r_' + fs.f.name)}" for fs in fields)
+    reason_cols = [ident("r_" + fs.f.name) for fs in fields]
+    all_valid = " AND ".join(f"{r} IS NULL" for r in reason_cols)
     reasons = (
         f"CASE WHEN NOT utf8_ok THEN [{sql_str(INVALID_UTF8)}] "
         f"WHEN NOT is_json THEN [{sql_str(INVALID_JSON)}] "
         f"WHEN NOT is_object THEN [{sql_str(NOT_AN_OBJECT)}] "
-        f"WHEN len(keys) <> len(list_distinct(keys)) THEN [{sql_str(DUPLICATE_KEY)}] "
-        f"ELSE list_filter({field_reasons}, lambda x: x IS NOT NULL) END"
+        f"WHEN duplicate_key THEN [{sql_str(DUPLICATE_KEY)}] "
+        f"WHEN {all_valid} THEN []::VARCHAR[] "
+        f"ELSE list_filter([{', '.join(reason_cols)}], lambda x: x IS NOT NULL) END"
     )
     needs_reference = " OR ".join(f"coalesce({fs.reference_needed}, FALSE)" for fs in fields)
-    typed = ",\n      ".join(f"{fs.value} AS {ident(fs.f.silver_name)}" for fs in fields)
+    typed = ",\n      ".join(
+        f"CASE WHEN record_ok AND {ident('r_' + fs.f.name)} IS NULL THEN {fs.value} END "
+        f"AS {ident(fs.f.silver_name)}"
+        for fs in fields
+    )
     return f"""
 WITH rec AS (
   SELECT file_ordinal, line_number, raw, utf8_ok FROM lines
@@ -299,9 +323,8 @@ WITH rec AS (
 ), parsed AS (
   SELECT *,
     utf8_ok AND json_valid(raw) AS is_json,
-    utf8_ok AND (regexp_matches(raw, {sql_str(_LENIENT_RISK)})
-      OR regexp_matches(raw, '[{{][^{{]*[{{]')) AS lenient_risk,
-    contains(raw, chr(92)) AS has_backslash
+    utf8_ok AND regexp_matches(raw, {sql_str(_LENIENT_RISK + "|[{][^{]*[{]")}) AS lenient_risk,
+    contains(raw, chr(92) || '"') AS has_escaped_quote
   FROM rec
 ), objects AS (
   SELECT *,
@@ -314,15 +337,25 @@ WITH rec AS (
   FROM objects
 ), fields AS (
   SELECT *,
+      -- a repeated contract key also makes the key list longer than the keys found, so the
+      -- costly distinct count is only needed for the few objects with extra keys
+      is_object AND len(keys) > {known_present}
+        AND len(keys) <> len(list_distinct(keys)) AS duplicate_key,
+      is_object AND len(keys) > {known_present} AS has_unknown,
       {values}
   FROM extracted
-), {prep_ctes}
+), {prep_ctes}, checked AS (
+  SELECT *,
+      is_object AND NOT duplicate_key AS record_ok,
+      {field_checks}
+  FROM {previous}
+)
 SELECT
   file_ordinal, line_number, raw,
   lenient_risk OR (is_object AND ({needs_reference})) AS needs_reference,
   {reasons} AS reasons,
       {typed},
-  CASE WHEN is_object AND len(list_filter(keys, lambda k: NOT list_contains({known}, k))) > 0
-       THEN json_merge_patch(raw, {sql_str(patch)}) END AS _rescued
-FROM {previous}
+  CASE WHEN record_ok AND has_unknown THEN json_merge_patch(raw, {sql_str(patch)}) END
+    AS _rescued
+FROM checked
 """

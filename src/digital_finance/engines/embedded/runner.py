@@ -24,7 +24,6 @@ from digital_finance.definition.expectations import Action
 from digital_finance.definition.pipeline import Pipeline
 from digital_finance.definition.steps import (
     ApplyContract,
-    CheckExpectations,
     JoinGold,
     LandBronze,
     MergeSilver,
@@ -132,12 +131,17 @@ class EmbeddedRunner:
         self.progress.stage(f"batch {batch.batch_id}: reading {len(batch.files)} file(s)")
         self.progress.start_bytes(total)
         for name, dataset in staged.items():
+            clock = time.perf_counter()
             for pf in batch.files_of(name):
                 dataset.load(pf.ordinal, pf.file, lambda n: None)
                 self.progress.advance_bytes(pf.file.size)
             report.reference_rows += dataset.resolve_with_reference()
             report.records[name] = dataset.records()
-            for count in dataset.rule_counts():
+            report.timings[f"contract_{name}"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            counts = dataset.rule_counts()
+            report.timings[f"expectations_{name}"] = time.perf_counter() - clock
+            for count in counts:
                 report.rules.append(
                     RuleFailures(name, count.rule, count.action.value, count.failures)
                 )
@@ -164,6 +168,7 @@ class EmbeddedRunner:
 
         for step in self.pipeline.steps:
             crash_point(f"before_{step.step_id}")
+            clock = time.perf_counter()
             if isinstance(step, LandBronze):
                 self.progress.stage(f"writing {step.table}")
                 ds = staged[step.dataset]
@@ -211,6 +216,7 @@ class EmbeddedRunner:
                         orphans,
                     )
                 )
-            elif isinstance(step, CheckExpectations):
-                continue  # evaluated while staging, before anything was committed
+            else:
+                continue  # the other steps ran while staging, before anything was committed
+            report.timings[step.step_id] = time.perf_counter() - clock
         crash_point("before_run_log")

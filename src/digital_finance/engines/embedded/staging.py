@@ -24,6 +24,7 @@ from digital_finance.sources.discovery import InputFile
 from digital_finance.sources.file_reader import read_chunks
 
 OUTPUT_BATCH_ROWS = 256 * 1024
+SCAN_BATCH_ROWS = 16 * 1024
 
 
 class ExpectationError(Exception):
@@ -115,9 +116,11 @@ class StagedDataset:
         """Parse one file into the staging table."""
         self.con.execute(f"INSERT INTO {self.files} VALUES (?, ?)", [ordinal, file.path])
         for chunk in read_chunks(file.path):
-            lines = chunk.table.append_column(
+            table = chunk.table.append_column(
                 "file_ordinal", pa.array([ordinal] * chunk.num_rows, pa.int32())
             )
+            # DuckDB scans an Arrow table one record batch per thread: hand it many
+            lines = pa.Table.from_batches(table.combine_chunks().to_batches(SCAN_BATCH_ROWS))
             self.con.register("lines", lines)
             self.con.execute(f"INSERT INTO {self.parsed} {self._sql}")
             self.con.unregister("lines")
