@@ -148,7 +148,10 @@ class _FieldSql:
         lower = f.exclusive_min if f.exclusive_min is not None else 0
         upper = f.max_value
         exotic = f"(length({c}_txt) > 40 OR length({c}_parts.e) > 3)"
-        self.reference_needed = f"({c}_is_num AND {c}_txt IS NULL) OR (NOT {c}_plain AND {c}_parts.i <> '' AND {exotic})"
+        self.reference_needed = (
+            f"({c}_is_num AND {c}_txt IS NULL) "
+            f"OR (NOT {c}_plain AND {c}_parts.i <> '' AND {exotic})"
+        )
         plain_value = f"TRY_CAST({c}_txt AS DECIMAL({f.precision},{f.scale}))"
         self.valid = (
             f"(CASE WHEN {c}_plain THEN {plain_value} > {lower} AND {plain_value} <= {upper} "
