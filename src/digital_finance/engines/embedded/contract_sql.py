@@ -160,7 +160,7 @@ class _FieldSql:
         )
         self.value = (
             f"CASE WHEN {c}_plain THEN {plain_value} "
-            f"ELSE CAST({number} AS DECIMAL({f.precision},{f.scale})) END"
+            f"ELSE TRY_CAST({number} AS DECIMAL({f.precision},{f.scale})) END"
         )
         return c
 

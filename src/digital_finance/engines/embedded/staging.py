@@ -23,7 +23,6 @@ from digital_finance.engines.embedded.contract_sql import compile_contract, iden
 from digital_finance.sources.discovery import InputFile
 from digital_finance.sources.file_reader import read_chunks
 
-OUTPUT_BATCH_ROWS = 256 * 1024
 SCAN_BATCH_ROWS = 16 * 1024
 
 
@@ -209,26 +208,22 @@ class StagedDataset:
         names = [e.name for e in self.user_rules if e.action is Action.QUARANTINE]
         return "[" + ", ".join(sql_str(n) for n in names) + "]::VARCHAR[]"
 
-    def _stream(self, sql: str) -> pa.RecordBatchReader:
-        return self.con.cursor().sql(sql).to_arrow_reader(OUTPUT_BATCH_ROWS)
-
-    def bronze(self, batch_id: int, run_id: str, ingested_at: str) -> pa.RecordBatchReader:
-        """Every staged record as received, with its origin."""
-        return self._stream(
+    def bronze(self, batch_id: int, run_id: str, ingested_at: str) -> str:
+        """SQL of every staged record as received, with its origin."""
+        return (
             f"SELECT p.raw AS record, 'file' AS source, f.source_file, p.line_number, "
             f"{batch_id}::BIGINT AS _batch_id, {sql_str(run_id)} AS _run_id, "
             f"{sql_str(ingested_at)}::TIMESTAMPTZ AS _ingested_at "
-            f"FROM {self.parsed} p JOIN {self.files} f USING (file_ordinal) "
-            f"ORDER BY p.file_ordinal, p.line_number"
+            f"FROM {self.parsed} p JOIN {self.files} f USING (file_ordinal)"
         )
 
     def quarantine(
         self, batch_id: int, run_id: str, ingested_at: str, contract_step: str, rules_step: str
-    ) -> pa.RecordBatchReader:
-        """Records that broke the contract or a quarantine expectation."""
+    ) -> str:
+        """SQL of the records that broke the contract or a quarantine expectation."""
         q = self._quarantine_rules()
         user_failed = f"list_intersect(failed_rules, {q})"
-        return self._stream(
+        return (
             f"SELECT f.source_file, p.line_number, "
             f"CASE WHEN len(reasons) > 0 THEN reasons[1] ELSE {user_failed}[1] END AS reason, "
             f"CASE WHEN len(reasons) > 0 THEN reasons ELSE {user_failed} END AS reasons, "
@@ -237,18 +232,12 @@ class StagedDataset:
             f"{batch_id}::BIGINT AS _batch_id, {sql_str(run_id)} AS _run_id, "
             f"{sql_str(ingested_at)}::TIMESTAMPTZ AS _quarantined_at "
             f"FROM {self.checked} p JOIN {self.files} f USING (file_ordinal) "
-            f"WHERE len(reasons) > 0 OR len({user_failed}) > 0 "
-            f"ORDER BY p.file_ordinal, p.line_number"
+            f"WHERE len(reasons) > 0 OR len({user_failed}) > 0"
         )
 
-    def quarantined(self) -> int:
-        """How many records go to quarantine."""
-        q = self._quarantine_rules()
-        row = self.con.execute(
-            f"SELECT count(*) FROM {self.checked} "
-            f"WHERE len(reasons) > 0 OR len(list_intersect(failed_rules, {q})) > 0"
-        ).fetchall()
-        return int(row[0][0])
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own to the staged batch, for one output query."""
+        return self.con.cursor()
 
     def latest(self, batch_id: int, ingested_at: str, key: tuple[str, ...], event_time: str) -> str:
         """SQL of the batch's silver candidates, one per key (latest, then received last)."""
@@ -271,9 +260,3 @@ class StagedDataset:
             f"QUALIFY row_number() OVER (PARTITION BY {keys} "
             f"ORDER BY {ident(event_time)} DESC, p.file_ordinal DESC, line_number DESC) = 1"
         )
-
-    def silver(
-        self, batch_id: int, ingested_at: str, key: tuple[str, ...], event_time: str
-    ) -> pa.RecordBatchReader:
-        """The batch's latest record per key, typed, with lineage columns."""
-        return self._stream(self.latest(batch_id, ingested_at, key, event_time))
