@@ -35,17 +35,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-STOCK_FIELDS = (
-    "stock_id",
-    "company_id",
-    "symbol",
-    "price",
-    "volume",
-    "exchange",
-    "currency",
-    "timestamp",
-)
-FUND_FIELDS = ("fund_id", "fund_name", "company_id", "holding_weight", "nav", "as_of")
+from digital_finance.contract.schemas import FUNDS, STOCKS
+
+# the columns schema inference would find in the generated input
+STOCK_FIELDS = STOCKS.field_names
+FUND_FIELDS = FUNDS.field_names
 
 
 def _strings(names: tuple[str, ...]) -> StructType:

@@ -26,6 +26,9 @@ from datetime import date
 from pathlib import Path
 from typing import ClassVar, Final, Generic, TypeVar
 
+from digital_finance.contract.schemas import FUNDS as FUNDS_SPEC
+from digital_finance.contract.schemas import STOCKS as STOCKS_SPEC
+
 STOCKS: Final = "stocks"
 MUTUAL_FUNDS: Final = "mutual_funds"
 
@@ -697,19 +700,8 @@ class _Maker(Generic[_K]):
 
 
 class _Stocks(_Maker[_StockKey]):
-    fields: ClassVar[tuple[str, ...]] = (
-        "stock_id",
-        "company_id",
-        "symbol",
-        "price",
-        "volume",
-        "exchange",
-        "currency",
-        "timestamp",
-    )
-    required: ClassVar[frozenset[str]] = frozenset(
-        {"stock_id", "company_id", "symbol", "price", "timestamp"}
-    )
+    fields: ClassVar[tuple[str, ...]] = STOCKS_SPEC.field_names
+    required: ClassVar[frozenset[str]] = frozenset(f.name for f in STOCKS_SPEC.fields if f.required)
     bad_values: ClassVar[dict[str, tuple[str, ...]]] = {
         "stock_id": _BAD_INTEGERS,
         "company_id": _BAD_INTEGERS,
@@ -850,17 +842,8 @@ class _Stocks(_Maker[_StockKey]):
 
 
 class _Funds(_Maker[_FundKey]):
-    fields: ClassVar[tuple[str, ...]] = (
-        "fund_id",
-        "fund_name",
-        "company_id",
-        "holding_weight",
-        "nav",
-        "as_of",
-    )
-    required: ClassVar[frozenset[str]] = frozenset(
-        {"fund_id", "company_id", "holding_weight", "nav", "as_of"}
-    )
+    fields: ClassVar[tuple[str, ...]] = FUNDS_SPEC.field_names
+    required: ClassVar[frozenset[str]] = frozenset(f.name for f in FUNDS_SPEC.fields if f.required)
     bad_values: ClassVar[dict[str, tuple[str, ...]]] = {
         "fund_id": ('""', '"   "', "true", "12.5", '["VFIAX"]', '{"id": "VFIAX"}', "1e3", "12.0"),
         "fund_name": ("42", "true", '["Growth Fund"]', '{"en": "Growth Fund"}'),
