@@ -37,8 +37,7 @@ def rebuild(root: Path, step: JoinGold, batch_id: int) -> tuple[int, int]:
         ).fetchall()
         orphans = int(row[0])
         reader = con.sql(
-            f"SELECT {select}, {batch_id}::BIGINT AS _batch_id FROM h JOIN s ON h.{on} = s.{on} "
-            f"ORDER BY h.fund_id, h.company_id, s.stock_id"
+            f"SELECT {select}, {batch_id}::BIGINT AS _batch_id FROM h JOIN s ON h.{on} = s.{on}"
         ).to_arrow_reader(256 * 1024)
         data, counter = delta_io.counted(reader)
         written = delta_io.overwrite(root, step.table, data, batch_id)
