@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from digital_finance.contract.schemas import DATASETS, FUNDS, STOCKS
 from digital_finance.definition.expectations import Action, Expectation
@@ -34,6 +35,7 @@ GOLD_COLUMNS = (
 )
 
 REFERENTIAL_INTEGRITY = "holding_has_stock"
+StepT = TypeVar("StepT", bound=Step)
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class Pipeline:
     expectations: tuple[Expectation, ...]
     source_tz: str
 
-    def steps_of(self, kind: type[Step]) -> list[Step]:
+    def steps_of(self, kind: type[StepT]) -> list[StepT]:
         """The steps of one type, in order."""
         return [s for s in self.steps if isinstance(s, kind)]
 

@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     import pyarrow as pa
+
+    Offsets = npt.NDArray[np.int64]
+    Bytes = npt.NDArray[np.uint8]
 
 BLOCK_BYTES = 32 * 1024 * 1024
 _BOM = b"\xef\xbb\xbf"
@@ -112,7 +117,7 @@ def _ndjson_chunks(blocks: Iterator[bytes]) -> Iterator[LineChunk]:
         yield _chunk_from_lines(body, ends, next_line)
 
 
-def _chunk_from_lines(body: bytes, ends: object, first_line: int) -> LineChunk:
+def _chunk_from_lines(body: bytes, ends: Offsets, first_line: int) -> LineChunk:
     """Build the chunk table from a block that ends in a newline.
 
     The line ends (`\\n`, and a `\\r` right before it) are dropped by one vectorised copy of
@@ -121,8 +126,6 @@ def _chunk_from_lines(body: bytes, ends: object, first_line: int) -> LineChunk:
     import numpy as np
     import pyarrow as pa
 
-    if not isinstance(ends, np.ndarray):
-        raise TypeError("line ends must be a numpy array")
     data = np.frombuffer(body, dtype=np.uint8)
     count = len(ends)
     starts = np.empty(count, dtype=np.int64)
@@ -148,7 +151,7 @@ def _chunk_from_lines(body: bytes, ends: object, first_line: int) -> LineChunk:
     return LineChunk(pa.table({"line_number": numbers, "raw": raw, "utf8_ok": utf8_ok}), len(body))
 
 
-def _repair_utf8(kept: object, offsets: object) -> tuple[pa.Array, pa.Array]:
+def _repair_utf8(kept: Bytes, offsets: Offsets) -> tuple[pa.Array, pa.Array]:
     """Find the lines that are not UTF-8 and replace their text by an escaped copy.
 
     Only lines with a byte of 0x80 or above can be invalid, so only those are decoded in
@@ -157,8 +160,6 @@ def _repair_utf8(kept: object, offsets: object) -> tuple[pa.Array, pa.Array]:
     import numpy as np
     import pyarrow as pa
 
-    if not isinstance(kept, np.ndarray) or not isinstance(offsets, np.ndarray):
-        raise TypeError("expected numpy arrays")
     count = len(offsets) - 1
     high = np.flatnonzero(kept >= 0x80)
     candidates = np.unique(np.searchsorted(offsets, high, side="right") - 1)

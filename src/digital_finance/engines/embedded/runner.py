@@ -122,7 +122,6 @@ class EmbeddedRunner:
     ) -> dict[str, StagedDataset]:
         staged: dict[str, StagedDataset] = {}
         for step in self.pipeline.steps_of(ApplyContract):
-            assert isinstance(step, ApplyContract)
             name = step.spec.name
             staged[name] = StagedDataset(
                 con, step.spec, step.source_tz, self.pipeline.expectations_for(name)
