@@ -240,33 +240,23 @@ class StagedDataset:
         return self.con.cursor()
 
     def latest(self, batch_id: int, ingested_at: str, key: tuple[str, ...], event_time: str) -> str:
-        """SQL of the batch's silver candidates, one per key (latest, then received last).
-
-        `arg_max` over (event time, file, line) is a hash aggregate; it is about 40% cheaper
-        than a window with `row_number()` and just as exact, as (file, line) is unique.
-        """
+        """SQL of the batch's silver candidates, one per key (latest, then received last)."""
         q = self._quarantine_rules()
-        columns = [
+        typed = ", ".join(
             (
-                f"{ident(f.silver_name)}::TIMESTAMPTZ"
+                f"{ident(f.silver_name)}::TIMESTAMPTZ AS {ident(f.silver_name)}"
                 if f.kind is FieldKind.EVENT_TIME
-                else ident(f.silver_name),
-                f.silver_name,
+                else ident(f.silver_name)
             )
             for f in self.spec.fields
-        ]
-        columns += [
-            ("_rescued", "_rescued"),
-            ("f.source_file", "_source_file"),
-            ("line_number", "_line_number"),
-            (f"{batch_id}::BIGINT", "_batch_id"),
-            (f"{sql_str(ingested_at)}::TIMESTAMPTZ", "_ingested_at"),
-        ]
-        row = "struct_pack(" + ", ".join(f"{ident(name)} := {expr}" for expr, name in columns) + ")"
+        )
         keys = ", ".join(ident(k) for k in key)
         return (
-            f"SELECT unnest(arg_max({row}, ({ident(event_time)}, p.file_ordinal, line_number))) "
+            f"SELECT {typed}, _rescued, f.source_file AS _source_file, "
+            f"line_number AS _line_number, {batch_id}::BIGINT AS _batch_id, "
+            f"{sql_str(ingested_at)}::TIMESTAMPTZ AS _ingested_at "
             f"FROM {self.checked} p JOIN {self.files} f USING (file_ordinal) "
             f"WHERE len(reasons) = 0 AND len(list_intersect(failed_rules, {q})) = 0 "
-            f"GROUP BY {keys}"
+            f"QUALIFY row_number() OVER (PARTITION BY {keys} "
+            f"ORDER BY {ident(event_time)} DESC, p.file_ordinal DESC, line_number DESC) = 1"
         )
