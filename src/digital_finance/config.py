@@ -14,6 +14,7 @@ invalid_price = "fail"
 
 [engine]
 memory_limit = "1GB"
+silver_write = "auto"      # auto | merge | rebuild (see engines/embedded/silver_merge.py)
 ```
 """
 
@@ -41,6 +42,7 @@ class RunConfig:
     rule_actions: dict[str, Action] = field(default_factory=dict)
     memory_limit: str = "1GB"
     threads: int | None = None
+    silver_write: str = "auto"
 
 
 def check_timezone(name: str) -> str:
@@ -94,10 +96,16 @@ def load_config(path: Path | None, source_tz: str | None = None) -> RunConfig:
     engine = dict(data.get("engine", {}))
     tz = check_timezone(source_tz or str(data.get("source_tz", "UTC")))
     threads = engine.get("threads")
+    silver_write = str(engine.get("silver_write", "auto"))
+    if silver_write not in ("auto", "merge", "rebuild"):
+        raise ConfigError(
+            f"[engine] silver_write must be auto, merge or rebuild, not {silver_write!r}"
+        )
     return RunConfig(
         source_tz=tz,
         expectations=tuple(expectations),
         rule_actions=rules,
         memory_limit=str(engine.get("memory_limit", "1GB")),
         threads=int(threads) if threads is not None else None,
+        silver_write=silver_write,
     )

@@ -66,7 +66,11 @@ def run_pipeline(
     from digital_finance.engines.embedded.staging import ExpectationError
 
     started = time.perf_counter()
-    options = EmbeddedOptions(memory_limit=config.memory_limit, threads=config.threads)
+    options = EmbeddedOptions(
+        memory_limit=config.memory_limit,
+        threads=config.threads,
+        silver_write=config.silver_write,  # type: ignore[arg-type]  # checked by load_config
+    )
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
@@ -36,7 +36,6 @@ WRITER = WriterProperties(
     compression="ZSTD", compression_level=1, max_row_group_size=ROW_GROUP_ROWS
 )
 TARGET_FILE_BYTES = 64 * 1024 * 1024
-OUTPUT_BATCH_ROWS = 128 * 1024
 
 
 class RowCounter:
@@ -78,7 +77,7 @@ def committed_batch(root: Path, table: str) -> int:
     return dt.transaction_version(APP_ID) or 0
 
 
-def _commit(batch_id: int, metadata: dict[str, Any] | None = None) -> CommitProperties:
+def commit_properties(batch_id: int, metadata: dict[str, Any] | None = None) -> CommitProperties:
     return CommitProperties(
         app_transactions=[Transaction(APP_ID, batch_id)],
         custom_metadata={"digital_finance.batch_id": str(batch_id), **(metadata or {})},
@@ -96,7 +95,7 @@ def append(root: Path, table: str, data: pa.RecordBatchReader, batch_id: int) ->
         schema_mode="merge",
         writer_properties=WRITER,
         target_file_size=TARGET_FILE_BYTES,
-        commit_properties=_commit(batch_id),
+        commit_properties=commit_properties(batch_id),
     )
     return True
 
@@ -104,7 +103,21 @@ def append(root: Path, table: str, data: pa.RecordBatchReader, batch_id: int) ->
 def append_query(
     root: Path, table: str, con: duckdb.DuckDBPyConnection, sql: str, batch_id: int
 ) -> int | None:
-    """Append a DuckDB query's rows as batch `batch_id`; rows written, or None when done before.
+    """Append a DuckDB query's rows as batch `batch_id`; rows written, or None when done before."""
+    if committed_batch(root, table) >= batch_id:
+        return None
+    return write_query(root, table, con, sql, batch_id, "append")
+
+
+def write_query(
+    root: Path,
+    table: str,
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    batch_id: int,
+    mode: Literal["append", "overwrite"],
+) -> int:
+    """Write a DuckDB query's rows to `table` in one commit tagged with `batch_id`.
 
     DuckDB writes the Parquet files itself (streaming, in parallel, within its memory limit)
     and `deltalake` commits them in one transaction. Streaming the rows into `write_deltalake`
@@ -112,8 +125,6 @@ def append_query(
     records. A crash between the files and the commit leaves files no version refers to:
     invisible to readers, removed by VACUUM.
     """
-    if committed_batch(root, table) >= batch_id:
-        return None
     folder = root / table
     folder.mkdir(parents=True, exist_ok=True)
     schema = con.sql(f"SELECT * FROM ({sql}) LIMIT 0").to_arrow_table().schema
@@ -141,15 +152,15 @@ def append_query(
     delta_schema = Schema.from_arrow(_utc_timestamps(schema))
     if dt is None:
         create_table_with_add_actions(
-            _uri(root, table), delta_schema, actions, mode="append",
-            commit_properties=_commit(batch_id),
+            _uri(root, table), delta_schema, actions, mode=mode,
+            commit_properties=commit_properties(batch_id),
         )  # fmt: skip
     else:
         dt.create_write_transaction(
             list[AddAction | RemoveAction](actions),
-            mode="append",
+            mode=mode,
             schema=delta_schema,
-            commit_properties=_commit(batch_id),
+            commit_properties=commit_properties(batch_id),
         )
     return rows
 
@@ -176,51 +187,17 @@ def overwrite(root: Path, table: str, data: pa.RecordBatchReader, batch_id: int)
         schema_mode="overwrite",
         writer_properties=WRITER,
         target_file_size=TARGET_FILE_BYTES,
-        commit_properties=_commit(batch_id),
+        commit_properties=commit_properties(batch_id),
     )
     return True
 
 
-def merge_latest(
-    root: Path,
-    table: str,
-    con: duckdb.DuckDBPyConnection,
-    sql: str,
-    batch_id: int,
-    key: tuple[str, ...],
-    event_time: str,
-) -> int | None:
-    """MERGE a de-duplicated batch into silver: per key, the latest event wins.
-
-    On equal event times the later batch wins, because it was received later. A new table is
-    simply written, which is also what makes the first run as fast as a plain write. Returns
-    the batch's rows offered to silver, or None when the table already has the batch.
-    """
-    dt = open_table(root, table)
-    if dt is None:
-        return append_query(root, table, con, sql, batch_id)
-    if (dt.transaction_version(APP_ID) or 0) >= batch_id:
-        return None
-    data, counter = counted(con.sql(sql).to_arrow_reader(OUTPUT_BATCH_ROWS))
-    on = " AND ".join(f"t.{k} = s.{k}" for k in key)
-    newer = (
-        f"s.{event_time} > t.{event_time} OR "
-        f"(s.{event_time} = t.{event_time} AND s._batch_id > t._batch_id)"
-    )
-    (
-        dt.merge(
-            data,
-            predicate=on,
-            source_alias="s",
-            target_alias="t",
-            writer_properties=WRITER,
-            commit_properties=_commit(batch_id),
-        )
-        .when_matched_update_all(predicate=newer)
-        .when_not_matched_insert_all()
-        .execute()
-    )
-    return counter.rows
+def table_rows(dt: DeltaTable) -> int:
+    """Rows of a table, from the file statistics in its log."""
+    actions = dt.get_add_actions(flatten=True)
+    if not len(actions):
+        return 0
+    return int(sum(v or 0 for v in actions.column("num_records").to_pylist()))
 
 
 def read_table(root: Path, table: str) -> pa.Table | None:

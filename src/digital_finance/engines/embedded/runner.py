@@ -11,6 +11,7 @@ Order of a batch, and why:
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import uuid
@@ -30,7 +31,7 @@ from digital_finance.definition.steps import (
     Step,
     WriteQuarantine,
 )
-from digital_finance.engines.embedded import delta_io, gold, system_tables
+from digital_finance.engines.embedded import delta_io, gold, silver_merge, system_tables
 from digital_finance.engines.embedded.staging import StagedDataset, connect
 from digital_finance.runs.failpoints import crash_point
 from digital_finance.runs.plan import Batch, plan_run
@@ -54,6 +55,7 @@ class EmbeddedOptions:
 
     memory_limit: str = "1GB"
     threads: int | None = None
+    silver_write: silver_merge.Strategy = "auto"
 
 
 class EmbeddedRunner:
@@ -104,7 +106,9 @@ class EmbeddedRunner:
             report.error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            con.close()
+            # a write that failed mid-stream leaves a cursor busy; its own error is raised
+            with contextlib.suppress(duckdb.Error):
+                con.close()
             shutil.rmtree(temp, ignore_errors=True)
             report.seconds = time.perf_counter() - clock
             if report.status == "succeeded" or report.error:
@@ -187,8 +191,16 @@ class EmbeddedRunner:
             elif isinstance(step, MergeSilver):
                 ds = staged[step.dataset]
                 sql = ds.latest(batch_id, now, step.key, step.event_time)
-                rows = delta_io.merge_latest(
-                    self.root, step.table, ds.cursor(), sql, batch_id, step.key, step.event_time
+                rows = silver_merge.merge_latest(
+                    self.root,
+                    step.table,
+                    ds.cursor(),
+                    sql,
+                    batch_id,
+                    step.key,
+                    step.event_time,
+                    batch_rows=ds.valid_records(),
+                    strategy=self.options.silver_write,
                 )
                 record(step.table, rows is not None, rows or 0)
             elif isinstance(step, JoinGold):

@@ -198,6 +198,15 @@ class StagedDataset:
             counts.append(RuleCount(self.spec.name, e.name, e.action, int(user.get(e.name, 0))))
         return counts
 
+    def valid_records(self) -> int:
+        """Records that passed the contract: an upper bound of the batch's silver candidates."""
+        row = (
+            self.con.cursor()
+            .execute(f"SELECT count(*) FROM {self.parsed} WHERE len(reasons) = 0")
+            .fetchall()
+        )
+        return int(row[0][0])
+
     def records(self) -> int:
         """Non-blank records staged."""
         row = self.con.execute(f"SELECT count(*) FROM {self.parsed}").fetchall()
