@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -133,22 +134,12 @@ def _compare(spec: DatasetSpec, raws: list[str], tz: str) -> int:
 ZONES = ["UTC", "America/New_York", "Europe/London", "Asia/Kolkata", "Australia/Lord_Howe"]
 
 
+@pytest.mark.parametrize("spec", [STOCKS, FUNDS], ids=lambda s: s.name)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    raws=st.lists(lines_for(STOCKS), min_size=1, max_size=60),
-    tz=st.sampled_from(ZONES),
-)
-def test_stocks_engine_matches_reference(raws: list[str], tz: str) -> None:
-    _compare(STOCKS, raws, tz)
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    raws=st.lists(lines_for(FUNDS), min_size=1, max_size=60),
-    tz=st.sampled_from(ZONES),
-)
-def test_funds_engine_matches_reference(raws: list[str], tz: str) -> None:
-    _compare(FUNDS, raws, tz)
+@given(data=st.data(), tz=st.sampled_from(ZONES))
+def test_engine_matches_reference(spec: DatasetSpec, data: st.DataObject, tz: str) -> None:
+    raws = data.draw(st.lists(lines_for(spec), min_size=1, max_size=60))
+    _compare(spec, raws, tz)
 
 
 def test_every_trap_value_once_per_zone() -> None:
