@@ -18,7 +18,7 @@ app = typer.Typer(
 )
 
 OutputOpt = Annotated[
-    Path, typer.Option("--output", "-o", help="Root folder of the lakehouse tables.")
+    Path, typer.Option("--output", "-o", metavar="DIR", help="Root folder of the lakehouse tables.")
 ]
 
 
@@ -26,30 +26,42 @@ OutputOpt = Annotated[
 def run(
     stocks: Annotated[
         list[str] | None,
-        typer.Option("--stocks", help="Stock records: a file, a folder or a glob. Repeatable."),
+        typer.Option(
+            "--stocks",
+            metavar="PATH",
+            help="Stock records: a file, a folder or a glob. Repeatable.",
+        ),
     ] = None,
     funds: Annotated[
         list[str] | None,
-        typer.Option("--funds", help="Mutual fund holdings: a file, folder or glob. Repeatable."),
+        typer.Option(
+            "--funds", metavar="PATH", help="Fund holdings: a file, a folder or a glob. Repeatable."
+        ),
     ] = None,
     output: OutputOpt = Path("lakehouse"),
     fmt: Annotated[
         str,
         typer.Option(
             "--format",
-            help="delta (always written), or also export silver and gold as parquet|csv.",
+            metavar="delta|parquet|csv",
+            help="Tables are always Delta; parquet or csv also exports silver and gold.",
         ),
     ] = "delta",
     source_tz: Annotated[
         str | None,
         typer.Option(
-            "--source-tz", help="Time zone of timestamps without an offset [default: UTC]."
+            "--source-tz",
+            metavar="ZONE",
+            help="IANA time zone of timestamps without an offset (default: UTC).",
         ),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option("--config", help="TOML file with expectations and settings.")
+        Path | None,
+        typer.Option("--config", metavar="FILE", help="TOML file with expectations and settings."),
     ] = None,
-    engine: Annotated[str, typer.Option("--engine", help="embedded (default).")] = "embedded",
+    engine: Annotated[
+        str, typer.Option("--engine", metavar="NAME", help="The engine that runs the pipeline.")
+    ] = "embedded",
 ) -> None:
     """Ingest new input files into bronze, quarantine, silver and gold.
 
@@ -68,10 +80,18 @@ def run(
 
 @app.command()
 def generate(
-    out: Annotated[Path, typer.Option("--out", help="Folder to write the data into.")],
-    stocks: Annotated[int, typer.Option("--stocks", help="Stock records to write.")] = 100_000,
-    funds: Annotated[int, typer.Option("--funds", help="Fund holding records to write.")] = 10_000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 42,
+    out: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Folder to write the data into.")
+    ],
+    stocks: Annotated[
+        int, typer.Option("--stocks", metavar="N", help="Stock records to write.")
+    ] = 100_000,
+    funds: Annotated[
+        int, typer.Option("--funds", metavar="M", help="Fund holding records to write.")
+    ] = 10_000,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="S", help="Random seed (same seed, same files).")
+    ] = 42,
 ) -> None:
     """Write realistic synthetic data: every accepted form, duplicates, late updates, bad lines."""
     from digital_finance.cli.generate_command import generate_data
@@ -90,16 +110,23 @@ def tables(output: OutputOpt = Path("lakehouse")) -> None:
 @app.command()
 def query(
     sql: Annotated[
-        str, typer.Argument(help='SQL over the tables, e.g. "SELECT * FROM silver.stocks".')
+        str,
+        typer.Argument(
+            metavar="SQL", help='SQL over the tables, e.g. "SELECT * FROM silver.stocks".'
+        ),
     ],
     output: OutputOpt = Path("lakehouse"),
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write the result to a .csv or .parquet file.")
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Write the result to a .csv or .parquet file."),
     ] = None,
     as_of: Annotated[
-        int | None, typer.Option("--as-of", help="Read every table at this Delta version.")
+        int | None,
+        typer.Option("--as-of", metavar="VERSION", help="Read every table at this Delta version."),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Rows to print (not for --out).")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", metavar="N", help="Rows to print (not for --out).")
+    ] = 50,
 ) -> None:
     """Run SQL over the lakehouse (tables appear as bronze.stocks, silver.stocks, gold.…)."""
     from digital_finance.cli.query_command import run_query
