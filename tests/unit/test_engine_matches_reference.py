@@ -90,7 +90,7 @@ def _engine(
         path.write_text("\n".join(raws) + "\n", encoding="utf-8")
         con = connect(Path(tmp) / "spill", "256MB", 1)
         staged = StagedDataset(con, spec, tz, ())
-        staged.load(0, InputFile.stat(path), lambda n: None)
+        staged.load(0, InputFile.stat(path))
         referred = staged.resolve_with_reference()
         cur = con.execute(f"SELECT * FROM {staged.parsed}")
         names = [d[0] for d in cur.description]

@@ -36,8 +36,7 @@ _NUMERIC_FUND_BASE: Final = 4_000_000
 class _Funds(_Maker[_FundKey]):
     """Makes the fund holding records over the companies of the stocks made before."""
 
-    fields: ClassVar[tuple[str, ...]] = FUNDS_SPEC.field_names
-    required: ClassVar[frozenset[str]] = frozenset(f.name for f in FUNDS_SPEC.fields if f.required)
+    spec = FUNDS_SPEC
     bad_values: ClassVar[dict[str, tuple[str, ...]]] = {
         "fund_id": ('""', '"   "', "true", "12.5", '["VFIAX"]', '{"id": "VFIAX"}', "1e3", "12.0"),
         "fund_name": ("42", "true", '["Growth Fund"]', '{"en": "Growth Fund"}'),

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Final, Generic, TypeVar
 
+from digital_finance.contract.schemas import DatasetSpec
 from digital_finance.generate.clock import _Clock
 from digital_finance.generate.plan import _render
 from digital_finance.generate.values import _GARBAGE_LINES, _NOT_OBJECTS
@@ -86,11 +87,12 @@ class _Maker(ABC, Generic[_K]):
     which is the quarantine reason).
     """
 
-    fields: ClassVar[tuple[str, ...]] = ()
-    required: ClassVar[frozenset[str]] = frozenset()
+    spec: ClassVar[DatasetSpec]  # the contract dataset the records are made for
     bad_values: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self, rng: random.Random, clock: _Clock) -> None:
+        self.fields = self.spec.field_names
+        self.required = frozenset(f.name for f in self.spec.fields if f.required)
         self.rng = rng
         self.rand = rng.random
         self.clock = clock

@@ -12,6 +12,7 @@ import math
 import random
 from typing import ClassVar, Final
 
+from digital_finance.contract.schemas import MAX_INT64
 from digital_finance.contract.schemas import STOCKS as STOCKS_SPEC
 from digital_finance.generate.clock import _DAY_S, _SPAN_US, _T0_US, _US, _Clock
 from digital_finance.generate.records import _COMPANY_BASE, _Maker, _StockKey
@@ -27,8 +28,6 @@ from digital_finance.generate.values import (
     _volume,
 )
 
-# One stock gets the largest int64 id, the edge of the contract's integer range.
-_MAX_INT64: Final = 2**63 - 1
 _STOCK_ID_BASE: Final = 10_001
 # Ids of the invalid records that do not reuse a valid key, far from every valid id.
 _BAD_STOCK_ID_BASE: Final = 7_000_000_000
@@ -37,8 +36,7 @@ _BAD_STOCK_ID_BASE: Final = 7_000_000_000
 class _Stocks(_Maker[_StockKey]):
     """Makes the stock records; `listings` tells the fund maker how often a company trades."""
 
-    fields: ClassVar[tuple[str, ...]] = STOCKS_SPEC.field_names
-    required: ClassVar[frozenset[str]] = frozenset(f.name for f in STOCKS_SPEC.fields if f.required)
+    spec = STOCKS_SPEC
     bad_values: ClassVar[dict[str, tuple[str, ...]]] = {
         "stock_id": _BAD_INTEGERS,
         "company_id": _BAD_INTEGERS,
@@ -117,7 +115,8 @@ class _Stocks(_Maker[_StockKey]):
         rand = self.rand
         index = self.base_count
         self.base_count += 1
-        sid = _MAX_INT64 if index == 7 else _STOCK_ID_BASE + index
+        # one stock gets the largest id, the edge of the contract's integer range
+        sid = MAX_INT64 if index == 7 else _STOCK_ID_BASE + index
         if self.open_company and rand() < 0.45:
             company = len(self.listings) - 1
             self.listings[company] = 2

@@ -19,19 +19,6 @@ class Progress(Protocol):
         """`done` more bytes were read."""
 
 
-class NoProgress:
-    """Progress that goes nowhere."""
-
-    def stage(self, message: str) -> None:
-        """Ignore."""
-
-    def start_bytes(self, total: int) -> None:
-        """Ignore."""
-
-    def advance_bytes(self, done: int) -> None:
-        """Ignore."""
-
-
 @dataclass(frozen=True)
 class RuleFailures:
     """Failures of one rule in one dataset."""

@@ -34,7 +34,6 @@ class LineChunk:
     """Raw records of one file: `raw` (text without the line end) and `line_number`."""
 
     table: pa.Table  # columns: line_number int64, raw large_string, utf8_ok bool
-    source_bytes: int = 0  # bytes of the (possibly compressed) file this chunk covers
 
     @property
     def num_rows(self) -> int:
@@ -148,7 +147,7 @@ def _chunk_from_lines(body: bytes, ends: Offsets, first_line: int) -> LineChunk:
     except pa.ArrowInvalid:
         raw, utf8_ok = _repair_utf8(kept, offsets)
     numbers = pa.array(np.arange(first_line, first_line + count, dtype=np.int64))
-    return LineChunk(pa.table({"line_number": numbers, "raw": raw, "utf8_ok": utf8_ok}), len(body))
+    return LineChunk(pa.table({"line_number": numbers, "raw": raw, "utf8_ok": utf8_ok}))
 
 
 def _repair_utf8(kept: Bytes, offsets: Offsets) -> tuple[pa.Array, pa.Array]:
@@ -239,6 +238,5 @@ def _array_chunk(data: bytes) -> LineChunk | None:
                 "raw": pa.array(raws, pa.large_string()),
                 "utf8_ok": pa.array([True] * len(raws), pa.bool_()),
             }
-        ),
-        len(data),
+        )
     )

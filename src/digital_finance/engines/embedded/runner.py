@@ -136,7 +136,7 @@ class EmbeddedRunner:
         for name, dataset in staged.items():
             clock = time.perf_counter()
             for pf in batch.files_of(name):
-                dataset.load(pf.ordinal, pf.file, lambda n: None)
+                dataset.load(pf.ordinal, pf.file)
                 self.progress.advance_bytes(pf.file.size)
             report.reference_rows += dataset.resolve_with_reference()
             report.records[name] = dataset.records()

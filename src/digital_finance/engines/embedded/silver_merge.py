@@ -60,14 +60,17 @@ def merge_latest(
     keys = ", ".join(ident(k) for k in key)
     ev = ident(event_time)
     if choose(strategy, batch_rows, delta_io.table_rows(dt)) == "rebuild":
+        # the batch's candidates are computed once: counted for the report and unioned
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _batch_latest AS {sql}")
         con.register("_silver_now", dt.to_pyarrow_dataset())
         latest = (
-            f"SELECT * FROM (SELECT * FROM _silver_now UNION ALL BY NAME ({sql})) "
+            "SELECT * FROM (SELECT * FROM _silver_now UNION ALL BY NAME "
+            "SELECT * FROM _batch_latest) "
             f"QUALIFY row_number() OVER (PARTITION BY {keys} "
             f"ORDER BY {ev} DESC, _batch_id DESC) = 1"
         )
         delta_io.write_query(root, table, con, latest, batch_id, "overwrite")
-        (row,) = con.sql(f"SELECT count(*) FROM ({sql})").fetchall()
+        (row,) = con.sql("SELECT count(*) FROM _batch_latest").fetchall()
         return int(row[0])
     reader = con.sql(sql).to_arrow_reader(OUTPUT_BATCH_ROWS)
     data, counter = delta_io.counted(reader)

@@ -8,7 +8,7 @@ batch is larger than its memory limit, which is what bounds memory at 10M record
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +111,7 @@ class StagedDataset:
                 f"{', '.join(f.silver_name for f in self.spec.fields)}."
             ) from exc
 
-    def load(self, ordinal: int, file: InputFile, on_bytes: Callable[[int], None]) -> None:
+    def load(self, ordinal: int, file: InputFile) -> None:
         """Parse one file into the staging table."""
         self.con.execute(f"INSERT INTO {self.files} VALUES (?, ?)", [ordinal, file.path])
         for chunk in read_chunks(file.path):
@@ -123,7 +123,6 @@ class StagedDataset:
             self.con.register("lines", lines)
             self.con.execute(f"INSERT INTO {self.parsed} {self._sql}")
             self.con.unregister("lines")
-            on_bytes(chunk.source_bytes)
 
     def resolve_with_reference(self) -> int:
         """Hand the rows the fast path could not be sure of to the reference; returns how many."""
