@@ -1,13 +1,17 @@
-"""One local Spark session (with Delta) for every Spark test of the run."""
+"""One local Spark session (with Delta) for every Spark test of the run, and engine runners."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from digital_finance.definition.pipeline import build_pipeline
+from digital_finance.runs.report import RunReport
+from digital_finance.sources.discovery import resolve_inputs
+from tests.conftest import REPO, cli_ok
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +21,41 @@ def spark() -> Iterator[Any]:
     session = local_session(REPO / ".cache")
     yield session
     session.stop()
+
+
+class QuietProgress:
+    """Progress that goes nowhere."""
+
+    def stage(self, message: str) -> None:
+        pass
+
+    def start_bytes(self, total: int) -> None:
+        pass
+
+    def advance_bytes(self, done: int) -> None:
+        pass
+
+
+def run_spark(
+    spark: Any, out: Path, stocks: list[Path], funds: list[Path], tz: str = "UTC"
+) -> RunReport:
+    """The Spark engine on the shared session, in-process (as `run --engine spark` does)."""
+    from digital_finance.engines.spark.runner import SparkRunner
+
+    inputs = {
+        "stocks": resolve_inputs([str(p) for p in stocks]) if stocks else [],
+        "mutual_funds": resolve_inputs([str(p) for p in funds]) if funds else [],
+    }
+    report = SparkRunner(build_pipeline(tz), str(out), spark, QuietProgress()).run(inputs)
+    assert report.ok, [b.error for b in report.batches]
+    return report
+
+
+def run_embedded(out: Path, stocks: list[Path], funds: list[Path], tz: str = "UTC") -> str:
+    """The embedded engine through the CLI."""
+    args = ["run", "--output", str(out), "--source-tz", tz]
+    for p in stocks:
+        args += ["--stocks", str(p)]
+    for p in funds:
+        args += ["--funds", str(p)]
+    return cli_ok(*args)

@@ -38,7 +38,16 @@ def run(
             "--funds", metavar="PATH", help="Fund holdings: a file, a folder or a glob. Repeatable."
         ),
     ] = None,
-    output: OutputOpt = Path("lakehouse"),
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="DIR|URI",
+            help="Root of the lakehouse tables: a folder, or (Spark engine) a URI such as "
+            "abfss://container@account.dfs.core.windows.net/lake.",
+        ),
+    ] = "lakehouse",
     fmt: Annotated[
         str,
         typer.Option(
@@ -60,8 +69,28 @@ def run(
         typer.Option("--config", metavar="FILE", help="TOML file with expectations and settings."),
     ] = None,
     engine: Annotated[
-        str, typer.Option("--engine", metavar="NAME", help="The engine that runs the pipeline.")
+        str,
+        typer.Option(
+            "--engine",
+            metavar="embedded|spark",
+            help="embedded (DuckDB + deltalake, one machine) or spark (PySpark + Delta Spark).",
+        ),
     ] = "embedded",
+    master: Annotated[
+        str | None,
+        typer.Option(
+            "--master",
+            metavar="URL",
+            help="Spark master, e.g. local[4] or spark://host:7077 (default: local[2], or the "
+            "cluster's own session under spark-submit and on Databricks).",
+        ),
+    ] = None,
+    conf: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--conf", metavar="KEY=VALUE", help="A Spark setting, passed through. Repeatable."
+        ),
+    ] = None,
 ) -> None:
     """Ingest new input files into bronze, quarantine, silver and gold.
 
@@ -74,7 +103,17 @@ def run(
         fail("give at least one input: --stocks PATH and/or --funds PATH")
     if fmt not in ("delta", "parquet", "csv"):
         fail(f"--format must be delta, parquet or csv, not {fmt!r}")
-    code = run_pipeline(stocks or [], funds or [], output, fmt, source_tz, config, engine)
+    if engine != "spark" and (master or conf):
+        fail("--master and --conf are Spark settings: add --engine spark")
+    settings: dict[str, str] = {}
+    for item in conf or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--conf takes KEY=VALUE, e.g. spark.sql.shuffle.partitions=8; got {item!r}")
+        settings[key.strip()] = value
+    code = run_pipeline(
+        stocks or [], funds or [], output, fmt, source_tz, config, engine, master, settings
+    )
     raise typer.Exit(code)
 
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from digital_finance.cli.console import console, err_console, fail
-from digital_finance.config import ConfigError, load_config
-from digital_finance.definition.pipeline import build_pipeline
-from digital_finance.runs.report import BatchReport, RunReport
+from digital_finance.config import ConfigError, RunConfig, load_config
+from digital_finance.definition.expectations import ExpectationError
+from digital_finance.definition.pipeline import Pipeline, build_pipeline
+from digital_finance.runs.batch_runner import BatchRunner
+from digital_finance.runs.report import BatchReport, RuleFailedError, RunReport
 from digital_finance.sources.discovery import InputError, resolve_inputs
 
 
@@ -38,15 +43,25 @@ class RichProgress:
 def run_pipeline(
     stocks: list[str],
     funds: list[str],
-    output: Path,
+    output: str,
     fmt: str,
     source_tz: str | None,
     config_path: Path | None,
     engine: str,
+    master: str | None = None,
+    spark_conf: dict[str, str] | None = None,
 ) -> int:
     """Run the pipeline; returns the exit code."""
     from digital_finance.engines.registry import EngineError, check_supported
 
+    is_uri = "://" in output
+    if is_uri and engine != "spark":
+        fail(
+            f"--output {output} is a URI: the embedded engine writes to a local folder; "
+            "use --engine spark for abfss:// and other URIs"
+        )
+    if is_uri and fmt != "delta":
+        fail("--format parquet|csv exports to a local folder; use a folder as --output")
     try:
         config = load_config(config_path, source_tz)
         pipeline = build_pipeline(config.source_tz, config.expectations, config.rule_actions)
@@ -58,44 +73,69 @@ def run_pipeline(
     except (ConfigError, InputError, EngineError, ValueError) as exc:
         fail(str(exc))
 
-    from digital_finance.engines.embedded.runner import (
-        EmbeddedOptions,
-        EmbeddedRunner,
-        RuleFailedError,
-    )
-    from digital_finance.engines.embedded.staging import ExpectationError
-
     started = time.perf_counter()
-    options = EmbeddedOptions(
-        memory_limit=config.memory_limit,
-        threads=config.threads,
-        silver_write=config.silver_write,  # type: ignore[arg-type]  # checked by load_config
-    )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        runner = EmbeddedRunner(pipeline, output, options, RichProgress(bar))
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        ) as bar,
+        _runner(engine, pipeline, output, config, RichProgress(bar), master, spark_conf) as runner,
+    ):
         try:
             report = runner.run(inputs)
         except RuleFailedError as exc:
             _print_batch(exc.report)
             fail(str(exc), code=1)
-        except ExpectationError as exc:
-            fail(str(exc))
-        except InputError as exc:
+        except (ExpectationError, InputError) as exc:
             fail(str(exc))
     if fmt != "delta" and report.batches:
         from digital_finance.sinks.export import export_tables
 
-        for path in export_tables(output, fmt):
+        for path in export_tables(Path(output), fmt):
             console.print(f"exported {path}")
     _print_report(report, time.perf_counter() - started, output)
     return 0 if report.ok else 1
+
+
+@contextmanager
+def _runner(
+    engine: str,
+    pipeline: Pipeline,
+    output: str,
+    config: RunConfig,
+    progress: RichProgress,
+    master: str | None,
+    spark_conf: dict[str, str] | None,
+) -> Iterator[BatchRunner[Any]]:
+    """The engine's runner; a Spark session started here is stopped at the end."""
+    if engine == "spark":
+        from digital_finance.engines.spark.jars import SparkSetupError
+        from digital_finance.engines.spark.runner import SparkRunner
+        from digital_finance.engines.spark.session import engine_session
+
+        progress.stage("starting Spark")
+        try:
+            spark, owned = engine_session(master, spark_conf or {})
+        except SparkSetupError as exc:
+            fail(str(exc))
+        try:
+            yield SparkRunner(pipeline, output, spark, progress)
+        finally:
+            if owned:
+                spark.stop()
+        return
+    from digital_finance.engines.embedded.runner import EmbeddedOptions, EmbeddedRunner
+
+    options = EmbeddedOptions(
+        memory_limit=config.memory_limit,
+        threads=config.threads,
+        silver_write=config.silver_write,  # type: ignore[arg-type]  # checked by load_config
+    )
+    yield EmbeddedRunner(pipeline, Path(output), options, progress)
 
 
 def _print_batch(b: BatchReport) -> None:
@@ -124,7 +164,7 @@ def _print_batch(b: BatchReport) -> None:
     console.print(f"records read: {read}; files: {b.files}")
 
 
-def _print_report(report: RunReport, seconds: float, output: Path) -> None:
+def _print_report(report: RunReport, seconds: float, output: str) -> None:
     if not report.batches:
         console.print(
             f"nothing new to ingest: all {report.skipped_files} input file(s) were ingested "

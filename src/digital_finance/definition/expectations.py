@@ -20,6 +20,10 @@ class Action(enum.Enum):
     FAIL = "fail"  # stop the run before anything reaches silver or gold
 
 
+class ExpectationError(Exception):
+    """An engine cannot evaluate a user expectation (bad SQL, unknown column)."""
+
+
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 

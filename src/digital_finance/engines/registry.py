@@ -28,7 +28,7 @@ ALL_STEPS: frozenset[type[Step]] = frozenset(
     }
 )
 
-SUPPORTED: dict[str, frozenset[type[Step]]] = {"embedded": ALL_STEPS}
+SUPPORTED: dict[str, frozenset[type[Step]]] = {"embedded": ALL_STEPS, "spark": ALL_STEPS}
 
 
 class EngineError(Exception):

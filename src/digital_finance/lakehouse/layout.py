@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# the Delta app id under which every engine records the batch a commit belongs to
+APP_ID = "digital-finance"
+
 
 @dataclass(frozen=True)
 class TableLayout:
@@ -34,3 +37,8 @@ class TableLayout:
 
 
 TABLES = TableLayout()
+
+
+def table_uri(root: str, table: str) -> str:
+    """A table's location under an output root that is a folder or a URI (`abfss://...`)."""
+    return root.rstrip("/") + "/" + table

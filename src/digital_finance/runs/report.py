@@ -61,3 +61,20 @@ class RunReport:
     def ok(self) -> bool:
         """True when every batch succeeded."""
         return all(b.status == "succeeded" for b in self.batches)
+
+
+class RuleFailedError(Exception):
+    """A `fail` expectation fired; nothing was committed for the batch."""
+
+    def __init__(self, report: BatchReport, failed: list[RuleFailures]) -> None:
+        names = ", ".join(f"{r.dataset}.{r.rule} ({r.failures} records)" for r in failed)
+        super().__init__(f"fail rule(s) fired: {names}; nothing was committed to silver or gold")
+        self.report = report
+        self.failed = failed
+
+
+def check_fail_rules(report: BatchReport) -> None:
+    """Raise `RuleFailedError` when a `fail` rule has failures (before any commit)."""
+    failed = [r for r in report.rules if r.action == "fail" and r.failures > 0]
+    if failed:
+        raise RuleFailedError(report, failed)

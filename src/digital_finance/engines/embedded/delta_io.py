@@ -27,7 +27,8 @@ from deltalake import (
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
-APP_ID = "digital-finance"
+from digital_finance.lakehouse.layout import APP_ID
+
 # zstd level 1 writes faster than the default and makes bronze about 40% smaller. Row groups
 # and files are kept moderate because the Parquet writer holds a row group in memory, and a
 # row group of raw bronze records is large: this is what keeps 10M records under 2 GiB.

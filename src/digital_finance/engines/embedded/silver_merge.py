@@ -20,6 +20,7 @@ import duckdb
 
 from digital_finance.engines.embedded import delta_io
 from digital_finance.engines.embedded.contract_sql import ident
+from digital_finance.lakehouse.layout import APP_ID
 
 Strategy = Literal["auto", "merge", "rebuild"]
 MERGE_MAX_ROWS = 500_000  # above this a MERGE's in-memory join costs more than 1 GiB
@@ -55,7 +56,7 @@ def merge_latest(
     dt = delta_io.open_table(root, table)
     if dt is None:
         return delta_io.append_query(root, table, con, sql, batch_id)
-    if (dt.transaction_version(delta_io.APP_ID) or 0) >= batch_id:
+    if (dt.transaction_version(APP_ID) or 0) >= batch_id:
         return None
     keys = ", ".join(ident(k) for k in key)
     ev = ident(event_time)

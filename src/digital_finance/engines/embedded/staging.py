@@ -17,17 +17,13 @@ import pyarrow as pa
 
 from digital_finance.contract import reference
 from digital_finance.contract.schemas import DatasetSpec, FieldKind
-from digital_finance.definition.expectations import Action, Expectation
+from digital_finance.definition.expectations import Action, Expectation, ExpectationError
 from digital_finance.engines.embedded.arrow_schemas import sql_type
 from digital_finance.engines.embedded.contract_sql import compile_contract, ident, sql_str
 from digital_finance.sources.discovery import InputFile
 from digital_finance.sources.file_reader import read_chunks
 
 SCAN_BATCH_ROWS = 16 * 1024
-
-
-class ExpectationError(Exception):
-    """A user expectation cannot be evaluated (bad SQL, unknown column)."""
 
 
 @dataclass(frozen=True)

@@ -48,3 +48,29 @@ def local_session(
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def on_cluster() -> bool:
+    """True under spark-submit (the JVM launched us) or on Databricks (a session exists)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ or "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def cache_dir() -> Path:
+    """Where the Delta jars and Spark's scratch folders are kept (`DIGITAL_FINANCE_CACHE`)."""
+    return Path(os.environ.get("DIGITAL_FINANCE_CACHE", ".cache")).absolute()
+
+
+def engine_session(master: str | None, conf: Mapping[str, str]) -> tuple[SparkSession, bool]:
+    """The session a run uses, and whether the run owns it (and so stops it).
+
+    On a cluster the session and its Delta setup belong to the cluster: only `conf` is
+    applied. Elsewhere a local session with the cached Delta jars is started.
+    """
+    if master is None and on_cluster():
+        from pyspark.sql import SparkSession
+
+        session = SparkSession.builder.getOrCreate()
+        for key, value in conf.items():
+            session.conf.set(key, value)
+        return session, False
+    return local_session(cache_dir(), master or "local[2]", conf), True

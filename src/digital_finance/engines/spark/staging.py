@@ -1,0 +1,213 @@
+"""Stage one dataset of a batch on Spark: read, apply the contract, evaluate the expectations.
+
+Reading and the contract run in Python workers (`mapInArrow`), one task per file, with the
+project's own file reader and the contract reference. Spark's JSON functions are not used:
+they read numbers as doubles and accept NaN, single quotes, duplicate keys and trailing
+garbage (docs/SPARK_PLAN.md §3), and line numbers need one reader per file anyway. Everything
+after (expectations, quarantine, de-duplication) is Spark SQL over the typed columns.
+
+The staged rows are persisted, so the outputs (bronze, quarantine, silver) and the rule
+counts read them once instead of parsing the files again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+import pyarrow as pa
+from pyspark import StorageLevel
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from digital_finance.contract.arrow_records import check_lines, checked_schema
+from digital_finance.contract.schemas import DatasetSpec
+from digital_finance.definition.expectations import Action, Expectation, ExpectationError
+from digital_finance.runs.plan import PlannedFile
+from digital_finance.runs.report import RuleFailures
+from digital_finance.sources.file_reader import read_chunks
+
+# a Python worker holds one chunk's records as objects while checking them
+WORKER_BLOCK_BYTES = 4 * 1024 * 1024
+
+
+def _reader(spec: DatasetSpec, tz: str) -> object:
+    """The task that turns file rows (`file_ordinal`, `path`) into checked records."""
+
+    def read_files(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for ordinal, path in zip(
+                batch.column("file_ordinal").to_pylist(),
+                batch.column("path").to_pylist(),
+                strict=True,
+            ):
+                for chunk in read_chunks(path, WORKER_BLOCK_BYTES):
+                    yield check_lines(chunk.table, ordinal, spec, tz)
+
+    return read_files
+
+
+class SparkStagedDataset:
+    """One dataset of a batch, parsed and checked, held by Spark until the batch commits."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        spec: DatasetSpec,
+        source_tz: str,
+        files: Sequence[PlannedFile],
+        expectations: Sequence[Expectation],
+    ) -> None:
+        self.spark = spark
+        self.spec = spec
+        self.user_rules = [e for e in expectations if not e.builtin]
+        self.builtin_actions = {e.name: e.action for e in expectations if e.builtin}
+        self.paths = {pf.ordinal: pf.file.path for pf in files}
+        schema = from_arrow_schema(checked_schema(spec), prefer_timestamp_ntz=False)
+        file_rows = [(pf.ordinal, pf.file.path) for pf in files]
+        # one file per partition: a file is read by exactly one task, in order
+        listing = spark.createDataFrame(
+            spark.sparkContext.parallelize(file_rows, max(1, len(file_rows))),
+            "file_ordinal int, path string",
+        )
+        parsed = listing.mapInArrow(_reader(spec, source_tz), schema)  # type: ignore[arg-type]
+        self.checked = self._with_rules(parsed).persist(StorageLevel.MEMORY_AND_DISK)
+
+    def _with_rules(self, parsed: DataFrame) -> DataFrame:
+        checks = [
+            F.when(
+                (F.size("reasons") == 0) & ~F.coalesce(F.expr(e.condition or ""), F.lit(False)),
+                F.lit(e.name),
+            )
+            for e in self.user_rules
+        ]
+        failed = (
+            F.filter(F.array(*checks), lambda x: x.isNotNull())
+            if checks
+            else F.array().cast("array<string>")
+        )
+        try:
+            checked = parsed.withColumn("failed_rules", failed)
+            checked.schema  # noqa: B018 - resolving the plan is what checks the conditions
+        except AnalysisException as exc:
+            names = ", ".join(e.name for e in self.user_rules)
+            raise ExpectationError(
+                f"the expectations on {self.spec.name} ({names}) cannot be evaluated: {exc}. "
+                f"Conditions are SQL over the columns "
+                f"{', '.join(f.silver_name for f in self.spec.fields)}."
+            ) from exc
+        return checked
+
+    # --- questions asked before anything is committed --------------------------------
+    def rule_counts(self) -> tuple[int, list[RuleFailures]]:
+        """Records staged, and failures per rule (the contract's, then the user's)."""
+        records = self.checked.count()
+        contract = {
+            str(r["rule"]): int(r["n"])
+            for r in self.checked.select(F.explode("reasons").alias("rule"))
+            .groupBy("rule")
+            .agg(F.count("*").alias("n"))
+            .collect()
+        }
+        user = {
+            str(r["rule"]): int(r["n"])
+            for r in self.checked.select(F.explode("failed_rules").alias("rule"))
+            .groupBy("rule")
+            .agg(F.count("*").alias("n"))
+            .collect()
+        }
+        name = self.spec.name
+        counts = [
+            RuleFailures(
+                name, rule, self.builtin_actions.get(rule, Action.QUARANTINE).value, contract[rule]
+            )
+            for rule in sorted(contract)
+        ]
+        counts += [
+            RuleFailures(name, e.name, e.action.value, user.get(e.name, 0)) for e in self.user_rules
+        ]
+        return records, counts
+
+    # --- outputs --------------------------------------------------------------------
+    def _source_file(self) -> Column:
+        mapping = F.create_map(
+            *[x for ordinal, path in self.paths.items() for x in (F.lit(ordinal), F.lit(path))]
+        )
+        return F.element_at(mapping, F.col("file_ordinal"))
+
+    def _quarantine_rules(self) -> Column:
+        names = [e.name for e in self.user_rules if e.action is Action.QUARANTINE]
+        return F.filter("failed_rules", lambda x: x.isin(names)) if names else F.array()
+
+    def bronze(self, batch_id: int, run_id: str, ingested_at: datetime) -> DataFrame:
+        """Every staged record as received, with its origin."""
+        return self.checked.select(
+            F.col("raw").alias("record"),
+            F.lit("file").alias("source"),
+            self._source_file().alias("source_file"),
+            "line_number",
+            F.lit(batch_id).cast("bigint").alias("_batch_id"),
+            F.lit(run_id).alias("_run_id"),
+            F.lit(ingested_at).alias("_ingested_at"),
+        )
+
+    def quarantine(
+        self,
+        batch_id: int,
+        run_id: str,
+        ingested_at: datetime,
+        contract_step: str,
+        rules_step: str,
+    ) -> DataFrame:
+        """The records that broke the contract or a quarantine expectation."""
+        broke_contract = F.size("reasons") > 0
+        reasons = F.when(broke_contract, F.col("reasons")).otherwise(self._quarantine_rules())
+        return (
+            self.checked.withColumn("_reasons", reasons.cast("array<string>"))
+            .where(F.size("_reasons") > 0)
+            .select(
+                self._source_file().alias("source_file"),
+                "line_number",
+                F.col("_reasons")[0].alias("reason"),
+                F.col("_reasons").alias("reasons"),
+                "raw",
+                F.when(broke_contract, F.lit(contract_step))
+                .otherwise(F.lit(rules_step))
+                .alias("step"),
+                F.lit(batch_id).cast("bigint").alias("_batch_id"),
+                F.lit(run_id).alias("_run_id"),
+                F.lit(ingested_at).alias("_quarantined_at"),
+            )
+        )
+
+    def latest(
+        self, batch_id: int, ingested_at: datetime, key: tuple[str, ...], event_time: str
+    ) -> DataFrame:
+        """The batch's silver candidates, one per key: latest event, then received last.
+
+        Never `dropDuplicates`, which keeps an arbitrary row of each key.
+        """
+        from pyspark.sql.window import Window
+
+        order = Window.partitionBy(*key).orderBy(
+            F.col(event_time).desc(), F.col("file_ordinal").desc(), F.col("line_number").desc()
+        )
+        return (
+            self.checked.where((F.size("reasons") == 0) & (F.size(self._quarantine_rules()) == 0))
+            .withColumn("_rank", F.row_number().over(order))
+            .where(F.col("_rank") == 1)
+            .select(
+                *[f.silver_name for f in self.spec.fields],
+                "_rescued",
+                self._source_file().alias("_source_file"),
+                F.col("line_number").alias("_line_number"),
+                F.lit(batch_id).cast("bigint").alias("_batch_id"),
+                F.lit(ingested_at).alias("_ingested_at"),
+            )
+        )
+
+    def release(self) -> None:
+        """Drop the persisted rows."""
+        self.checked.unpersist()

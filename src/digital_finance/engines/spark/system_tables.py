@@ -1,0 +1,49 @@
+"""The `_system` tables on Spark: the same rows as the embedded engine, written by Delta Spark."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pyarrow as pa
+from pyspark.sql import SparkSession
+
+from digital_finance.engines.spark import delta_writes
+from digital_finance.lakehouse import system_rows
+from digital_finance.lakehouse.layout import TABLES, table_uri
+from digital_finance.runs.plan import Batch, PlannedFile
+from digital_finance.runs.report import BatchReport
+
+
+def _read(spark: SparkSession, root: str, table: str) -> pa.Table | None:
+    df = delta_writes.read(spark, table_uri(root, table))
+    return None if df is None else df.toArrow()
+
+
+def planned_files(spark: SparkSession, root: str) -> tuple[list[tuple[int, PlannedFile]], set[int]]:
+    """Every planned file with its batch id, and the ids of batches that succeeded."""
+    return system_rows.planned_files(
+        _read(spark, root, TABLES.batches), _read(spark, root, TABLES.runs)
+    )
+
+
+def commit_plan(spark: SparkSession, root: str, batch: Batch, run_id: str, now: datetime) -> None:
+    """Record the batch's files before any data table is written (the write-ahead step)."""
+    df = spark.createDataFrame(system_rows.plan_rows(batch, run_id, now))
+    delta_writes.write(df, table_uri(root, TABLES.batches), batch.batch_id, "append")
+
+
+def log_run(
+    spark: SparkSession,
+    root: str,
+    report: BatchReport,
+    started: datetime,
+    finished: datetime,
+    source_tz: str,
+) -> None:
+    """Append the run's row; a failed batch without a txn, so its retry can log its own."""
+    df = spark.createDataFrame(system_rows.run_row(report, started, finished, source_tz, "spark"))
+    path = table_uri(root, TABLES.runs)
+    if report.status == "succeeded":
+        delta_writes.write(df, path, report.batch_id, "append")
+    else:
+        df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)

@@ -1,0 +1,123 @@
+"""Rows of the `_system` tables, as Arrow, for every engine.
+
+`_system/batches` is the write-ahead plan of each batch; `_system/pipeline_runs` is the run
+log. Both engines write the same rows with the same schema, so a lakehouse can be continued by
+either and planned the same way (`runs.plan.plan_run`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pyarrow as pa
+
+from digital_finance.runs.plan import Batch, PlannedFile
+from digital_finance.runs.report import BatchReport
+from digital_finance.sources.discovery import InputFile
+
+UTC_TS = pa.timestamp("us", tz="UTC")
+
+BATCHES_SCHEMA = pa.schema(
+    [
+        ("batch_id", pa.int64()),
+        ("run_id", pa.string()),
+        ("planned_at", UTC_TS),
+        ("dataset", pa.string()),
+        ("file_ordinal", pa.int64()),
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("modified_ns", pa.int64()),
+    ]
+)
+
+RULE = pa.struct(
+    [
+        ("dataset", pa.string()),
+        ("rule", pa.string()),
+        ("action", pa.string()),
+        ("failures", pa.int64()),
+    ]
+)
+COUNT = pa.struct([("name", pa.string()), ("value", pa.int64())])
+RUNS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("batch_id", pa.int64()),
+        ("engine", pa.string()),
+        ("status", pa.string()),
+        ("started_at", UTC_TS),
+        ("finished_at", UTC_TS),
+        ("source_tz", pa.string()),
+        ("files", pa.int64()),
+        ("resumed", pa.bool_()),
+        ("counts", pa.list_(COUNT)),
+        ("rules", pa.list_(RULE)),
+        ("integrity_warnings", pa.int64()),
+        ("error", pa.string()),
+    ]
+)
+
+
+def planned_files(
+    batches: pa.Table | None, runs: pa.Table | None
+) -> tuple[list[tuple[int, PlannedFile]], set[int]]:
+    """Every planned file with its batch id, and the ids of batches that succeeded."""
+    planned: list[tuple[int, PlannedFile]] = []
+    if batches is not None:
+        for row in batches.to_pylist():
+            file = InputFile(row["path"], row["size"], row["modified_ns"])
+            planned.append(
+                (row["batch_id"], PlannedFile(row["dataset"], row["file_ordinal"], file))
+            )
+    succeeded: set[int] = set()
+    if runs is not None:
+        for row in runs.select(["batch_id", "status"]).to_pylist():
+            if row["status"] == "succeeded":
+                succeeded.add(row["batch_id"])
+    return planned, succeeded
+
+
+def plan_rows(batch: Batch, run_id: str, now: datetime) -> pa.Table:
+    """The batch's files, written before any data table (the write-ahead step)."""
+    rows = [
+        {
+            "batch_id": batch.batch_id,
+            "run_id": run_id,
+            "planned_at": now,
+            "dataset": pf.dataset,
+            "file_ordinal": pf.ordinal,
+            "path": pf.file.path,
+            "size": pf.file.size,
+            "modified_ns": pf.file.modified_ns,
+        }
+        for pf in batch.files
+    ]
+    return pa.Table.from_pylist(rows, schema=BATCHES_SCHEMA)
+
+
+def run_row(
+    report: BatchReport, started: datetime, finished: datetime, source_tz: str, engine: str
+) -> pa.Table:
+    """The run log's row for one batch."""
+    counts = [{"name": f"records.{k}", "value": v} for k, v in report.records.items()]
+    counts += [{"name": f"written.{k}", "value": v} for k, v in report.written.items()]
+    counts.append({"name": "reference_rows", "value": report.reference_rows})
+    row = {
+        "run_id": report.run_id,
+        "batch_id": report.batch_id,
+        "engine": engine,
+        "status": report.status,
+        "started_at": started,
+        "finished_at": finished,
+        "source_tz": source_tz,
+        "files": report.files,
+        "resumed": report.resumed,
+        "counts": counts,
+        "rules": [
+            {"dataset": r.dataset, "rule": r.rule, "action": r.action, "failures": r.failures}
+            for r in report.rules
+        ],
+        "integrity_warnings": report.integrity_warnings,
+        "error": report.error,
+    }
+    return pa.Table.from_pylist([row], schema=RUNS_SCHEMA)
