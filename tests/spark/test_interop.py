@@ -96,3 +96,41 @@ def test_deltalake_continues_a_table_spark_wrote(spark: Any, tmp_path: Path) -> 
     assert spark.read.format("delta").load(path).count() == 2
     assert DeltaTable(path).to_pyarrow_table().column("price").to_pylist() == [Decimal("10.25")] * 2
     assert pa.types.is_timestamp(table.schema.field("at").type)
+
+
+def test_engines_take_turns_on_one_lakehouse(spark: Any, generated: Path, tmp_path: Path) -> None:
+    """embedded → Spark → embedded, and Spark → embedded → Spark, equal one engine alone."""
+    from tests.spark.conftest import run_embedded, run_spark
+    from tests.spark.test_parity import assert_same_tables
+
+    files = sorted((generated / "stocks").iterdir())
+    parts = [files[0::3], files[1::3], files[2::3]]
+    funds = [generated / "mutual_funds"]
+
+    def embedded(out: Path, stocks: list[Path], f: list[Path]) -> None:
+        run_embedded(out, stocks, f)
+
+    def on_spark(out: Path, stocks: list[Path], f: list[Path]) -> None:
+        run_spark(spark, out, stocks, f)
+
+    turns = {
+        "alone": (embedded, embedded, embedded),
+        "embedded_first": (embedded, on_spark, embedded),
+        "spark_first": (on_spark, embedded, on_spark),
+    }
+    for name, engines in turns.items():
+        for i, (run, part) in enumerate(zip(engines, parts, strict=True)):
+            if name == "spark_first" and i == 1:
+                # a checkpoint written by delta-rs, read by Spark's next commit
+                DeltaTable(str(tmp_path / name / "silver/stocks")).create_checkpoint()
+            run(tmp_path / name, part, funds if i == 0 else [])
+    for name in ("embedded_first", "spark_first"):
+        assert_same_tables(tmp_path / "alone", tmp_path / name)
+        for table in TABLES.all():
+            protocol = DeltaTable(str(tmp_path / name / table)).protocol()
+            # readable and writable by both engines: no deletion vectors, no column mapping
+            assert (protocol.min_reader_version, protocol.min_writer_version) == (1, 2), table
+        engines = [r["engine"] for r in rows(tmp_path / name, TABLES.runs)]
+        assert sorted(engines) == sorted(
+            "spark" if run is on_spark else "embedded" for run in turns[name]
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from rich.table import Table
@@ -19,6 +20,9 @@ def run_query(sql: str, root: Path, out: Path | None, as_of: int | None, limit: 
         fail(f"{root} does not exist; run `digital-finance run` first or pass --output")
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
+    # a query larger than memory spills to the system's temp folder, not to `./.tmp`
+    spill = Path(tempfile.gettempdir()) / "digital-finance-query"
+    con.execute("SET temp_directory = ?", [str(spill)])
     try:
         names = register_tables(con, root, as_of)
     except ValueError as exc:

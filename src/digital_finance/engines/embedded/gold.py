@@ -7,21 +7,25 @@ next to parsing; an incremental gold is a later optimisation.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import duckdb
 
 from digital_finance.definition.steps import JoinGold
 from digital_finance.engines.embedded import delta_io
-from digital_finance.engines.embedded.contract_sql import ident
+from digital_finance.engines.embedded.contract_sql import ident, sql_str
 
 
 def rebuild(root: Path, step: JoinGold, batch_id: int) -> tuple[int, int]:
     """Overwrite gold; returns (rows written or -1 when already done, holdings without stock)."""
     holdings = delta_io.open_table(root, step.holdings)
     stocks = delta_io.open_table(root, step.stocks)
+    temp = root / "_staging" / f"gold-{batch_id}"
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
+    # a join larger than memory spills here, not into a `.tmp` of the current directory
+    con.execute(f"SET temp_directory = {sql_str(str(temp))}")
     try:
         if holdings is None or stocks is None:
             return (-1 if delta_io.committed_batch(root, step.table) >= batch_id else 0), 0
@@ -44,3 +48,4 @@ def rebuild(root: Path, step: JoinGold, batch_id: int) -> tuple[int, int]:
         return (counter.rows if written else -1), orphans
     finally:
         con.close()
+        shutil.rmtree(temp, ignore_errors=True)

@@ -63,13 +63,15 @@ def cache_dir() -> Path:
 def engine_session(master: str | None, conf: Mapping[str, str]) -> tuple[SparkSession, bool]:
     """The session a run uses, and whether the run owns it (and so stops it).
 
-    On a cluster the session and its Delta setup belong to the cluster: only `conf` is
-    applied. Elsewhere a local session with the cached Delta jars is started.
+    On a cluster, or when the process already has a session, the session and its Delta setup
+    are not ours: only `conf` is applied. Elsewhere a local session with the cached Delta
+    jars is started.
     """
-    if master is None and on_cluster():
-        from pyspark.sql import SparkSession
+    from pyspark.sql import SparkSession
 
-        session = SparkSession.builder.getOrCreate()
+    active = SparkSession.getActiveSession()
+    if active is not None or (master is None and on_cluster()):
+        session = active or SparkSession.builder.getOrCreate()
         for key, value in conf.items():
             session.conf.set(key, value)
         return session, False
