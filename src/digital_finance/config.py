@@ -12,6 +12,9 @@ action = "warn"
 [rules]                    # raise a contract rule from quarantine to fail
 invalid_price = "fail"
 
+[[enrichments]]            # columns added to silver, on both engines (docs/ENRICHMENT.md)
+name = "notional_value"
+
 [engine]
 memory_limit = "1GB"
 silver_write = "auto"      # auto | merge | rebuild (see engines/embedded/silver_merge.py)
@@ -24,9 +27,12 @@ import tomllib
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from digital_finance.definition.expectations import Action, Expectation
+
+if TYPE_CHECKING:
+    from digital_finance.enrichment import Enrichment
 
 
 class ConfigError(Exception):
@@ -43,6 +49,7 @@ class RunConfig:
     memory_limit: str = "1GB"
     threads: int | None = None
     silver_write: str = "auto"
+    enrichments: tuple[Enrichment, ...] = ()
 
 
 def check_timezone(name: str) -> str:
@@ -101,6 +108,18 @@ def load_config(path: Path | None, source_tz: str | None = None) -> RunConfig:
         raise ConfigError(
             f"[engine] silver_write must be auto, merge or rebuild, not {silver_write!r}"
         )
+    items = data.get("enrichments", [])
+    enrichments: tuple[Enrichment, ...] = ()
+    if items:
+        from digital_finance.enrichment import EnrichmentConfigError, load_enrichments
+
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise ConfigError("enrichments must be [[enrichments]] tables")
+        base = path.parent if path is not None else Path.cwd()
+        try:
+            enrichments = load_enrichments(items, base)
+        except EnrichmentConfigError as exc:
+            raise ConfigError(f"[[enrichments]]: {exc}") from exc
     return RunConfig(
         source_tz=tz,
         expectations=tuple(expectations),
@@ -108,4 +127,5 @@ def load_config(path: Path | None, source_tz: str | None = None) -> RunConfig:
         memory_limit=str(engine.get("memory_limit", "1GB")),
         threads=int(threads) if threads is not None else None,
         silver_write=silver_write,
+        enrichments=enrichments,
     )

@@ -37,23 +37,38 @@ class QuietProgress:
 
 
 def run_spark(
-    spark: Any, out: Path, stocks: list[Path], funds: list[Path], tz: str = "UTC"
+    spark: Any,
+    out: Path,
+    stocks: list[Path],
+    funds: list[Path],
+    tz: str = "UTC",
+    config: Path | None = None,
 ) -> RunReport:
     """The Spark engine on the shared session, in-process (as `run --engine spark` does)."""
+    from digital_finance.config import load_config
     from digital_finance.engines.spark.runner import SparkRunner
+
+    settings = load_config(config, tz)
+    pipeline = build_pipeline(
+        settings.source_tz, settings.expectations, settings.rule_actions, settings.enrichments
+    )
 
     inputs = {
         "stocks": resolve_inputs([str(p) for p in stocks]) if stocks else [],
         "mutual_funds": resolve_inputs([str(p) for p in funds]) if funds else [],
     }
-    report = SparkRunner(build_pipeline(tz), str(out), spark, QuietProgress()).run(inputs)
+    report = SparkRunner(pipeline, str(out), spark, QuietProgress()).run(inputs)
     assert report.ok, [b.error for b in report.batches]
     return report
 
 
-def run_embedded(out: Path, stocks: list[Path], funds: list[Path], tz: str = "UTC") -> str:
+def run_embedded(
+    out: Path, stocks: list[Path], funds: list[Path], tz: str = "UTC", config: Path | None = None
+) -> str:
     """The embedded engine through the CLI."""
     args = ["run", "--output", str(out), "--source-tz", tz]
+    if config is not None:
+        args += ["--config", str(config)]
     for p in stocks:
         args += ["--stocks", str(p)]
     for p in funds:

@@ -64,7 +64,9 @@ def run_pipeline(
         fail("--format parquet|csv exports to a local folder; use a folder as --output")
     try:
         config = load_config(config_path, source_tz)
-        pipeline = build_pipeline(config.source_tz, config.expectations, config.rule_actions)
+        pipeline = build_pipeline(
+            config.source_tz, config.expectations, config.rule_actions, config.enrichments
+        )
         check_supported(pipeline, engine)
         inputs = {
             "stocks": resolve_inputs(stocks) if stocks else [],

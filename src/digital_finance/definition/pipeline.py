@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from digital_finance.contract.schemas import DATASETS, FUNDS, STOCKS
 from digital_finance.definition.expectations import Action, Expectation
@@ -11,6 +11,7 @@ from digital_finance.definition.steps import (
     ApplyContract,
     CheckExpectations,
     Deduplicate,
+    Enrich,
     JoinGold,
     LandBronze,
     MergeSilver,
@@ -19,6 +20,9 @@ from digital_finance.definition.steps import (
     WriteQuarantine,
 )
 from digital_finance.lakehouse.layout import TABLES
+
+if TYPE_CHECKING:
+    from digital_finance.enrichment import Enrichment
 
 GOLD_COLUMNS = (
     "fund_id",
@@ -49,6 +53,12 @@ class Pipeline:
     def steps_of(self, kind: type[StepT]) -> list[StepT]:
         """The steps of one type, in order."""
         return [s for s in self.steps if isinstance(s, kind)]
+
+    def enrichments_for(self, dataset: str) -> tuple[Enrichment, ...]:
+        """The enrichments applied to a dataset's silver candidates, in order."""
+        return tuple(
+            e for s in self.steps_of(Enrich) if s.dataset == dataset for e in s.enrichments
+        )
 
     def expectations_for(self, dataset: str) -> tuple[Expectation, ...]:
         """User and built-in expectations of one dataset."""
@@ -82,6 +92,7 @@ def build_pipeline(
     source_tz: str = "UTC",
     user_expectations: tuple[Expectation, ...] = (),
     rule_actions: dict[str, Action] | None = None,
+    enrichments: tuple[Enrichment, ...] = (),
 ) -> Pipeline:
     """The batch pipeline: files → bronze → contract → quarantine/silver → gold."""
     overrides = rule_actions or {}
@@ -122,6 +133,11 @@ def build_pipeline(
             ),
             WriteQuarantine(f"quarantine_{name}", name, TABLES.quarantine(name)),
             Deduplicate(f"dedup_{name}", name, spec.key, spec.event_time),
+        ]
+        mine = tuple(e for e in enrichments if e.dataset == name)
+        if mine:
+            steps.append(Enrich(f"enrich_{name}", name, mine))
+        steps += [
             MergeSilver(f"silver_{name}", name, TABLES.silver(name), spec.key, spec.event_time),
         ]
     ri = next(e for e in builtins if e.name == REFERENTIAL_INTEGRITY)

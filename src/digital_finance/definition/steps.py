@@ -8,9 +8,13 @@ quarantine `step` values, run-log keys and, later, metric labels and checkpoint 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from digital_finance.contract.schemas import DatasetSpec
 from digital_finance.definition.expectations import Expectation
+
+if TYPE_CHECKING:
+    from digital_finance.enrichment import Enrichment
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,14 @@ class Deduplicate(Step):
     dataset: str
     key: tuple[str, ...]
     event_time: str
+
+
+@dataclass(frozen=True)
+class Enrich(Step):
+    """Add the enrichments' columns to the batch's silver candidates (Arrow batches)."""
+
+    dataset: str
+    enrichments: tuple[Enrichment, ...]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from digital_finance.definition.steps import (
     ApplyContract,
     CheckExpectations,
     Deduplicate,
+    Enrich,
     JoinGold,
     LandBronze,
     MergeSilver,
@@ -23,6 +24,7 @@ ALL_STEPS: frozenset[type[Step]] = frozenset(
         CheckExpectations,
         WriteQuarantine,
         Deduplicate,
+        Enrich,
         MergeSilver,
         JoinGold,
     }

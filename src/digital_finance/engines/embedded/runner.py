@@ -19,7 +19,7 @@ import duckdb
 
 from digital_finance.definition.pipeline import Pipeline
 from digital_finance.definition.steps import ApplyContract, JoinGold, LandBronze, WriteQuarantine
-from digital_finance.engines.embedded import delta_io, gold, silver_merge, system_tables
+from digital_finance.engines.embedded import delta_io, enrich, gold, silver_merge, system_tables
 from digital_finance.engines.embedded.staging import StagedDataset, connect
 from digital_finance.runs.batch_runner import BatchRunner, TableStep
 from digital_finance.runs.plan import Batch, PlannedFile
@@ -108,11 +108,15 @@ class EmbeddedRunner(BatchRunner[Staged]):
                 batch_id, run_id, at, f"contract_{step.dataset}", f"expectations_{step.dataset}"
             )
             return delta_io.append_query(self.root, step.table, ds.cursor(), sql, batch_id)
+        candidates = ds.latest(batch_id, at, step.key, step.event_time)
+        enrichments = self.pipeline.enrichments_for(step.dataset)
+        if enrichments:
+            candidates = enrich.enriched(ds.cursor(), candidates, enrichments, step.dataset)
         return silver_merge.merge_latest(
             self.root,
             step.table,
             ds.cursor(),
-            ds.latest(batch_id, at, step.key, step.event_time),
+            candidates,
             batch_id,
             step.key,
             step.event_time,

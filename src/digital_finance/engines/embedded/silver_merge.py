@@ -84,6 +84,7 @@ def merge_latest(
                 predicate=on,
                 source_alias="s",
                 target_alias="t",
+                merge_schema=True,  # enrichment columns configured later become new columns
                 writer_properties=delta_io.WRITER,
                 commit_properties=delta_io.commit_properties(batch_id),
             )

@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 
 from digital_finance.definition.pipeline import Pipeline
 from digital_finance.definition.steps import ApplyContract, JoinGold, LandBronze, WriteQuarantine
-from digital_finance.engines.spark import delta_writes, gold, system_tables
+from digital_finance.engines.spark import delta_writes, enrich, gold, system_tables
 from digital_finance.engines.spark.staging import SparkStagedDataset
 from digital_finance.lakehouse.layout import table_uri
 from digital_finance.runs.batch_runner import BatchRunner, TableStep
@@ -85,6 +85,9 @@ class SparkRunner(BatchRunner[Staged]):
             )
             return delta_writes.write(df, path, batch_id, "append")
         candidates = ds.latest(batch_id, now, step.key, step.event_time)
+        enrichments = self.pipeline.enrichments_for(step.dataset)
+        if enrichments:
+            candidates = enrich.enriched(candidates, enrichments)
         return delta_writes.merge_latest(candidates, path, batch_id, step.key, step.event_time)
 
     def rebuild_gold(self, step: JoinGold, batch_id: int) -> tuple[int, int]:
