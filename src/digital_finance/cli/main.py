@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:
     The process ends with `os._exit` once output is flushed: delta-rs and pyarrow can leave
     native threads that abort the interpreter's final clean-up now and then
     (delta-io/delta-rs#2184), which would turn a finished run into exit code 134. Every
-    commit is complete before this point.
+    commit is complete before this point. On Databricks the entry point runs inside the
+    cluster's own Python process, which must live on: there the exit code is raised instead.
     """
     import os
     import sys
@@ -191,4 +192,8 @@ def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     sys.stdout.flush()
     sys.stderr.flush()
+    if "DATABRICKS_RUNTIME_VERSION" in os.environ:
+        if code:
+            raise SystemExit(code)
+        return
     os._exit(code)
