@@ -23,6 +23,17 @@ class Action(enum.Enum):
 class ExpectationError(Exception):
     """An engine cannot evaluate a user expectation (bad SQL, unknown column)."""
 
+    @classmethod
+    def unusable(
+        cls, dataset: str, rules: list[Expectation], columns: list[str], cause: Exception
+    ) -> ExpectationError:
+        """The error for a dataset whose conditions the engine refused, naming the columns."""
+        names = ", ".join(e.name for e in rules)
+        return cls(
+            f"the expectations on {dataset} ({names}) cannot be evaluated: {cause}. "
+            f"Conditions are SQL over the columns {', '.join(columns)}."
+        )
+
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 

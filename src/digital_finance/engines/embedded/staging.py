@@ -100,12 +100,8 @@ class StagedDataset:
             )
             self.con.execute(f"SELECT * FROM {self.checked} LIMIT 0").fetchall()
         except duckdb.Error as exc:
-            names = ", ".join(e.name for e in self.user_rules)
-            raise ExpectationError(
-                f"the expectations on {self.spec.name} ({names}) cannot be evaluated: {exc}. "
-                f"Conditions are SQL over the columns "
-                f"{', '.join(f.silver_name for f in self.spec.fields)}."
-            ) from exc
+            columns = [f.silver_name for f in self.spec.fields]
+            raise ExpectationError.unusable(self.spec.name, self.user_rules, columns, exc) from exc
 
     def load(self, ordinal: int, file: InputFile) -> None:
         """Parse one file into the staging table."""

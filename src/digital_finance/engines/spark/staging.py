@@ -92,32 +92,15 @@ class SparkStagedDataset:
             checked = parsed.withColumn("failed_rules", failed)
             checked.schema  # noqa: B018 - resolving the plan is what checks the conditions
         except AnalysisException as exc:
-            names = ", ".join(e.name for e in self.user_rules)
-            raise ExpectationError(
-                f"the expectations on {self.spec.name} ({names}) cannot be evaluated: {exc}. "
-                f"Conditions are SQL over the columns "
-                f"{', '.join(f.silver_name for f in self.spec.fields)}."
-            ) from exc
+            columns = [f.silver_name for f in self.spec.fields]
+            raise ExpectationError.unusable(self.spec.name, self.user_rules, columns, exc) from exc
         return checked
 
     # --- questions asked before anything is committed --------------------------------
     def rule_counts(self) -> tuple[int, list[RuleFailures]]:
         """Records staged, and failures per rule (the contract's, then the user's)."""
         records = self.checked.count()
-        contract = {
-            str(r["rule"]): int(r["n"])
-            for r in self.checked.select(F.explode("reasons").alias("rule"))
-            .groupBy("rule")
-            .agg(F.count("*").alias("n"))
-            .collect()
-        }
-        user = {
-            str(r["rule"]): int(r["n"])
-            for r in self.checked.select(F.explode("failed_rules").alias("rule"))
-            .groupBy("rule")
-            .agg(F.count("*").alias("n"))
-            .collect()
-        }
+        contract, user = self._failures("reasons"), self._failures("failed_rules")
         name = self.spec.name
         counts = [
             RuleFailures(
@@ -129,6 +112,11 @@ class SparkStagedDataset:
             RuleFailures(name, e.name, e.action.value, user.get(e.name, 0)) for e in self.user_rules
         ]
         return records, counts
+
+    def _failures(self, column: str) -> dict[str, int]:
+        exploded = self.checked.select(F.explode(column).alias("rule"))
+        counted = exploded.groupBy("rule").agg(F.count("*").alias("n")).collect()
+        return {str(r["rule"]): int(r["n"]) for r in counted}
 
     # --- outputs --------------------------------------------------------------------
     def _source_file(self) -> Column:
