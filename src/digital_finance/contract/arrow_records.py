@@ -45,6 +45,7 @@ def checked_schema(spec: DatasetSpec) -> pa.Schema:
             ("reasons", pa.list_(pa.string())),
             *((f.silver_name, arrow_type(f)) for f in spec.fields),
             ("_rescued", pa.string()),
+            ("by_reference", pa.bool_()),  # decided by the reference, not a compiled path
         ]
     )
 
@@ -82,4 +83,5 @@ def check_lines(lines: pa.Table, file_ordinal: int, spec: DatasetSpec, tz: str) 
             for f, column in zip(spec.fields, values, strict=True):
                 column.append(verdict.values.get(f.silver_name))
     columns["file_ordinal"] = [file_ordinal] * len(columns["raw"])
+    columns["by_reference"] = [True] * len(columns["raw"])
     return pa.RecordBatch.from_pydict(columns, schema=schema)

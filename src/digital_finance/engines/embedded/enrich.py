@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import duckdb
 import pyarrow as pa
 
-from digital_finance.engines.embedded.contract_sql import ident
+from digital_finance.contract.compiled_sql import ident
 from digital_finance.enrichment import Enrichment, apply_all, output_schema
 
 BATCH_ROWS = 64 * 1024

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import duckdb
 
+from digital_finance.contract.compiled_sql import ident, sql_str
 from digital_finance.definition.steps import JoinGold
 from digital_finance.engines.embedded import delta_io
-from digital_finance.engines.embedded.contract_sql import ident, sql_str
 
 
 def rebuild(root: Path, step: JoinGold, batch_id: int) -> tuple[int, int]:

@@ -18,8 +18,8 @@ from typing import Literal
 
 import duckdb
 
+from digital_finance.contract.compiled_sql import ident
 from digital_finance.engines.embedded import delta_io
-from digital_finance.engines.embedded.contract_sql import ident
 from digital_finance.lakehouse.layout import APP_ID
 
 Strategy = Literal["auto", "merge", "rebuild"]

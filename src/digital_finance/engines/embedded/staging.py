@@ -16,10 +16,10 @@ import duckdb
 import pyarrow as pa
 
 from digital_finance.contract import reference
+from digital_finance.contract.compiled_sql import compile_contract, ident, sql_str
 from digital_finance.contract.schemas import DatasetSpec, FieldKind
 from digital_finance.definition.expectations import Action, Expectation, ExpectationError
 from digital_finance.engines.embedded.arrow_schemas import sql_type
-from digital_finance.engines.embedded.contract_sql import compile_contract, ident, sql_str
 from digital_finance.sources.discovery import InputFile
 from digital_finance.sources.file_reader import read_chunks
 

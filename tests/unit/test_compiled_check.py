@@ -1,0 +1,43 @@
+"""The compiled contract on Arrow chunks (used by the Spark workers) equals the reference."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from digital_finance.contract.arrow_records import check_lines
+from digital_finance.contract.compiled_check import check_lines_compiled
+from digital_finance.contract.schemas import FUNDS, STOCKS, DatasetSpec
+from tests.spark.traps import trap_lines
+
+
+def _chunk(lines: list[str]) -> pa.Table:
+    utf8 = [not line.startswith("\\xff") for line in lines]
+    return pa.table(
+        {
+            "line_number": pa.array(range(1, len(lines) + 1), pa.int64()),
+            "raw": pa.array(lines, pa.large_string()),
+            "utf8_ok": pa.array(utf8),
+        }
+    )
+
+
+@pytest.mark.parametrize("spec", [STOCKS, FUNDS], ids=lambda s: s.name)
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_every_trap_gets_the_reference_verdict(spec: DatasetSpec, tz: str) -> None:
+    lines = [*trap_lines(spec), "\\xff not utf-8"]
+    chunk = _chunk(lines)
+    expected = check_lines(chunk, 7, spec, tz)
+    got = check_lines_compiled(chunk, 7, spec, tz)
+    assert got.schema == expected.schema
+    mine, theirs = got.to_pylist(), expected.to_pylist()
+    for row in mine + theirs:
+        row.pop("by_reference")  # how a verdict was reached, not the verdict
+    assert mine == theirs
+    assert not all(got.column("by_reference").to_pylist())  # the compiled path decided most
+    assert any(got.column("by_reference").to_pylist())  # and handed the unsure ones over
+
+
+def test_a_chunk_of_blank_lines_gives_an_empty_batch() -> None:
+    got = check_lines_compiled(_chunk(["", "  "]), 0, STOCKS, "UTC")
+    assert got.num_rows == 0 and got.schema == check_lines(_chunk([]), 0, STOCKS, "UTC").schema
