@@ -66,7 +66,11 @@ def run(
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", metavar="FILE", help="TOML file with expectations and settings."),
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            help="TOML file with expectations, enrichments and settings.",
+        ),
     ] = None,
     engine: Annotated[
         str,

@@ -115,9 +115,15 @@ def _runner(
 ) -> Iterator[BatchRunner[Any]]:
     """The engine's runner; a Spark session started here is stopped at the end."""
     if engine == "spark":
-        from digital_finance.engines.spark.jars import SparkSetupError
-        from digital_finance.engines.spark.runner import SparkRunner
-        from digital_finance.engines.spark.session import engine_session
+        try:
+            from digital_finance.engines.spark.jars import SparkSetupError
+            from digital_finance.engines.spark.runner import SparkRunner
+            from digital_finance.engines.spark.session import engine_session
+        except ImportError as exc:
+            fail(
+                f"the Spark engine needs PySpark and Delta Spark ({exc}); install them with "
+                "pip install 'digital-finance[spark]' (or `make setup` in the repository)"
+            )
 
         progress.stage("starting Spark")
         try:
