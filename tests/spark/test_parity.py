@@ -67,3 +67,15 @@ def test_generated_data_in_two_batches_and_a_rerun(
         list((generated / "mutual_funds").iterdir())
     )
     assert versions(tmp_path / "spark") == before  # a re-run changes no table
+
+
+def test_a_first_run_with_one_dataset_leaves_tables_both_engines_continue(
+    spark: Any, generated: Path, tmp_path: Path
+) -> None:
+    funds, stocks = [generated / "mutual_funds"], [generated / "stocks"]
+    run_embedded(tmp_path / "embedded", [], funds)
+    run_spark(spark, tmp_path / "spark", [], funds)
+    assert_same_tables(tmp_path / "embedded", tmp_path / "spark")  # typed empty stock tables
+    run_embedded(tmp_path / "embedded", stocks, [])
+    run_embedded(tmp_path / "spark", stocks, [])  # the other engine continues Spark's tables
+    assert_same_tables(tmp_path / "embedded", tmp_path / "spark")

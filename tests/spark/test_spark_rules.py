@@ -28,6 +28,12 @@ name = "volume_present"
 dataset = "stocks"
 condition = "volume IS NOT NULL"
 action = "warn"
+
+[[expectations]]
+name = "cannot_be_evaluated"
+dataset = "stocks"
+condition = "volume / 0 < 1"  # NULL on DuckDB; no ANSI error on Spark: a failure on both
+action = "warn"
 """
 
 
@@ -42,6 +48,9 @@ def test_user_expectations_quarantine_and_count_like_the_embedded_engine(
     assert_same_tables(tmp_path / "embedded", tmp_path / "spark")
     counted = {r.rule: r.failures for r in report.batches[0].rules}
     assert counted["price_below_ten"] > 0 and counted["volume_present"] > 0
+    # every record that passed the contract fails a condition that cannot be evaluated
+    silver_candidates = len(rows(tmp_path / "spark", "silver/stocks"))
+    assert counted["cannot_be_evaluated"] >= silver_candidates > 0
     steps = {r["step"] for r in rows(tmp_path / "spark", "quarantine/stocks")}
     assert steps == {"contract_stocks", "expectations_stocks"}
     logged = rows(tmp_path / "embedded", "_system/pipeline_runs")[0]["rules"]

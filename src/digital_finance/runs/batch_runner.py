@@ -100,17 +100,19 @@ class BatchRunner(ABC, Generic[Staged]):
                     self.commit_plan(batch, run_id, started_at)
                     crash_point("after_plan")
                 self._commit(staged, batch.batch_id, run_id, started_at, report)
-            report.status = "succeeded"
-        except RuleFailedError as exc:
-            report.error = str(exc)
-            raise
         except Exception as exc:
-            report.error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
+            report.error = (
+                str(exc) if isinstance(exc, RuleFailedError) else f"{type(exc).__name__}: {exc}"
+            )
             report.seconds = time.perf_counter() - clock
-            if report.status == "succeeded" or report.error:
+            try:
                 self.log_run(report, started_at, datetime.now(UTC))
+            except Exception as log_error:  # the batch's own error is the one to raise
+                exc.add_note(f"logging the failed run failed too: {log_error!r}")
+            raise
+        report.status = "succeeded"
+        report.seconds = time.perf_counter() - clock
+        self.log_run(report, started_at, datetime.now(UTC))
         return report
 
     def _commit(

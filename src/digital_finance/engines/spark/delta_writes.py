@@ -5,8 +5,9 @@ writer options, reads the same pair from two session settings. Delta skips a com
 version is not above the table's recorded one, so a retried batch never doubles rows. The
 embedded engine records the same app id, so the two engines continue each other's tables.
 
-Whether Delta skipped a write is read from the table's version before and after: the
-public API has no reader for app transactions.
+Whether Delta skipped a write is read from the table's history: every commit is tagged with
+its batch in `userMetadata`, and a write that left no tagged commit newer than the version
+before it was skipped (the public API has no reader for app transactions).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from contextlib import contextmanager
 from typing import Literal
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
 
 from digital_finance.lakehouse.layout import APP_ID
 
 TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
 TXN_VERSION = "spark.databricks.delta.write.txnVersion"
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 
 def exists(spark: SparkSession, path: str) -> bool:
@@ -29,13 +32,28 @@ def exists(spark: SparkSession, path: str) -> bool:
     return bool(DeltaTable.isDeltaTable(spark, path))
 
 
-def _last_commit(spark: SparkSession, path: str) -> tuple[int, dict[str, str]] | None:
+def _version(spark: SparkSession, path: str) -> int | None:
     if not exists(spark, path):
         return None
-    row = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
-    if row is None:
+    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
+    return None if row is None else int(row["version"])
+
+
+def _tag(batch_id: int) -> str:
+    return f"digital_finance.batch_id={batch_id}"
+
+
+def _our_commit(spark: SparkSession, path: str, batch_id: int, before: int | None) -> Row | None:
+    """The commit this write made, if any: tagged with the batch, newer than `before`.
+
+    Looked up by its tag rather than taken as the newest commit, so that a commit by another
+    writer in between (a concurrent job, auto-compaction) is not mistaken for ours.
+    """
+    if not exists(spark, path):
         return None
-    return int(row["version"]), dict(row["operationMetrics"] or {})
+    history = DeltaTable.forPath(spark, path).history(20)
+    newer = history.where(F.col("version") > (-1 if before is None else before))
+    return newer.where(F.col("userMetadata") == _tag(batch_id)).select("operationMetrics").first()
 
 
 def read(spark: SparkSession, path: str) -> DataFrame | None:
@@ -53,35 +71,42 @@ def write(
 ) -> int | None:
     """Write `df` as batch `batch_id`; rows written, or None when the table had the batch."""
     spark = df.sparkSession
-    before = _last_commit(spark, path)
+    before = _version(spark, path)
     writer = (
         df.write.format("delta")
         .mode(mode)
         .option("txnAppId", APP_ID)
         .option("txnVersion", str(batch_id))
-        .option("userMetadata", f"digital_finance.batch_id={batch_id}")
+        .option("userMetadata", _tag(batch_id))
     )
-    if mode == "append":
-        writer = writer.option("mergeSchema", "true")
-    else:
-        writer = writer.option("overwriteSchema", "true")
+    if mode == "overwrite":
+        writer = writer.option("overwriteSchema", "true")  # gold is rebuilt whole
     writer.save(path)
-    after = _last_commit(spark, path)
-    if after is None or (before is not None and after[0] == before[0]):
+    ours = _our_commit(spark, path, batch_id, before)
+    if ours is None:
         return None
-    return int(after[1].get("numOutputRows", "0"))
+    return int(dict(ours["operationMetrics"] or {}).get("numOutputRows", "0"))
 
 
 @contextmanager
 def _txn(spark: SparkSession, batch_id: int) -> Iterator[None]:
-    spark.conf.set(TXN_APP_ID, APP_ID)
-    spark.conf.set(TXN_VERSION, str(batch_id))
+    """Tag the DML commands run inside with the batch (MERGE has no writer options).
+
+    The settings are the session's: nothing else may run DML on the session meanwhile.
+    """
+    settings = {TXN_APP_ID: APP_ID, TXN_VERSION: str(batch_id), USER_METADATA: _tag(batch_id)}
+    previous = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
     try:
         yield
     finally:
         # left set, the pair would tag (and so skip) the next, unrelated DML command
-        spark.conf.unset(TXN_APP_ID)
-        spark.conf.unset(TXN_VERSION)
+        for key, old in previous.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
 
 
 def merge_latest(
@@ -93,7 +118,7 @@ def merge_latest(
     table is simply written.
     """
     spark = df.sparkSession
-    before = _last_commit(spark, path)
+    before = _version(spark, path)
     if before is None:
         return write(df, path, batch_id, "append")
     on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in key)
@@ -109,7 +134,7 @@ def merge_latest(
             .whenNotMatchedInsertAll()
             .execute()
         )
-    after = _last_commit(spark, path)
-    if after is None or after[0] == before[0]:
+    ours = _our_commit(spark, path, batch_id, before)
+    if ours is None:
         return None
-    return int(after[1].get("numSourceRows", "0"))
+    return int(dict(ours["operationMetrics"] or {}).get("numSourceRows", "0"))
