@@ -1,12 +1,8 @@
-"""Arrow types of the lakehouse tables on the embedded engine, derived from the contract."""
+"""DuckDB types of the contract's fields on the embedded engine."""
 
 from __future__ import annotations
 
-import pyarrow as pa
-
 from digital_finance.contract.schemas import FieldKind, FieldSpec
-
-UTC_TS = pa.timestamp("us", tz="UTC")
 
 
 def sql_type(f: FieldSpec) -> str:

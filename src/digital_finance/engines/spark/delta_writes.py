@@ -47,10 +47,9 @@ def _our_commit(spark: SparkSession, path: str, batch_id: int, before: int | Non
     """The commit this write made, if any: tagged with the batch, newer than `before`.
 
     Looked up by its tag rather than taken as the newest commit, so that a commit by another
-    writer in between (a concurrent job, auto-compaction) is not mistaken for ours.
+    writer in between (a concurrent job, auto-compaction) is not mistaken for ours. Called
+    after a save or MERGE, so the table exists.
     """
-    if not exists(spark, path):
-        return None
     history = DeltaTable.forPath(spark, path).history(20)
     newer = history.where(F.col("version") > (-1 if before is None else before))
     return newer.where(F.col("userMetadata") == _tag(batch_id)).select("operationMetrics").first()

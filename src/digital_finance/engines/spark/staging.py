@@ -23,6 +23,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark.sql.window import Window
 
 from digital_finance.contract.arrow_records import checked_schema
 from digital_finance.contract.compiled_check import check_lines_compiled
@@ -200,8 +201,6 @@ class SparkStagedDataset:
 
         Never `dropDuplicates`, which keeps an arbitrary row of each key.
         """
-        from pyspark.sql.window import Window
-
         order = Window.partitionBy(*key).orderBy(
             F.col(event_time).desc(), F.col("file_ordinal").desc(), F.col("line_number").desc()
         )
