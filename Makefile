@@ -4,7 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup demo test lint typecheck unit kernel-test bench clean
+
+KERNEL_STAMP := $(VENV)/.kernel-installed
+KERNEL_SRC   := native/kernel/Cargo.toml native/kernel/Cargo.lock native/kernel/pyproject.toml \
+                $(wildcard native/kernel/src/*.rs native/kernel/python/digital_finance_kernel/*)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +16,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,spark]'
 	touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv and install the package with its test tools
+# The native contract kernel (Rust, built by maturin from PyPI with crates from crates.io).
+# Without cargo the package still works, on its DuckDB SQL contract, and says so.
+$(KERNEL_STAMP): $(STAMP) $(KERNEL_SRC)
+	@if command -v cargo >/dev/null 2>&1; then \
+		echo "building the native kernel (native/kernel)"; \
+		$(BIN)/pip install --quiet ./native/kernel && touch $(KERNEL_STAMP); \
+	else \
+		echo "warning: no cargo on PATH; the native kernel is not built and the slower SQL contract runs (see docs/NATIVE_KERNEL.md)"; \
+	fi
+
+setup: $(STAMP) $(KERNEL_STAMP)  ## create .venv and install the package, its native kernel and test tools
 
 demo: setup  ## generate sample data, run the pipeline on it, list the tables
 	$(BIN)/digital-finance generate --stocks 200000 --funds 20000 --out data/generated --seed 7
@@ -29,7 +43,10 @@ typecheck: setup
 unit: setup
 	$(BIN)/pytest -q tests/unit
 
-test: lint typecheck  ## lint, type-check and run every test
+kernel-test: setup  ## the native kernel's own Rust unit tests
+	@if command -v cargo >/dev/null 2>&1; then cd native/kernel && cargo test --release --quiet; fi
+
+test: lint typecheck kernel-test  ## lint, type-check and run every test
 	$(BIN)/pytest -q
 
 bench: setup  ## side-by-side benchmark against the seed's PySpark job (installs PySpark)
@@ -37,4 +54,4 @@ bench: setup  ## side-by-side benchmark against the seed's PySpark job (installs
 	$(BIN)/python bench/run_benchmark.py
 
 clean:
-	rm -rf $(VENV) lakehouse data/generated .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) lakehouse data/generated .pytest_cache .mypy_cache .ruff_cache native/kernel/target

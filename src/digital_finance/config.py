@@ -18,6 +18,7 @@ name = "notional_value"
 [engine]
 memory_limit = "1GB"
 silver_write = "auto"      # auto | merge | rebuild (see engines/embedded/silver_merge.py)
+contract = "auto"          # auto | native | sql: who decides the contract (docs/NATIVE_KERNEL.md)
 ```
 """
 
@@ -49,6 +50,7 @@ class RunConfig:
     memory_limit: str = "1GB"
     threads: int | None = None
     silver_write: str = "auto"
+    contract: str = "auto"
     enrichments: tuple[Enrichment, ...] = ()
 
 
@@ -108,6 +110,9 @@ def load_config(path: Path | None, source_tz: str | None = None) -> RunConfig:
         raise ConfigError(
             f"[engine] silver_write must be auto, merge or rebuild, not {silver_write!r}"
         )
+    contract = str(engine.get("contract", "auto"))
+    if contract not in ("auto", "native", "sql"):
+        raise ConfigError(f"[engine] contract must be auto, native or sql, not {contract!r}")
     items = data.get("enrichments", [])
     enrichments: tuple[Enrichment, ...] = ()
     if items:
@@ -127,5 +132,6 @@ def load_config(path: Path | None, source_tz: str | None = None) -> RunConfig:
         memory_limit=str(engine.get("memory_limit", "1GB")),
         threads=int(threads) if threads is not None else None,
         silver_write=silver_write,
+        contract=contract,
         enrichments=enrichments,
     )

@@ -142,6 +142,7 @@ def _runner(
         memory_limit=config.memory_limit,
         threads=config.threads,
         silver_write=config.silver_write,  # type: ignore[arg-type]  # checked by load_config
+        contract=config.contract,  # type: ignore[arg-type]  # checked by load_config
     )
     yield EmbeddedRunner(pipeline, Path(output), options, progress)
 

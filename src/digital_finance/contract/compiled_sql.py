@@ -197,7 +197,7 @@ class _FieldSql:
         with_zone = (
             f"CASE WHEN {z} = 'Z' THEN {c}_local ELSE {c}_local - to_minutes({offset_minutes}) END"
         )
-        naive = _local_to_utc(f"{c}_local", self.tz)
+        naive = local_to_utc(f"{c}_local", self.tz)
         n = f"TRY_CAST({c}_txt AS BIGINT)"
         epoch = (
             f"CASE WHEN regexp_full_match({c}_txt, '[0-9]{{1,18}}') THEN "
@@ -259,7 +259,7 @@ def re_escape(text: str) -> str:
     return "".join("\\" + ch if ch in r".^$*+?()[]{}|\\" else ch for ch in text)
 
 
-def _local_to_utc(local: str, tz: str) -> str:
+def local_to_utc(local: str, tz: str) -> str:
     """Naive local time in `tz` to naive UTC, resolving DST like Java and Python's fold=0.
 
     DuckDB (ICU) resolves an ambiguous wall time to the later instant; the contract wants the

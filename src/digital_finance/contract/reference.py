@@ -40,6 +40,7 @@ __all__ = [
     "parse_decimal",
     "parse_event_time",
     "parse_integer",
+    "stored_default",
 ]
 
 
@@ -402,6 +403,16 @@ _PLANS: dict[int, _DatasetPlan] = {}
 _MAX_PLANS: Final = 64
 
 
+def stored_default(field: FieldSpec) -> object:
+    """What an absent optional field is stored as: its default through its own rule, or None.
+
+    The default goes through the rule, so a default of "usd" would be stored "USD".
+    """
+    if field.default is None:
+        return None
+    return _CONVERTERS[field.kind](field.default, field, None)
+
+
 def _plan(spec: DatasetSpec) -> _DatasetPlan:
     plan = _PLANS.get(id(spec))
     if plan is not None and plan.spec is spec:
@@ -409,12 +420,9 @@ def _plan(spec: DatasetSpec) -> _DatasetPlan:
     fields = []
     for field in spec.fields:
         convert = _CONVERTERS[field.kind]
-        absent: object = None
-        if field.default is not None:
-            # The default goes through the field's own rule, so "usd" would be stored "USD".
-            absent = convert(field.default, field, None)
-            if absent is None:
-                raise ValueError(f"{spec.name}.{field.name}: default breaks the field's rule")
+        absent = stored_default(field)
+        if field.default is not None and absent is None:
+            raise ValueError(f"{spec.name}.{field.name}: default breaks the field's rule")
         fields.append(
             _FieldPlan(
                 spec=field,

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from digital_finance import native
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -90,8 +92,6 @@ def _blocks(stream: io.BufferedIOBase, head: bytes, block_bytes: int) -> Iterato
 
 
 def _ndjson_chunks(blocks: Iterator[bytes]) -> Iterator[LineChunk]:
-    import numpy as np
-
     carry = b""
     next_line = 1
     first = True
@@ -106,14 +106,34 @@ def _ndjson_chunks(blocks: Iterator[bytes]) -> Iterator[LineChunk]:
             carry = data
             continue
         carry = data[cut + 1 :]
-        body = data[: cut + 1]
-        ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
-        yield _chunk_from_lines(body, ends, next_line)
-        next_line += len(ends)
+        chunk = _chunk_from_block(data[: cut + 1], next_line)
+        yield chunk
+        next_line += chunk.num_rows
     if carry:
-        body = carry + b"\n"
+        yield _chunk_from_block(carry + b"\n", next_line)
+
+
+def _chunk_from_block(body: bytes, first_line: int) -> LineChunk:
+    """The lines of a block that ends in a newline: split natively where the kernel is."""
+    import numpy as np
+
+    module = native.kernel()
+    if module is None:
         ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
-        yield _chunk_from_lines(body, ends, next_line)
+        return _chunk_from_lines(body, ends, first_line)
+    import pyarrow as pa
+
+    offsets, text, bad_utf8 = module.split_lines(body)
+    count = len(offsets) // 8 - 1
+    raw = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(text))
+    if bad_utf8:
+        ok = np.ones(count, dtype=bool)
+        ok[bad_utf8] = False
+        utf8_ok = pa.array(ok)
+    else:
+        utf8_ok = pa.nulls(count, pa.bool_()).fill_null(True)
+    numbers = pa.array(np.arange(first_line, first_line + count, dtype=np.int64))
+    return LineChunk(pa.table({"line_number": numbers, "raw": raw, "utf8_ok": utf8_ok}))
 
 
 def _chunk_from_lines(body: bytes, ends: Offsets, first_line: int) -> LineChunk:

@@ -14,9 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 
+from digital_finance import native
+from digital_finance.contract.native_check import KernelUnsupportedError, NativeContract
+from digital_finance.contract.schemas import DatasetSpec
 from digital_finance.definition.pipeline import Pipeline
 from digital_finance.definition.steps import ApplyContract, JoinGold, LandBronze, WriteQuarantine
 from digital_finance.engines.embedded import delta_io, enrich, gold, silver_merge, system_tables
@@ -35,6 +39,13 @@ class EmbeddedOptions:
     memory_limit: str = "1GB"
     threads: int | None = None
     silver_write: silver_merge.Strategy = "auto"
+    # who decides the contract: the native kernel where it is installed (auto), always the
+    # kernel (native: a clear error without it), or the compiled DuckDB query (sql)
+    contract: Literal["auto", "native", "sql"] = "auto"
+
+
+class NativeKernelMissingError(RuntimeError):
+    """`contract = "native"` was asked for, but the kernel is not installed."""
 
 
 class EmbeddedRunner(BatchRunner[Staged]):
@@ -65,21 +76,41 @@ class EmbeddedRunner(BatchRunner[Staged]):
                 con.close()
             shutil.rmtree(temp, ignore_errors=True)
 
+    def _native_contract(self, spec: DatasetSpec, source_tz: str) -> NativeContract | None:
+        if self.options.contract == "sql":
+            return None
+        module = native.kernel()
+        if module is None:
+            if self.options.contract == "native":
+                raise NativeKernelMissingError(native.INSTALL_HINT)
+            return None
+        try:
+            return NativeContract(module, spec, source_tz, threads=self.options.threads or 2)
+        except KernelUnsupportedError:
+            if self.options.contract == "native":
+                raise
+            return None
+
     def _stage(self, con: duckdb.DuckDBPyConnection, batch: Batch, report: BatchReport) -> Staged:
         staged: Staged = {}
         for step in self.pipeline.steps_of(ApplyContract):
             name = step.spec.name
             staged[name] = StagedDataset(
-                con, step.spec, step.source_tz, self.pipeline.expectations_for(name)
+                con,
+                step.spec,
+                step.source_tz,
+                self.pipeline.expectations_for(name),
+                self._native_contract(step.spec, step.source_tz),
             )
         total = sum(pf.file.size for pf in batch.files)
         self.progress.stage(f"batch {batch.batch_id}: reading {len(batch.files)} file(s)")
         self.progress.start_bytes(total)
         for name, dataset in staged.items():
             clock = time.perf_counter()
-            for pf in batch.files_of(name):
-                dataset.load(pf.ordinal, pf.file)
-                self.progress.advance_bytes(pf.file.size)
+            files = [(pf.ordinal, pf.file) for pf in batch.files_of(name)]
+            dataset.load_files(files, lambda f: self.progress.advance_bytes(f.size))
+            if dataset.native is not None:
+                dataset.native.close()
             report.reference_rows += dataset.resolve_with_reference()
             report.records[name] = dataset.records()
             report.timings[f"contract_{name}"] = time.perf_counter() - clock

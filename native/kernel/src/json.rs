@@ -1,0 +1,535 @@
+//! A strict RFC 8259 scanner for one record, in one pass.
+//!
+//! It validates the whole value the way the reference (`contract/json_exact.py`, Python's
+//! `json` with duplicate keys refused) does: no NaN, comments or trailing commas, no raw
+//! control characters in strings, no lone surrogates, duplicate keys found at every depth.
+//! Of a top-level object it hands back the members whose keys the dataset names, as exact
+//! text, and the spans of the others (for `_rescued`). Numbers are never converted here.
+use std::borrow::Cow;
+
+/// Why a record is not a usable object, in the reference's precedence.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Whole {
+    InvalidJson,
+    NotObject,
+    Duplicate,
+    /// Deeper than this scanner decides: Python's decoder has a recursion limit of its own,
+    /// so the reference (run in that very interpreter) decides such records.
+    TooDeep,
+}
+
+/// A top-level member's value, as the field rules see it.
+#[derive(Clone, Debug, Default)]
+pub enum Val<'a> {
+    #[default]
+    Absent,
+    Null,
+    Bool,
+    /// the number's exact text, already known to follow the JSON number grammar
+    Num(&'a str),
+    /// the decoded string
+    Str(Cow<'a, str>),
+    Compound,
+}
+
+/// A member the dataset does not name: where its key and value stand in the line.
+#[derive(Clone, Copy, Debug)]
+pub struct Unknown {
+    pub key: (usize, usize, bool),
+    pub value: (usize, usize),
+}
+
+struct Bad;
+type R<T> = Result<T, Bad>;
+
+/// Nesting the scanner follows before it hands the record to the reference.
+pub const MAX_DEPTH: u32 = 64;
+
+struct Scanner<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+    dup: bool,
+    deep: bool,
+}
+
+#[inline]
+fn hexval(c: u8) -> Option<u32> {
+    match c {
+        b'0'..=b'9' => Some((c - b'0') as u32),
+        b'a'..=b'f' => Some((c - b'a' + 10) as u32),
+        b'A'..=b'F' => Some((c - b'A' + 10) as u32),
+        _ => None,
+    }
+}
+
+impl<'a> Scanner<'a> {
+    #[inline]
+    fn ws(&mut self) {
+        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn hex4(&mut self) -> R<u32> {
+        if self.i + 4 > self.b.len() {
+            return Err(Bad);
+        }
+        let mut v = 0;
+        for k in 0..4 {
+            v = v * 16 + hexval(self.b[self.i + k]).ok_or(Bad)?;
+        }
+        self.i += 4;
+        Ok(v)
+    }
+
+    /// A string starting at '"': the span of its content and whether it holds escapes.
+    #[inline]
+    fn string(&mut self) -> R<(usize, usize, bool)> {
+        self.i += 1;
+        let start = self.i;
+        let mut esc = false;
+        loop {
+            // jump to the next byte that needs a look
+            let rest = &self.b[self.i..];
+            let skip = rest
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                .ok_or(Bad)?;
+            self.i += skip;
+            match self.b[self.i] {
+                b'"' => {
+                    let end = self.i;
+                    self.i += 1;
+                    return Ok((start, end, esc));
+                }
+                b'\\' => {
+                    esc = true;
+                    self.i += 1;
+                    let e = *self.b.get(self.i).ok_or(Bad)?;
+                    self.i += 1;
+                    match e {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                        b'u' => {
+                            let u = self.hex4()?;
+                            if (0xDC00..=0xDFFF).contains(&u) {
+                                return Err(Bad);
+                            }
+                            if (0xD800..=0xDBFF).contains(&u) {
+                                if self.b.get(self.i) != Some(&b'\\')
+                                    || self.b.get(self.i + 1) != Some(&b'u')
+                                {
+                                    return Err(Bad);
+                                }
+                                self.i += 2;
+                                let low = self.hex4()?;
+                                if !(0xDC00..=0xDFFF).contains(&low) {
+                                    return Err(Bad);
+                                }
+                            }
+                        }
+                        _ => return Err(Bad),
+                    }
+                }
+                _ => return Err(Bad), // a raw control character
+            }
+        }
+    }
+
+    fn decode(&self, span: (usize, usize, bool)) -> Cow<'a, str> {
+        decode_string(&self.s[span.0..span.1], span.2)
+    }
+
+    #[inline]
+    fn number(&mut self) -> R<(usize, usize)> {
+        let b = self.b;
+        let st = self.i;
+        if b[self.i] == b'-' {
+            self.i += 1;
+        }
+        match b.get(self.i) {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                while self.i < b.len() && b[self.i].is_ascii_digit() {
+                    self.i += 1;
+                }
+            }
+            _ => return Err(Bad),
+        }
+        if b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            let f = self.i;
+            while self.i < b.len() && b[self.i].is_ascii_digit() {
+                self.i += 1;
+            }
+            if self.i == f {
+                return Err(Bad);
+            }
+        }
+        if matches!(b.get(self.i), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(b.get(self.i), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            let f = self.i;
+            while self.i < b.len() && b[self.i].is_ascii_digit() {
+                self.i += 1;
+            }
+            if self.i == f {
+                return Err(Bad);
+            }
+        }
+        Ok((st, self.i))
+    }
+
+    #[inline]
+    fn literal(&mut self, word: &[u8]) -> R<()> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(Bad)
+        }
+    }
+
+    /// Any value below the top level.
+    fn value(&mut self, depth: u32) -> R<()> {
+        match self.peek().ok_or(Bad)? {
+            b'"' => {
+                self.string()?;
+            }
+            b'-' | b'0'..=b'9' => {
+                self.number()?;
+            }
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            b'[' => {
+                if depth >= MAX_DEPTH {
+                    self.deep = true;
+                    return Err(Bad);
+                }
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.ws();
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b']') => {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(Bad),
+                    }
+                }
+            }
+            b'{' => {
+                if depth >= MAX_DEPTH {
+                    self.deep = true;
+                    return Err(Bad);
+                }
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(b'}') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                let mut keys: Vec<Cow<'a, str>> = Vec::new();
+                loop {
+                    self.ws();
+                    if self.peek() != Some(b'"') {
+                        return Err(Bad);
+                    }
+                    let span = self.string()?;
+                    let key = self.decode(span);
+                    if keys.contains(&key) {
+                        self.dup = true;
+                    } else {
+                        keys.push(key);
+                    }
+                    self.ws();
+                    if self.peek() != Some(b':') {
+                        return Err(Bad);
+                    }
+                    self.i += 1;
+                    self.ws();
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b'}') => {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(Bad),
+                    }
+                }
+            }
+            _ => return Err(Bad),
+        }
+        Ok(())
+    }
+
+    /// The top-level object: contract members into `vals`, the others into `unknown`.
+    fn top_object(
+        &mut self,
+        names: &[&[u8]],
+        vals: &mut [Val<'a>],
+        unknown: &mut Vec<Unknown>,
+    ) -> R<()> {
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        let mut seen = 0u64;
+        let mut unknown_keys: Vec<Cow<'a, str>> = Vec::new();
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(Bad);
+            }
+            let key_span = self.string()?;
+            let key = self.decode(key_span);
+            let index = names.iter().position(|n| *n == key.as_bytes());
+            match index {
+                Some(f) => {
+                    if seen & (1 << f) != 0 {
+                        self.dup = true;
+                    }
+                    seen |= 1 << f;
+                }
+                None => {
+                    if unknown_keys.contains(&key) {
+                        self.dup = true;
+                    } else {
+                        unknown_keys.push(key);
+                    }
+                }
+            }
+            self.ws();
+            if self.peek() != Some(b':') {
+                return Err(Bad);
+            }
+            self.i += 1;
+            self.ws();
+            let start = self.i;
+            let v = match self.peek().ok_or(Bad)? {
+                b'"' => {
+                    let span = self.string()?;
+                    Val::Str(self.decode(span))
+                }
+                b'-' | b'0'..=b'9' => {
+                    let (s, e) = self.number()?;
+                    Val::Num(&self.s[s..e])
+                }
+                b't' => {
+                    self.literal(b"true")?;
+                    Val::Bool
+                }
+                b'f' => {
+                    self.literal(b"false")?;
+                    Val::Bool
+                }
+                b'n' => {
+                    self.literal(b"null")?;
+                    Val::Null
+                }
+                _ => {
+                    self.value(1)?;
+                    Val::Compound
+                }
+            };
+            match index {
+                Some(f) => vals[f] = v,
+                None => unknown.push(Unknown { key: key_span, value: (start, self.i) }),
+            }
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(Bad),
+            }
+        }
+    }
+}
+
+/// Decode one record. `vals` must hold `names.len()` entries, all `Absent`.
+pub fn parse_record<'a>(
+    line: &'a str,
+    names: &[&[u8]],
+    vals: &mut [Val<'a>],
+    unknown: &mut Vec<Unknown>,
+) -> Result<(), Whole> {
+    let mut s = Scanner { s: line, b: line.as_bytes(), i: 0, dup: false, deep: false };
+    s.ws();
+    let is_object = s.peek() == Some(b'{');
+    let scanned = if is_object { s.top_object(names, vals, unknown) } else { s.value(0) };
+    if scanned.is_err() {
+        return Err(if s.deep { Whole::TooDeep } else { Whole::InvalidJson });
+    }
+    s.ws();
+    if s.i != s.b.len() {
+        return Err(Whole::InvalidJson);
+    }
+    if !is_object {
+        return Err(Whole::NotObject);
+    }
+    if s.dup {
+        return Err(Whole::Duplicate);
+    }
+    Ok(())
+}
+
+/// The text of a validated string's content, escapes decoded.
+pub fn decode_string(raw: &str, has_escapes: bool) -> Cow<'_, str> {
+    if !has_escapes {
+        return Cow::Borrowed(raw);
+    }
+    let b = raw.as_bytes();
+    let mut out = String::with_capacity(b.len());
+    let mut i = 0;
+    let hex = |k: usize| -> u32 { (0..4).fold(0, |v, n| v * 16 + hexval(b[k + n]).unwrap_or(0)) };
+    while i < b.len() {
+        if b[i] != b'\\' {
+            let j = memchr::memchr(b'\\', &b[i..]).map_or(b.len(), |k| i + k);
+            out.push_str(&raw[i..j]);
+            i = j;
+            continue;
+        }
+        let e = b[i + 1];
+        i += 2;
+        let ch = match e {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            _ => {
+                let mut u = hex(i);
+                i += 4;
+                if (0xD800..=0xDBFF).contains(&u) {
+                    let low = hex(i + 2);
+                    i += 6;
+                    u = 0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00);
+                }
+                char::from_u32(u).unwrap_or('\u{FFFD}')
+            }
+        };
+        out.push(ch);
+    }
+    Cow::Owned(out)
+}
+
+/// Write a decoded string as JSON the way Python's `json.encoder.encode_basestring` does.
+pub fn encode_string(text: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for &c in text.as_bytes() {
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0..=0x1f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(c >> 4) as usize]);
+                out.push(HEX[(c & 15) as usize]);
+            }
+            _ => out.push(c),
+        }
+    }
+    out.push(b'"');
+}
+
+/// Compact JSON of a validated value: white space between tokens dropped, strings written
+/// again by `encode_string`, numbers and literals kept as they are.
+pub fn write_compact(value: &str, out: &mut Vec<u8>) {
+    let b = value.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+            b'"' => {
+                let start = i + 1;
+                let mut j = start;
+                let mut esc = false;
+                while b[j] != b'"' {
+                    if b[j] == b'\\' {
+                        esc = true;
+                        j += 2;
+                    } else {
+                        j += 1;
+                    }
+                }
+                if esc {
+                    encode_string(&decode_string(&value[start..j], true), out);
+                } else {
+                    out.extend_from_slice(&b[i..=j]);
+                }
+                i = j + 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> Vec<&'static [u8]> {
+        vec![b"a", b"b"]
+    }
+
+    fn whole(line: &str) -> Result<(), Whole> {
+        let n = names();
+        let mut vals = vec![Val::Absent, Val::Absent];
+        let mut unknown = Vec::new();
+        parse_record(line, &n, &mut vals, &mut unknown)
+    }
+
+    #[test]
+    fn whole_record_reasons() {
+        assert_eq!(whole(r#"{"a": 1}"#), Ok(()));
+        assert_eq!(whole(r#"{"a": 1,}"#), Err(Whole::InvalidJson));
+        assert_eq!(whole("[1, 2]"), Err(Whole::NotObject));
+        assert_eq!(whole(r#"{"a": 1, "\u0061": 2}"#), Err(Whole::Duplicate));
+        assert_eq!(whole(r#"{"x": {"k": 1, "k": 2}}"#), Err(Whole::Duplicate));
+        assert_eq!(whole(r#"[{"k": 1, "k": 2}]"#), Err(Whole::NotObject));
+        assert_eq!(whole(r#"{"a": "\ud800"}"#), Err(Whole::InvalidJson));
+        assert_eq!(whole(r#"{"a": NaN}"#), Err(Whole::InvalidJson));
+        assert_eq!(whole(&("[".repeat(100) + &"]".repeat(100))), Err(Whole::TooDeep));
+    }
+
+    #[test]
+    fn compact_matches_python() {
+        let mut out = Vec::new();
+        write_compact(r#"{ "k" : [1, "a\u0041\/", {"n": null}], "t":"\u0001" }"#, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"k":[1,"aA/",{"n":null}],"t":"\u0001"}"#);
+    }
+}
