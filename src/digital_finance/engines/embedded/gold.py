@@ -29,8 +29,12 @@ def rebuild(root: Path, step: JoinGold, batch_id: int) -> tuple[int, int]:
     try:
         if holdings is None or stocks is None:
             return (-1 if delta_io.committed_batch(root, step.table) >= batch_id else 0), 0
-        con.register("h", holdings.to_pyarrow_dataset())
-        con.register("s", stocks.to_pyarrow_dataset())
+        for name, table in (("h", holdings), ("s", stocks)):
+            scan = delta_io.parquet_scan(table)
+            if scan is None:
+                con.register(name, table.to_pyarrow_dataset())
+            else:
+                con.execute(f"CREATE VIEW {name} AS SELECT * FROM {scan}")
         on = ident(step.on)
         stock_cols = {"stock_id", "symbol", "price", "currency", "event_time"}
         select = ", ".join(
@@ -40,12 +44,13 @@ def rebuild(root: Path, step: JoinGold, batch_id: int) -> tuple[int, int]:
             f"SELECT count(*) FROM h WHERE NOT EXISTS (SELECT 1 FROM s WHERE s.{on} = h.{on})"
         ).fetchall()
         orphans = int(row[0])
-        reader = con.sql(
+        if delta_io.committed_batch(root, step.table) >= batch_id:
+            return -1, orphans
+        joined = (
             f"SELECT {select}, {batch_id}::BIGINT AS _batch_id FROM h JOIN s ON h.{on} = s.{on}"
-        ).to_arrow_reader(256 * 1024)
-        data, counter = delta_io.counted(reader)
-        written = delta_io.overwrite(root, step.table, data, batch_id)
-        return (counter.rows if written else -1), orphans
+        )
+        rows = delta_io.write_query(root, step.table, con, joined, batch_id, "overwrite")
+        return rows, orphans
     finally:
         con.close()
         shutil.rmtree(temp, ignore_errors=True)

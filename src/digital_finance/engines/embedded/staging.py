@@ -25,6 +25,8 @@ from digital_finance.sources.discovery import InputFile
 from digital_finance.sources.file_reader import read_chunks
 
 SCAN_BATCH_ROWS = 16 * 1024
+_LIST_OF_NAMES = "::VARCHAR[]"
+_NO_RULES = "[]" + _LIST_OF_NAMES
 
 
 def _with_ordinal(decided: pa.Table, ordinal: int) -> pa.Table:
@@ -132,7 +134,7 @@ class StagedDataset:
         try:
             self.con.execute(
                 f"CREATE VIEW {self.checked} AS "
-                f"SELECT *, {failed} AS failed_rules FROM {self.parsed}"
+                f"SELECT *, rowid AS _row, {failed} AS failed_rules FROM {self.parsed}"
             )
             self.con.execute(f"SELECT * FROM {self.checked} LIMIT 0").fetchall()
         except duckdb.Error as exc:
@@ -279,7 +281,7 @@ class StagedDataset:
     # --- outputs --------------------------------------------------------------------
     def _quarantine_rules(self) -> str:
         names = [e.name for e in self.user_rules if e.action is Action.QUARANTINE]
-        return "[" + ", ".join(sql_str(n) for n in names) + "]::VARCHAR[]"
+        return "[" + ", ".join(sql_str(n) for n in names) + "]" + _LIST_OF_NAMES
 
     def bronze(self, batch_id: int, run_id: str, ingested_at: str) -> str:
         """SQL of every staged record as received, with its origin."""
@@ -324,12 +326,20 @@ class StagedDataset:
             for f in self.spec.fields
         )
         keys = ", ".join(ident(k) for k in key)
+        # The winner of each key is found on narrow rows (its rowid by the largest
+        # (event time, file, line), which is unique), then joined back: a window over the
+        # full rows would carry every column through its sort.
+        passed = "len(reasons) = 0"
+        if self._quarantine_rules() != _NO_RULES:
+            passed += f" AND len(list_intersect(failed_rules, {q})) = 0"
+        winners = (
+            f"SELECT arg_max(_row, ({ident(event_time)}, file_ordinal, line_number)) AS _winner "
+            f"FROM {self.checked} WHERE {passed} GROUP BY {keys}"
+        )
         return (
             f"SELECT {typed}, _rescued, f.source_file AS _source_file, "
             f"line_number AS _line_number, {batch_id}::BIGINT AS _batch_id, "
             f"{sql_str(ingested_at)}::TIMESTAMPTZ AS _ingested_at "
-            f"FROM {self.checked} p JOIN {self.files} f USING (file_ordinal) "
-            f"WHERE len(reasons) = 0 AND len(list_intersect(failed_rules, {q})) = 0 "
-            f"QUALIFY row_number() OVER (PARTITION BY {keys} "
-            f"ORDER BY {ident(event_time)} DESC, p.file_ordinal DESC, line_number DESC) = 1"
+            f"FROM {self.parsed} p JOIN {self.files} f USING (file_ordinal) "
+            f"JOIN ({winners}) w ON p.rowid = w._winner"
         )
