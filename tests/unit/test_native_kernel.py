@@ -177,12 +177,12 @@ def test_naive_times_at_the_calendar_edges_go_to_the_reference() -> None:
         _compare(STOCKS, raws, tz)
 
 
-def _read(path: Path, use_kernel: bool) -> pa.Table:
+def _read(path: Path, use_kernel: bool, block_bytes: int = 4096) -> pa.Table:
     previous = os.environ.get(native.ENV_SWITCH)
     os.environ[native.ENV_SWITCH] = "1" if use_kernel else "0"
     native.kernel.cache_clear()
     try:
-        tables = [c.table for c in file_reader.read_chunks(str(path), block_bytes=4096)]
+        tables = [c.table for c in file_reader.read_chunks(str(path), block_bytes=block_bytes)]
     finally:
         if previous is None:
             del os.environ[native.ENV_SWITCH]
@@ -195,7 +195,7 @@ def _read(path: Path, use_kernel: bool) -> pa.Table:
 def _lines() -> st.SearchStrategy[bytes]:
     pieces = st.sampled_from(
         [b"{", b"}", b'"a":1', b"\r", b"\n", b"\r\n", b" ", b"\xff", b"\xe2\x82", b"\xe2\x82\xac",
-         b"\xc3", b"\xa9", b"\xf0\x9f\x98\x80", b"\xf0\x9f", b"\xed\xa0\x80", b"\x00", b"x"]
+         b"\xc3", b"\xa9", b"\xf0\x9f\x98\x80", b"\xf0\x9f", b"\xed\xa0\x80", b"\x00", b"x", b"\xef\xbb\xbf"]
     )  # fmt: skip
     lines = st.lists(st.one_of(pieces, st.binary(max_size=6)), max_size=80).map(b"".join)
     return lines.filter(lambda b: not b.startswith(b"\x1f\x8b"))  # not gzip
@@ -203,13 +203,14 @@ def _lines() -> st.SearchStrategy[bytes]:
 
 @needs_kernel
 @settings(max_examples=150, deadline=None)
-@given(body=_lines())
-def test_native_splitter_matches_numpy(body: bytes) -> None:
-    """Line ends, CRLF, invalid UTF-8 and its backslash escapes: byte for byte the same."""
+@given(body=_lines(), block=st.sampled_from([1, 3, 16, 4096]))
+def test_native_splitter_matches_numpy(body: bytes, block: int) -> None:
+    """Line ends, CRLF, invalid UTF-8 and its backslash escapes: byte for byte the same,
+    also when lines are longer than the read buffer or end exactly at its edge."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "lines.jsonl"
         path.write_bytes(body)
-        assert _read(path, True).equals(_read(path, False))
+        assert _read(path, True, block).equals(_read(path, False, block))
 
 
 @needs_kernel
