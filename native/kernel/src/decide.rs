@@ -1,4 +1,6 @@
 //! Decide a chunk of records against one dataset's contract: one output row per input line.
+use std::borrow::Cow;
+
 use crate::columns::{Bits, Column, ReasonColumn, StrColumn};
 use crate::json::{self, Unknown, Val, Whole};
 use crate::rules::{self, Field, Kind, Typed};
@@ -141,7 +143,6 @@ pub fn decide(spec: &Spec, offsets: &[i64], data: &[u8], utf8_ok: Option<&[u8]>)
     let names: Vec<&[u8]> = spec.fields.iter().map(|f| f.name.as_bytes()).collect();
     let mut vals: Vec<Val> = vec![Val::Absent; names.len()];
     let mut unknown: Vec<Unknown> = Vec::new();
-    let mut typed: Vec<Option<Typed>> = Vec::with_capacity(names.len());
     let mut rescued = Vec::new();
     for i in 0..rows {
         let line = &data[offsets[i] as usize..offsets[i + 1] as usize];
@@ -180,38 +181,34 @@ pub fn decide(spec: &Spec, offsets: &[i64], data: &[u8], utf8_ok: Option<&[u8]>)
         }
         let mut unsure = false;
         let mut rejected = false;
-        typed.clear();
-        for (f, v) in spec.fields.iter().zip(vals.iter()) {
+        for ((f, v), column) in spec.fields.iter().zip(vals.iter()).zip(out.columns.iter_mut()) {
             if matches!(v, Val::Absent | Val::Null) {
                 if f.required {
                     out.reasons.push_item(&f.missing_reason);
                     rejected = true;
                 }
-                typed.push(f.default.clone().map(Typed::Str));
+                match &f.default {
+                    Some(d) => push_typed(column, Typed::Str(Cow::Borrowed(d))),
+                    None => Output::push_null(column),
+                }
                 continue;
             }
             match rules::convert(v, f, spec.naive_is_utc) {
-                Ok(Some(t)) => typed.push(Some(t)),
+                Ok(Some(t)) => push_typed(column, t),
                 Ok(None) => {
                     out.reasons.push_item(&f.invalid_reason);
                     rejected = true;
-                    typed.push(None);
+                    Output::push_null(column);
                 }
                 Err(rules::Unsure) => {
                     unsure = true;
-                    typed.push(None);
+                    Output::push_null(column);
                 }
             }
         }
         out.reasons.end_row();
         out.keep.push(true);
         out.needs_reference.push(unsure);
-        for (column, value) in out.columns.iter_mut().zip(typed.drain(..)) {
-            match value {
-                Some(t) => push_typed(column, t),
-                None => Output::push_null(column),
-            }
-        }
         if !rejected && !unsure && !unknown.is_empty() {
             rescued.clear();
             write_rescued(text, &unknown, &mut rescued);

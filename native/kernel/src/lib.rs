@@ -12,7 +12,7 @@ pub mod rules;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList, PyTuple};
 
 use columns::{as_bytes, Column};
 use rules::{Field, Kind};
@@ -46,8 +46,64 @@ fn view<'a, T: pyo3::buffer::Element>(buffer: &'a PyBuffer<T>) -> PyResult<&'a [
     Ok(unsafe { std::slice::from_raw_parts(buffer.buf_ptr().cast::<T>(), buffer.item_count()) })
 }
 
-fn bytes<'py>(py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
-    PyBytes::new(py, data)
+/// Memory the kernel filled, handed to Python without a copy: it exports itself through the
+/// buffer protocol (read-only), and `pyarrow.py_buffer` wraps it as it is.
+#[pyclass(frozen)]
+struct Owned {
+    data: Data,
+}
+
+enum Data {
+    U8(Vec<u8>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    I128(Vec<i128>),
+}
+
+impl Data {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Data::U8(v) => v,
+            Data::I32(v) => as_bytes(v),
+            Data::I64(v) => as_bytes(v),
+            Data::I128(v) => as_bytes(v),
+        }
+    }
+}
+
+#[pymethods]
+impl Owned {
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: std::os::raw::c_int,
+    ) -> PyResult<()> {
+        let data = slf.get().data.bytes();
+        // SAFETY: the memory lives as long as `slf`, which the view holds a reference to,
+        // and is never written again; the view is read-only
+        let status = unsafe {
+            pyo3::ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                data.as_ptr() as *mut std::os::raw::c_void,
+                data.len() as pyo3::ffi::Py_ssize_t,
+                1,
+                flags,
+            )
+        };
+        if status == -1 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    fn __len__(&self) -> usize {
+        self.data.bytes().len()
+    }
+}
+
+fn owned<'py>(py: Python<'py>, data: Data) -> PyResult<Bound<'py, Owned>> {
+    Bound::new(py, Owned { data })
 }
 
 #[pymethods]
@@ -123,55 +179,48 @@ impl Kernel {
         let out = py.detach(|| decide::decide(spec, offs, text, ok));
         let result = PyDict::new(py);
         result.set_item("rows", out.rows)?;
-        result.set_item("keep", bytes(py, &out.keep.bytes))?;
-        result.set_item("needs_reference", bytes(py, &out.needs_reference.bytes))?;
-        let items = &out.reasons.items;
+        result.set_item("keep", owned(py, Data::U8(out.keep.bytes))?)?;
+        result.set_item("needs_reference", owned(py, Data::U8(out.needs_reference.bytes))?)?;
+        let items = out.reasons.items;
         result.set_item(
             "reasons",
             (
-                bytes(py, as_bytes(&out.reasons.offsets)),
-                bytes(py, as_bytes(&items.offsets)),
-                bytes(py, &items.data),
+                owned(py, Data::I32(out.reasons.offsets))?,
+                owned(py, Data::I32(items.offsets))?,
+                owned(py, Data::U8(items.data))?,
             ),
         )?;
         let fields = PyList::empty(py);
-        for column in &out.columns {
-            let t: Bound<'py, PyTuple> = match column {
-                Column::Int { values, valid } => {
-                    PyTuple::new(py, [bytes(py, &valid.bytes), bytes(py, as_bytes(values))])?
+        for column in out.columns {
+            let parts: Vec<Data> = match column {
+                Column::Int { values, valid } => vec![Data::U8(valid.bytes), Data::I64(values)],
+                Column::Dec { values, valid } => vec![Data::U8(valid.bytes), Data::I128(values)],
+                Column::Time { values, valid, naive } => {
+                    vec![Data::U8(valid.bytes), Data::I64(values), Data::U8(naive.bytes)]
                 }
-                Column::Dec { values, valid } => {
-                    PyTuple::new(py, [bytes(py, &valid.bytes), bytes(py, as_bytes(values))])?
-                }
-                Column::Time { values, valid, naive } => PyTuple::new(
-                    py,
-                    [bytes(py, &valid.bytes), bytes(py, as_bytes(values)), bytes(py, &naive.bytes)],
-                )?,
-                Column::Str(s) => PyTuple::new(
-                    py,
-                    [bytes(py, &s.valid.bytes), bytes(py, as_bytes(&s.offsets)), bytes(py, &s.data)],
-                )?,
+                Column::Str(s) => vec![Data::U8(s.valid.bytes), Data::I32(s.offsets), Data::U8(s.data)],
             };
-            fields.append(t)?;
+            let parts = parts.into_iter().map(|d| owned(py, d)).collect::<PyResult<Vec<_>>>()?;
+            fields.append(PyTuple::new(py, parts)?)?;
         }
         result.set_item("fields", fields)?;
-        let r = &out.rescued;
+        let r = out.rescued;
         result.set_item(
             "rescued",
-            (bytes(py, &r.valid.bytes), bytes(py, as_bytes(&r.offsets)), bytes(py, &r.data)),
+            (owned(py, Data::U8(r.valid.bytes))?, owned(py, Data::I32(r.offsets))?, owned(py, Data::U8(r.data))?),
         )?;
         Ok(result)
     }
 }
 
-/// Split a block that ends with a newline into lines: (offsets as int64 bytes, text bytes,
+/// Split a block that ends with a newline into lines: (int64 offsets, text bytes,
 /// indices of the lines that were not UTF-8 and now carry backslash escapes).
 #[pyfunction]
 fn split_lines<'py>(py: Python<'py>, block: PyBuffer<u8>) -> PyResult<Bound<'py, PyTuple>> {
     let data = view(&block)?;
     let lines = py.detach(|| lines::split(data));
-    let offsets = bytes(py, as_bytes(&lines.offsets));
-    let text = bytes(py, &lines.data);
+    let offsets = owned(py, Data::I64(lines.offsets))?;
+    let text = owned(py, Data::U8(lines.data))?;
     let bad = PyList::new(py, lines.bad_utf8)?;
     PyTuple::new(py, [offsets.into_any(), text.into_any(), bad.into_any()])
 }

@@ -1,5 +1,7 @@
 //! The contract's field kinds on exact JSON text: the same rules as
 //! `contract/reference.py`, value for value, with no binary float anywhere.
+use std::borrow::Cow;
+
 use crate::json::Val;
 
 /// One field kind of `contract.schemas.FieldKind`.
@@ -50,13 +52,13 @@ pub struct Field {
     pub invalid_reason: String,
 }
 
-/// The typed value of one valid field.
-pub enum Typed {
+/// The typed value of one valid field; text borrows from the line where it can.
+pub enum Typed<'v> {
     Int(i64),
     Dec(i128),
     /// microseconds since 1970 UTC; `naive` when the text had no zone (local time)
     Time { us: i64, naive: bool },
-    Str(String),
+    Str(Cow<'v, str>),
 }
 
 /// Whether the reference must decide a field instead of the kernel.
@@ -407,42 +409,50 @@ fn string_value<'v>(v: &'v Val) -> Option<&'v str> {
     }
 }
 
-pub fn symbol(v: &Val) -> Option<String> {
+fn upper(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|c| c.is_ascii_lowercase()) {
+        Cow::Owned(s.to_ascii_uppercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+pub fn symbol<'v>(v: &'v Val) -> Option<Cow<'v, str>> {
     let s = trim(string_value(v)?);
     let b = s.as_bytes();
     let ok = (1..=12).contains(&b.len())
         && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
-    ok.then(|| s.to_ascii_uppercase())
+    ok.then(|| upper(s))
 }
 
-pub fn currency(v: &Val) -> Option<String> {
+pub fn currency<'v>(v: &'v Val) -> Option<Cow<'v, str>> {
     let s = trim(string_value(v)?);
-    (s.len() == 3 && s.bytes().all(|c| c.is_ascii_alphabetic())).then(|| s.to_ascii_uppercase())
+    (s.len() == 3 && s.bytes().all(|c| c.is_ascii_alphabetic())).then(|| upper(s))
 }
 
-pub fn identifier(v: &Val) -> Option<String> {
+pub fn identifier<'v>(v: &'v Val) -> Option<Cow<'v, str>> {
     match v {
         Val::Num(t) => {
             if !is_integer_text(t) {
                 return None;
             }
             // the integer's decimal text: JSON has no leading zeros, so only "-0" changes
-            Some(if *t == "-0" { "0".to_string() } else { t.to_string() })
+            Some(Cow::Borrowed(if *t == "-0" { "0" } else { t }))
         }
         Val::Str(s) => {
             let t = trim(s);
-            (!t.is_empty()).then(|| t.to_string())
+            (!t.is_empty()).then_some(Cow::Borrowed(t))
         }
         _ => None,
     }
 }
 
-pub fn text(v: &Val) -> Option<String> {
-    string_value(v).map(str::to_string)
+pub fn text<'v>(v: &'v Val) -> Option<Cow<'v, str>> {
+    string_value(v).map(Cow::Borrowed)
 }
 
 /// Apply a field's rule to a present value: Ok(Some) valid, Ok(None) invalid.
-pub fn convert(v: &Val, f: &Field, naive_is_utc: bool) -> Result<Option<Typed>, Unsure> {
+pub fn convert<'v>(v: &'v Val, f: &Field, naive_is_utc: bool) -> Result<Option<Typed<'v>>, Unsure> {
     Ok(match f.kind {
         Kind::Integer => integer(v, f).map(Typed::Int),
         Kind::Decimal => decimal(v, f).map(Typed::Dec),
@@ -457,7 +467,6 @@ pub fn convert(v: &Val, f: &Field, naive_is_utc: bool) -> Result<Option<Typed>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::borrow::Cow;
 
     fn price() -> Field {
         Field {

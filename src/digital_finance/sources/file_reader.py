@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -80,6 +81,9 @@ def read_chunks(path: str, block_bytes: int = BLOCK_BYTES) -> Iterator[LineChunk
             return
         module = native.kernel()
         if module is not None:
+            if not isinstance(stream, gzip.GzipFile):
+                # a small file needs no 32 MB buffer: zeroing one costs more than reading it
+                block_bytes = min(block_bytes, os.path.getsize(path) + 1)
             yield from _native_chunks(module, stream, head, block_bytes)
             return
         yield from _ndjson_chunks(_blocks(stream, head, block_bytes))
