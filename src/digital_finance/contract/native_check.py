@@ -19,6 +19,7 @@ from decimal import Decimal
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from digital_finance.arrow_arrays import all_true, bool_bytes, int_array, large_strings
 from digital_finance.contract import reference
 from digital_finance.contract.schemas import (
     DUPLICATE_KEY,
@@ -157,9 +158,7 @@ class NativeContract:
         """A decided table without rows."""
         import pyarrow as pa
 
-        batch = self._decide_slice(
-            pa.array([], pa.large_string()), pa.array([], pa.int64()), pa.array([], pa.bool_())
-        )
+        batch = self._decide_slice(large_strings([]), int_array([], pa.int64()), all_true(0))
         return pa.Table.from_batches([batch])
 
     def _decide_slice(self, raw: pa.Array, numbers: pa.Array, ok: pa.Array) -> pa.RecordBatch:
@@ -173,7 +172,7 @@ class NativeContract:
             offsets = np.zeros(1, dtype=np.int64)
         # a pyarrow Buffer shows itself as signed chars; the kernel reads unsigned bytes
         data = np.frombuffer(data_buf if data_buf is not None else b"", dtype=np.uint8)
-        utf8 = ok.to_numpy(zero_copy_only=False).astype(np.uint8)
+        utf8 = bool_bytes(ok)  # None: every line is UTF-8
         out = self._kernel.decide(offsets, data, utf8)
         return pa.RecordBatch.from_arrays(list(self._columns(out, raw, numbers)), self.names())
 

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import pyarrow as pa
 
+from digital_finance.arrow_arrays import table_from_rows
 from digital_finance.runs.plan import Batch, PlannedFile
 from digital_finance.runs.report import BatchReport
 from digital_finance.sources.discovery import InputFile
@@ -83,7 +84,7 @@ def plan_rows(batch: Batch, run_id: str, now: datetime) -> pa.Table:
         {
             "batch_id": batch.batch_id,
             "run_id": run_id,
-            "planned_at": now,
+            "planned_at": now.isoformat(),
             "dataset": pf.dataset,
             "file_ordinal": pf.ordinal,
             "path": pf.file.path,
@@ -92,7 +93,7 @@ def plan_rows(batch: Batch, run_id: str, now: datetime) -> pa.Table:
         }
         for pf in batch.files
     ]
-    return pa.Table.from_pylist(rows, schema=BATCHES_SCHEMA)
+    return table_from_rows(rows, BATCHES_SCHEMA)
 
 
 def run_row(
@@ -107,8 +108,8 @@ def run_row(
         "batch_id": report.batch_id,
         "engine": engine,
         "status": report.status,
-        "started_at": started,
-        "finished_at": finished,
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
         "source_tz": source_tz,
         "files": report.files,
         "resumed": report.resumed,
@@ -120,4 +121,4 @@ def run_row(
         "integrity_warnings": report.integrity_warnings,
         "error": report.error,
     }
-    return pa.Table.from_pylist([row], schema=RUNS_SCHEMA)
+    return table_from_rows([row], RUNS_SCHEMA)

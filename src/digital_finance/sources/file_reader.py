@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from digital_finance import native
+from digital_finance.arrow_arrays import all_true, bool_array, int_array, large_strings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -190,10 +191,10 @@ def _native_split(module: ModuleType, body: bytes | memoryview, first_line: int)
     if bad_utf8:
         ok = np.ones(count, dtype=bool)
         ok[bad_utf8] = False
-        utf8_ok = pa.array(ok)
+        utf8_ok = bool_array(ok)
     else:
-        utf8_ok = pa.nulls(count, pa.bool_()).fill_null(True)
-    numbers = pa.array(np.arange(first_line, first_line + count, dtype=np.int64))
+        utf8_ok = all_true(count)
+    numbers = int_array(np.arange(first_line, first_line + count), pa.int64())
     return LineChunk(pa.table({"line_number": numbers, "raw": raw, "utf8_ok": utf8_ok}))
 
 
@@ -222,12 +223,12 @@ def _chunk_from_lines(body: bytes, ends: Offsets, first_line: int) -> LineChunk:
     offsets[:-1] = starts - dropped_before
     offsets[-1] = len(kept)
     raw = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(kept))
-    utf8_ok = pa.nulls(count, pa.bool_()).fill_null(True)
+    utf8_ok = all_true(count)
     try:
         raw.validate(full=True)
     except pa.ArrowInvalid:
         raw, utf8_ok = _repair_utf8(kept, offsets)
-    numbers = pa.array(np.arange(first_line, first_line + count, dtype=np.int64))
+    numbers = int_array(np.arange(first_line, first_line + count), pa.int64())
     return LineChunk(pa.table({"line_number": numbers, "raw": raw, "utf8_ok": utf8_ok}))
 
 
@@ -266,7 +267,7 @@ def _repair_utf8(kept: Bytes, offsets: Offsets) -> tuple[pa.Array, pa.Array]:
         count, pa.py_buffer(new_offsets), pa.py_buffer(b"".join(pieces))
     )
     raw.validate(full=True)
-    return raw, pa.array(ok)
+    return raw, bool_array(ok)
 
 
 def _array_chunk(data: bytes) -> LineChunk | None:
@@ -315,9 +316,9 @@ def _array_chunk(data: bytes) -> LineChunk | None:
     return LineChunk(
         pa.table(
             {
-                "line_number": pa.array(lines, pa.int64()),
-                "raw": pa.array(raws, pa.large_string()),
-                "utf8_ok": pa.array([True] * len(raws), pa.bool_()),
+                "line_number": int_array(lines, pa.int64()),
+                "raw": large_strings(raws),
+                "utf8_ok": all_true(len(raws)),
             }
         )
     )

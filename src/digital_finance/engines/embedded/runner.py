@@ -23,7 +23,7 @@ from digital_finance.contract.native_check import KernelUnsupportedError, Native
 from digital_finance.contract.schemas import DatasetSpec
 from digital_finance.definition.pipeline import Pipeline
 from digital_finance.definition.steps import ApplyContract, JoinGold, LandBronze, WriteQuarantine
-from digital_finance.engines.embedded import delta_io, enrich, gold, silver_merge, system_tables
+from digital_finance.engines.embedded import delta_io, gold, silver_merge, system_tables
 from digital_finance.engines.embedded.staging import StagedDataset, connect
 from digital_finance.runs.batch_runner import BatchRunner, TableStep
 from digital_finance.runs.plan import Batch, PlannedFile
@@ -142,6 +142,9 @@ class EmbeddedRunner(BatchRunner[Staged]):
         candidates = ds.latest(batch_id, at, step.key, step.event_time)
         enrichments = self.pipeline.enrichments_for(step.dataset)
         if enrichments:
+            # imported here: the enrichment modules cost a tenth of a second to load
+            from digital_finance.engines.embedded import enrich
+
             candidates = enrich.enriched(ds.cursor(), candidates, enrichments, step.dataset)
         return silver_merge.merge_latest(
             self.root,

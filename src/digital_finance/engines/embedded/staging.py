@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from digital_finance.arrow_arrays import all_true, constant_int32, int_array, large_strings
 from digital_finance.contract import reference
 from digital_finance.contract.compiled_sql import compile_contract, ident, local_to_utc, sql_str
 from digital_finance.contract.native_check import NativeContract, naive_column
@@ -30,7 +31,7 @@ _NO_RULES = "[]" + _LIST_OF_NAMES
 
 
 def _with_ordinal(decided: pa.Table, ordinal: int) -> pa.Table:
-    return decided.append_column("file_ordinal", pa.array([ordinal] * decided.num_rows, pa.int32()))
+    return decided.append_column("file_ordinal", constant_int32(ordinal, decided.num_rows))
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,10 @@ class StagedDataset:
         if native is None:
             empty = pa.table(
                 {
-                    "line_number": pa.array([], pa.int64()),
-                    "raw": pa.array([], pa.large_string()),
-                    "utf8_ok": pa.array([], pa.bool_()),
-                    "file_ordinal": pa.array([], pa.int32()),
+                    "line_number": int_array([], pa.int64()),
+                    "raw": large_strings([]),
+                    "utf8_ok": all_true(0),
+                    "file_ordinal": int_array([], pa.int32()),
                 }
             )
             con.register("lines", empty)
@@ -183,7 +184,7 @@ class StagedDataset:
         self.con.execute(f"INSERT INTO {self.files} VALUES (?, ?)", [ordinal, file.path])
         for chunk in read_chunks(file.path):
             table = chunk.table.append_column(
-                "file_ordinal", pa.array([ordinal] * chunk.num_rows, pa.int32())
+                "file_ordinal", constant_int32(ordinal, chunk.num_rows)
             )
             # DuckDB scans an Arrow table one record batch per thread: hand it many
             lines = pa.Table.from_batches(table.combine_chunks().to_batches(SCAN_BATCH_ROWS))
