@@ -369,6 +369,13 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// Where one JSON value that starts at `start` ends, or None when it is not strict RFC 8259
+/// JSON (or nests deeper than `MAX_DEPTH`). Duplicate keys are allowed here.
+pub fn value_end(text: &str, start: usize) -> Option<usize> {
+    let mut s = Scanner { s: text, b: text.as_bytes(), i: start, dup: false, deep: false };
+    s.value(0).ok().map(|()| s.i)
+}
+
 /// Decode one record. `vals` must hold `names.len()` entries, all `Absent`.
 pub fn parse_record<'a>(
     line: &'a str,

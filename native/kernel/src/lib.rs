@@ -225,10 +225,25 @@ fn split_lines<'py>(py: Python<'py>, block: PyBuffer<u8>) -> PyResult<Bound<'py,
     PyTuple::new(py, [offsets.into_any(), text.into_any(), bad.into_any()])
 }
 
+/// The elements of a file that is one JSON array: (int64 offsets, text bytes, int64 start
+/// lines), or None when the text is not one strict JSON array (the caller decides then).
+#[pyfunction]
+fn split_array<'py>(py: Python<'py>, data: PyBuffer<u8>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let bytes = view(&data)?;
+    let Some(found) = py.detach(|| lines::split_array(bytes)) else { return Ok(None) };
+    let parts = [
+        owned(py, Data::I64(found.offsets))?,
+        owned(py, Data::U8(found.data))?,
+        owned(py, Data::I64(found.lines))?,
+    ];
+    Ok(Some(PyTuple::new(py, parts)?))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Kernel>()?;
     m.add_function(wrap_pyfunction!(split_lines, m)?)?;
+    m.add_function(wrap_pyfunction!(split_array, m)?)?;
     m.add("MAX_DEPTH", json::MAX_DEPTH)?;
     Ok(())
 }

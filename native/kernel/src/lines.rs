@@ -58,9 +58,75 @@ pub fn split(block: &[u8]) -> Lines {
     Lines { offsets, data, bad_utf8 }
 }
 
+/// The elements of a file that is one JSON array: each element's exact text and the line
+/// where it starts. None when the text is not one strict JSON array of UTF-8 text; the
+/// caller's own reader (Python's, which also takes NaN and the like) then decides.
+pub struct ArrayElements {
+    pub offsets: Vec<i64>,
+    pub data: Vec<u8>,
+    pub lines: Vec<i64>,
+}
+
+pub fn split_array(bytes: &[u8]) -> Option<ArrayElements> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let b = text.as_bytes();
+    let ws = |i: &mut usize| {
+        while *i < b.len() && matches!(b[*i], b' ' | b'\t' | b'\r' | b'\n') {
+            *i += 1;
+        }
+    };
+    let mut i = 0;
+    ws(&mut i);
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    i += 1;
+    let mut out = ArrayElements { offsets: vec![0], data: Vec::with_capacity(b.len()), lines: Vec::new() };
+    let mut line = 1 + memchr::memchr_iter(b'\n', &b[..i]).count() as i64;
+    let mut counted_to = i;
+    ws(&mut i);
+    if b.get(i) == Some(&b']') {
+        i += 1;
+    } else {
+        loop {
+            ws(&mut i);
+            let end = crate::json::value_end(text, i)?;
+            line += memchr::memchr_iter(b'\n', &b[counted_to..i]).count() as i64;
+            counted_to = i;
+            out.data.extend_from_slice(&b[i..end]);
+            out.offsets.push(out.data.len() as i64);
+            out.lines.push(line);
+            i = end;
+            ws(&mut i);
+            match b.get(i) {
+                Some(b',') => i += 1,
+                Some(b']') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    ws(&mut i);
+    (i == b.len()).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrays() {
+        let a = split_array(b"\xef\xbb\xbf [\n {\"a\": [1, 2]},\r\n  3 ]\n").unwrap();
+        assert_eq!(a.lines, vec![2, 3]);
+        assert_eq!(a.data, b"{\"a\": [1, 2]}3");
+        assert!(split_array(b"[1,]").is_none());
+        assert!(split_array(b"[NaN]").is_none());
+        assert!(split_array(b"[1] x").is_none());
+        assert_eq!(split_array(b"[ ]").unwrap().lines.len(), 0);
+    }
 
     #[test]
     fn crlf_and_bad_bytes() {

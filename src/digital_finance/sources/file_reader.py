@@ -74,7 +74,7 @@ def read_chunks(path: str, block_bytes: int = BLOCK_BYTES) -> Iterator[LineChunk
         first, head = _first_significant_byte(stream)
         if first == b"[":
             data = head + stream.read()
-            chunk = _array_chunk(data)
+            chunk = _native_array_chunk(data) or _array_chunk(data)
             if chunk is not None:
                 yield chunk
                 return
@@ -268,6 +268,27 @@ def _repair_utf8(kept: Bytes, offsets: Offsets) -> tuple[pa.Array, pa.Array]:
     )
     raw.validate(full=True)
     return raw, bool_array(ok)
+
+
+def _native_array_chunk(data: bytes) -> LineChunk | None:
+    """A JSON-array file unrolled by the kernel, where the kernel is and the array is plain.
+
+    The kernel takes strict RFC 8259 arrays only; anything else (NaN, deep nesting, broken
+    text) returns None, and `_array_chunk` decides as it always has.
+    """
+    module = native.kernel()
+    if module is None:
+        return None
+    found = module.split_array(data)
+    if found is None:
+        return None
+    import pyarrow as pa
+
+    offsets, text, lines = found
+    count = len(lines) // 8
+    raw = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(text))
+    numbers = pa.Array.from_buffers(pa.int64(), count, [None, pa.py_buffer(lines)])
+    return LineChunk(pa.table({"line_number": numbers, "raw": raw, "utf8_ok": all_true(count)}))
 
 
 def _array_chunk(data: bytes) -> LineChunk | None:
