@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 SLICE_ROWS = 16 * 1024  # also the batch size DuckDB scans per thread
+MAX_FIELDS = 64  # the kernel marks the fields it has seen in one 64-bit word
 _MIN_INT64 = -(2**63)
 _STRING_KINDS = (FieldKind.SYMBOL, FieldKind.CURRENCY, FieldKind.IDENTIFIER, FieldKind.TEXT)
 
@@ -115,6 +116,8 @@ class NativeContract:
         self.spec = spec
         self.naive_is_utc = source_tz == "UTC"
         reasons = (INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, DUPLICATE_KEY)
+        if len(spec.fields) > MAX_FIELDS:
+            raise KernelUnsupportedError(f"{spec.name}: the kernel takes {MAX_FIELDS} fields")
         fields = [_field_tuple(f) for f in spec.fields]
         self._kernel = module.Kernel(fields, reasons, self.naive_is_utc)
         self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="contract")
