@@ -19,12 +19,13 @@ INSTALL_HINT = (
 )
 # set to 0 to run without the kernel even where it is installed (benchmarks, tests)
 ENV_SWITCH = "DIGITAL_FINANCE_NATIVE"
+OFF_WORDS = ("0", "off", "false", "no")
 
 
 @cache
 def kernel() -> ModuleType | None:
     """The `digital_finance_kernel` module, or None when it is missing or switched off."""
-    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "off", "false", "no"):
+    if os.environ.get(ENV_SWITCH, "1").strip().lower() in OFF_WORDS:
         return None
     try:
         import digital_finance_kernel

@@ -13,5 +13,7 @@ err_console = Console(stderr=True, highlight=False)
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error that says what to do, and exit."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    # the message is plain text: "[engine] …" must not be read as rich markup
+    err_console.print("error:", style="bold red", end=" ")
+    err_console.print(message, markup=False)
     raise typer.Exit(code)

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from digital_finance.cli.console import console, err_console, fail
 from digital_finance.config import ConfigError, RunConfig, load_config
+from digital_finance.contract.native_check import KernelUnsupportedError
 from digital_finance.definition.expectations import ExpectationError
 from digital_finance.definition.pipeline import Pipeline, build_pipeline
 from digital_finance.runs.batch_runner import BatchRunner
@@ -92,7 +93,7 @@ def run_pipeline(
         except RuleFailedError as exc:
             _print_batch(exc.report)
             fail(str(exc), code=1)
-        except (ExpectationError, InputError) as exc:
+        except (ExpectationError, InputError, KernelUnsupportedError) as exc:
             fail(str(exc))
     if fmt != "delta" and report.batches:
         from digital_finance.sinks.export import export_tables
@@ -136,8 +137,11 @@ def _runner(
             if owned:
                 spark.stop()
         return
+    from digital_finance import native
     from digital_finance.engines.embedded.runner import EmbeddedOptions, EmbeddedRunner
 
+    if config.contract == "native" and native.kernel() is None:
+        fail(f'[engine] contract = "native", but {native.INSTALL_HINT}')
     options = EmbeddedOptions(
         memory_limit=config.memory_limit,
         threads=config.threads,
@@ -169,6 +173,8 @@ def _print_batch(b: BatchReport) -> None:
     if b.timings:
         spent = ", ".join(f"{k} {v:.1f}s" for k, v in b.timings.items())
         console.print(f"time per step: {spent}")
+    if b.contract:
+        console.print(f"records decided by {b.contract}", markup=False)
     read = ", ".join(f"{k} {v:,}" for k, v in b.records.items())
     console.print(f"records read: {read}; files: {b.files}")
 

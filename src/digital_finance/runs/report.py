@@ -42,6 +42,7 @@ class BatchReport:
     skipped_tables: list[str] = field(default_factory=list)  # already committed (resume)
     rules: list[RuleFailures] = field(default_factory=list)
     reference_rows: int = 0
+    contract: str = ""  # what decided the records, when the engine says (shown in the summary)
     integrity_warnings: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # step id -> seconds
     seconds: float = 0.0

@@ -48,6 +48,24 @@ class NativeKernelMissingError(RuntimeError):
     """`contract = "native"` was asked for, but the kernel is not installed."""
 
 
+def _contract_label(uses_kernel: list[bool]) -> str:
+    if uses_kernel and all(uses_kernel):
+        return "the native kernel"
+    if any(uses_kernel):
+        return "the native kernel and DuckDB SQL (a dataset the kernel cannot express)"
+    if native_module_missing():
+        return f"DuckDB SQL ({native.INSTALL_HINT}; it is about twice as fast)"
+    return "DuckDB SQL"
+
+
+def native_module_missing() -> bool:
+    """True when the kernel is neither installed nor switched off on purpose."""
+    import os
+
+    switched_off = os.environ.get(native.ENV_SWITCH, "1").strip().lower() in native.OFF_WORDS
+    return native.kernel() is None and not switched_off
+
+
 class EmbeddedRunner(BatchRunner[Staged]):
     """Executes a `Pipeline` with DuckDB and deltalake."""
 
@@ -102,6 +120,7 @@ class EmbeddedRunner(BatchRunner[Staged]):
                 self.pipeline.expectations_for(name),
                 self._native_contract(step.spec, step.source_tz),
             )
+        report.contract = _contract_label([d.native is not None for d in staged.values()])
         total = sum(pf.file.size for pf in batch.files)
         self.progress.stage(f"batch {batch.batch_id}: reading {len(batch.files)} file(s)")
         self.progress.start_bytes(total)
