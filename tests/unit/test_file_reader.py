@@ -80,3 +80,25 @@ def test_empty_file_has_no_records(tmp_path: Path) -> None:
     path = tmp_path / "f.jsonl"
     path.write_bytes(b"")
     assert _read(path) == []
+
+
+@pytest.mark.parametrize("kernel", ["1", "0"])
+def test_array_files_python_cannot_follow_never_fail_the_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel: str
+) -> None:
+    """A 4,301-digit integer (beyond Python's int conversion) stays text; nesting deeper than
+    Python's decoder follows makes the file NDJSON. Neither raises."""
+    from digital_finance import native
+
+    monkeypatch.setenv(native.ENV_SWITCH, kernel)
+    native.kernel.cache_clear()
+    try:
+        big = tmp_path / "big.json"
+        big.write_text('[{"fund_id": ' + "7" * 4301 + "}]", encoding="utf-8")
+        assert [raw for _, raw, _ in _read(big)] == ['{"fund_id": ' + "7" * 4301 + "}"]
+        deep = tmp_path / "deep.json"
+        deep.write_text("[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+        assert [n for n, _, _ in _read(deep)] == [1]  # one line, read as NDJSON
+    finally:
+        monkeypatch.delenv(native.ENV_SWITCH)
+        native.kernel.cache_clear()

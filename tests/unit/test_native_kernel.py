@@ -40,6 +40,8 @@ SCANNER_TRAPS = [
     '"\\u0041\\u00e9\\ud83d\\ude00"', '"tab\\there"', '"q\\"uote"', '"back\\\\slash"',
     '"\\/"', '"日本取引所"', '"\\u0000"', '"\\ud83d"', '"\\udc00"', '"\\x41"', "1.0e+2",
     "-0.0", "0.5E-2", "01", "1.", ".5", "+1", "1e", "[]", "{}", '{"a": {"b": [1, {"c": null}]}}',
+    "9999999999999999", '"9999999999999999"', "9223372036854776", "-9223372036854775808",
+    "1" * 4301,  # more digits than Python converts to int
 ]  # fmt: skip
 SCANNER_EXTRA = [
     '"\\u006eote": "escaped key"', '"nested": {"deep": [[[[1]]]], "s": "a\\nb"}',
@@ -52,6 +54,12 @@ SCANNER_GARBAGE = [
     '{"stock_id": 1, "stock_id": 1}', '{"\\u0073tock_id": 1, "stock_id": 2}',
     "\f", "\v{}", "{}\f", '{"a":1}//', '{"a":1} x', "[1,]", "{,}", '{"a" 1}', "nul", "tru",
     '"\\ud800"', '{"k": "\t"}', "1 2", "[" * 5, '{"a":"b"', "\u00a0{}",
+    # a lone surrogate is invalid only where it survives the duplicate that may replace it
+    '{"a": "\\ud800", "a": 1}', '{"x": {"k": "\\ud800", "k": 1}}', '["\\ud800"]',
+    '{"a": "\\ud800\\u0041"}', '{"a": "\\udc00\\ud800"}', '{"\\ud800": 1, "\\ud800": 2}',
+    # many keys: the duplicate check changes its data structure past 16 keys
+    "{" + ", ".join(f'"k{i}": {i}' for i in range(40)) + ', "k3": 0}',
+    "{" + ", ".join(f'"k{i}": {i}' for i in range(40)) + "}",
 ]  # fmt: skip
 
 

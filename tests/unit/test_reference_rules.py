@@ -983,3 +983,21 @@ def test_a_default_that_breaks_its_rule_is_a_spec_error() -> None:
     )
     with pytest.raises(ValueError, match="default"):
         check_record("{}", spec)
+
+
+def test_a_very_long_integer_fund_id_is_its_text() -> None:
+    """Python refuses int() of more than 4,300 digits; the reference must not raise."""
+    from digital_finance.contract import reference
+    from digital_finance.contract.schemas import FUNDS
+
+    digits = "9" * 4301
+    raw = (
+        f'{{"fund_id": {digits}, "company_id": 1, "holding_weight": 1, "nav": 1, '
+        '"as_of": 1700000000}'
+    )
+    verdict = reference.check_record(raw, FUNDS)
+    assert isinstance(verdict, reference.Accepted)
+    assert verdict.values["fund_id"] == digits
+    zero = reference.check_record(raw.replace(digits, "-0"), FUNDS)
+    assert isinstance(zero, reference.Accepted)
+    assert zero.values["fund_id"] == "0"

@@ -5,6 +5,9 @@ use crate::columns::{Bits, Column, ReasonColumn, StrColumn};
 use crate::json::{self, Unknown, Val, Whole};
 use crate::rules::{self, Field, Kind, Typed};
 
+/// A record longer than this is handed to the reference (see `decide`).
+pub const LONG_LINE: usize = 64 << 20;
+
 /// The whole-record reason codes, in the contract's precedence.
 pub struct WholeReasons {
     pub invalid_utf8: String,
@@ -45,7 +48,7 @@ impl Output {
                     naive: Bits::with_capacity(rows),
                 },
                 // text fields take a share of the line; 1/8 of the input is a first guess
-                _ => Column::Str(StrColumn::with_capacity(rows, data_bytes / 8)),
+                _ => Column::Str(StrColumn::with_capacity(rows, (data_bytes / 8).min(LONG_LINE))),
             })
             .collect();
         Output {
@@ -158,6 +161,12 @@ pub fn decide(spec: &Spec, offsets: &[i64], data: &[u8], utf8_ok: Option<&[u8]>)
             out.empty_row(true, false, Some(&spec.whole.invalid_utf8));
             continue;
         };
+        if text.len() > LONG_LINE {
+            // the reference decides it: its fields could overflow the int32 offsets of a
+            // slice's text columns, and such a record is no ordinary event anyway
+            out.empty_row(true, true, None);
+            continue;
+        }
         vals.iter_mut().for_each(|v| *v = Val::Absent);
         unknown.clear();
         match json::parse_record(text, &names, &mut vals, &mut unknown) {
@@ -174,7 +183,7 @@ pub fn decide(spec: &Spec, offsets: &[i64], data: &[u8], utf8_ok: Option<&[u8]>)
                 out.empty_row(true, false, Some(&spec.whole.duplicate_key));
                 continue;
             }
-            Err(Whole::TooDeep) => {
+            Err(Whole::ForReference) => {
                 out.empty_row(true, true, None);
                 continue;
             }

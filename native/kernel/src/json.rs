@@ -13,9 +13,10 @@ pub enum Whole {
     InvalidJson,
     NotObject,
     Duplicate,
-    /// Deeper than this scanner decides: Python's decoder has a recursion limit of its own,
-    /// so the reference (run in that very interpreter) decides such records.
-    TooDeep,
+    /// Valid JSON text the scanner does not decide: nesting deeper than `MAX_DEPTH`
+    /// (Python's decoder has a recursion limit of its own) or a lone surrogate (invalid or
+    /// not, depending on which duplicate key survives); the reference decides these.
+    ForReference,
 }
 
 /// A top-level member's value, as the field rules see it.
@@ -39,6 +40,33 @@ pub struct Unknown {
     pub value: (usize, usize),
 }
 
+/// The keys of one object seen so far: a list while it is short (the usual case), a hash
+/// set once it is long, so an object with very many keys stays linear.
+#[derive(Default)]
+struct KeySet<'a> {
+    few: Vec<Cow<'a, str>>,
+    many: Option<std::collections::HashSet<Cow<'a, str>>>,
+}
+
+impl<'a> KeySet<'a> {
+    const FEW: usize = 16;
+
+    /// False when the key was there already.
+    fn insert(&mut self, key: Cow<'a, str>) -> bool {
+        if let Some(set) = &mut self.many {
+            return set.insert(key);
+        }
+        if self.few.contains(&key) {
+            return false;
+        }
+        self.few.push(key);
+        if self.few.len() > Self::FEW {
+            self.many = Some(self.few.drain(..).collect());
+        }
+        true
+    }
+}
+
 struct Bad;
 type R<T> = Result<T, Bad>;
 
@@ -51,6 +79,7 @@ struct Scanner<'a> {
     i: usize,
     dup: bool,
     deep: bool,
+    lone_surrogate: bool,
 }
 
 #[inline]
@@ -117,20 +146,13 @@ impl<'a> Scanner<'a> {
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
                         b'u' => {
                             let u = self.hex4()?;
-                            if (0xDC00..=0xDFFF).contains(&u) {
-                                return Err(Bad);
-                            }
-                            if (0xD800..=0xDBFF).contains(&u) {
-                                if self.b.get(self.i) != Some(&b'\\')
-                                    || self.b.get(self.i + 1) != Some(&b'u')
-                                {
-                                    return Err(Bad);
-                                }
-                                self.i += 2;
-                                let low = self.hex4()?;
-                                if !(0xDC00..=0xDFFF).contains(&low) {
-                                    return Err(Bad);
-                                }
+                            if (0xD800..=0xDBFF).contains(&u) && self.low_surrogate_follows() {
+                                self.i += 6; // the pair's second half, checked above
+                            } else if (0xD800..=0xDFFF).contains(&u) {
+                                // A lone half of a surrogate pair is valid JSON text for
+                                // Python's decoder; whether the record is then invalid
+                                // depends on which duplicate survives: the reference decides.
+                                self.lone_surrogate = true;
                             }
                         }
                         _ => return Err(Bad),
@@ -138,6 +160,14 @@ impl<'a> Scanner<'a> {
                 }
                 _ => return Err(Bad), // a raw control character
             }
+        }
+    }
+
+    fn low_surrogate_follows(&self) -> bool {
+        let b = &self.b[self.i..];
+        b.len() >= 6 && b[0] == b'\\' && b[1] == b'u' && {
+            let low = (2..6).try_fold(0u32, |v, k| hexval(b[k]).map(|h| v * 16 + h));
+            low.is_some_and(|low| (0xDC00..=0xDFFF).contains(&low))
         }
     }
 
@@ -245,7 +275,7 @@ impl<'a> Scanner<'a> {
                     self.i += 1;
                     return Ok(());
                 }
-                let mut keys: Vec<Cow<'a, str>> = Vec::new();
+                let mut keys = KeySet::default();
                 loop {
                     self.ws();
                     if self.peek() != Some(b'"') {
@@ -253,10 +283,8 @@ impl<'a> Scanner<'a> {
                     }
                     let span = self.string()?;
                     let key = self.decode(span);
-                    if keys.contains(&key) {
+                    if !keys.insert(key) {
                         self.dup = true;
-                    } else {
-                        keys.push(key);
                     }
                     self.ws();
                     if self.peek() != Some(b':') {
@@ -295,7 +323,7 @@ impl<'a> Scanner<'a> {
             return Ok(());
         }
         let mut seen = 0u64;
-        let mut unknown_keys: Vec<Cow<'a, str>> = Vec::new();
+        let mut unknown_keys = KeySet::default();
         loop {
             self.ws();
             if self.peek() != Some(b'"') {
@@ -312,10 +340,8 @@ impl<'a> Scanner<'a> {
                     seen |= 1 << f;
                 }
                 None => {
-                    if unknown_keys.contains(&key) {
+                    if !unknown_keys.insert(key) {
                         self.dup = true;
-                    } else {
-                        unknown_keys.push(key);
                     }
                 }
             }
@@ -372,8 +398,8 @@ impl<'a> Scanner<'a> {
 /// Where one JSON value that starts at `start` ends, or None when it is not strict RFC 8259
 /// JSON (or nests deeper than `MAX_DEPTH`). Duplicate keys are allowed here.
 pub fn value_end(text: &str, start: usize) -> Option<usize> {
-    let mut s = Scanner { s: text, b: text.as_bytes(), i: start, dup: false, deep: false };
-    s.value(0).ok().map(|()| s.i)
+    let mut s = Scanner { s: text, b: text.as_bytes(), i: start, dup: false, deep: false, lone_surrogate: false };
+    s.value(0).ok().filter(|()| !s.lone_surrogate).map(|()| s.i)
 }
 
 /// Decode one record. `vals` must hold `names.len()` entries, all `Absent`.
@@ -383,16 +409,19 @@ pub fn parse_record<'a>(
     vals: &mut [Val<'a>],
     unknown: &mut Vec<Unknown>,
 ) -> Result<(), Whole> {
-    let mut s = Scanner { s: line, b: line.as_bytes(), i: 0, dup: false, deep: false };
+    let mut s = Scanner { s: line, b: line.as_bytes(), i: 0, dup: false, deep: false, lone_surrogate: false };
     s.ws();
     let is_object = s.peek() == Some(b'{');
     let scanned = if is_object { s.top_object(names, vals, unknown) } else { s.value(0) };
     if scanned.is_err() {
-        return Err(if s.deep { Whole::TooDeep } else { Whole::InvalidJson });
+        return Err(if s.deep { Whole::ForReference } else { Whole::InvalidJson });
     }
     s.ws();
     if s.i != s.b.len() {
         return Err(Whole::InvalidJson);
+    }
+    if s.lone_surrogate {
+        return Err(Whole::ForReference);
     }
     if !is_object {
         return Err(Whole::NotObject);
@@ -433,11 +462,16 @@ pub fn decode_string(raw: &str, has_escapes: bool) -> Cow<'_, str> {
             _ => {
                 let mut u = hex(i);
                 i += 4;
-                if (0xD800..=0xDBFF).contains(&u) {
-                    let low = hex(i + 2);
+                let paired = (0xD800..=0xDBFF).contains(&u)
+                    && b.len() >= i + 6
+                    && b[i] == b'\\'
+                    && b[i + 1] == b'u'
+                    && (0xDC00..=0xDFFF).contains(&hex(i + 2));
+                if paired {
+                    u = 0x10000 + ((u - 0xD800) << 10) + (hex(i + 2) - 0xDC00);
                     i += 6;
-                    u = 0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00);
                 }
+                // a lone surrogate has no character: its record goes to the reference
                 char::from_u32(u).unwrap_or('\u{FFFD}')
             }
         };
@@ -528,9 +562,12 @@ mod tests {
         assert_eq!(whole(r#"{"a": 1, "\u0061": 2}"#), Err(Whole::Duplicate));
         assert_eq!(whole(r#"{"x": {"k": 1, "k": 2}}"#), Err(Whole::Duplicate));
         assert_eq!(whole(r#"[{"k": 1, "k": 2}]"#), Err(Whole::NotObject));
-        assert_eq!(whole(r#"{"a": "\ud800"}"#), Err(Whole::InvalidJson));
+        assert_eq!(whole(r#"{"a": "\ud800"}"#), Err(Whole::ForReference));
+        assert_eq!(whole(r#"{"a": "\ud800\u0041", "a": 1}"#), Err(Whole::ForReference));
+        assert_eq!(whole(r#"{"a": "\ud83d\ude00"}"#), Ok(()));
+        assert_eq!(whole(r#"{"a": "\ud800"#), Err(Whole::InvalidJson));
         assert_eq!(whole(r#"{"a": NaN}"#), Err(Whole::InvalidJson));
-        assert_eq!(whole(&("[".repeat(100) + &"]".repeat(100))), Err(Whole::TooDeep));
+        assert_eq!(whole(&("[".repeat(100) + &"]".repeat(100))), Err(Whole::ForReference));
     }
 
     #[test]

@@ -280,7 +280,8 @@ fn epoch(digits: &[u8]) -> Option<i64> {
         return None;
     }
     let n = digits_value(significant) as i64;
-    let us = if n < EPOCH_MILLIS_FROM { n * US_PER_SEC } else { n * 1000 };
+    // 16 digits of milliseconds can overflow i64 microseconds: multiply checked
+    let us = if n < EPOCH_MILLIS_FROM { n.checked_mul(US_PER_SEC) } else { n.checked_mul(1000) }?;
     (us <= MAX_UNIX_US).then_some(us)
 }
 
@@ -508,6 +509,10 @@ mod tests {
         assert_eq!(t("1970-01-01T05:30:00+05:30"), Some((0, false)));
         assert_eq!(t("2023-02-29T00:00:00Z"), None);
         assert_eq!(t("100000000000"), Some((100_000_000_000_000, false)));
+        assert_eq!(t("253402300799999"), Some((253_402_300_799_999_000, false)));
+        assert_eq!(t("253402300800000"), None);
+        assert_eq!(t("9999999999999999"), None); // would overflow i64 microseconds
+        assert_eq!(t("9223372036854776"), None);
         assert!(event_time(&Val::Str(Cow::Borrowed("0001-01-01 00:00:00")), false).is_err());
     }
 }

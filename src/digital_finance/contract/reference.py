@@ -340,8 +340,12 @@ def _currency(value: JsonValue) -> str | None:
 
 def _identifier(value: JsonValue) -> str | None:
     if isinstance(value, JsonNumber):
-        # the integer's decimal string: JSON `-0` is the integer 0, so it becomes "0"
-        return str(int(value.text)) if value.is_integer else None
+        # The integer's decimal string. A JSON integer has no leading zeros, so that is its
+        # text, except "-0", the integer 0. (Not str(int(...)): Python refuses to convert
+        # integers of more than 4,300 digits, and the reference must never raise.)
+        if not value.is_integer:
+            return None
+        return "0" if value.text == "-0" else value.text
     if not isinstance(value, str):
         return None
     return value.strip(_ASCII_SPACE) or None

@@ -301,7 +301,8 @@ def _array_chunk(data: bytes) -> LineChunk | None:
         return None
     if text.startswith("\ufeff"):
         text = text[1:]
-    decoder = json.JSONDecoder()
+    # numbers stay text: Python refuses to convert integers of more than 4,300 digits
+    decoder = json.JSONDecoder(parse_int=str, parse_float=str)
     ws = " \t\r\n"
     pos = len(text) - len(text.lstrip(ws)) + 1  # just past "["
     raws: list[str] = []
@@ -330,7 +331,9 @@ def _array_chunk(data: bytes) -> LineChunk | None:
                 pos += 1
                 break
             return None
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
+        # not one array Python's decoder can follow (RecursionError: nesting too deep):
+        # the file is read as NDJSON, and its lines end up in quarantine
         return None
     if text[pos:].strip(ws):
         return None

@@ -111,6 +111,17 @@ class EmbeddedRunner(BatchRunner[Staged]):
 
     def _stage(self, con: duckdb.DuckDBPyConnection, batch: Batch, report: BatchReport) -> Staged:
         staged: Staged = {}
+        try:
+            return self._stage_datasets(con, batch, report, staged)
+        finally:
+            # the kernel's slice workers are done once a dataset is loaded, or the batch failed
+            for dataset in staged.values():
+                if dataset.native is not None:
+                    dataset.native.close()
+
+    def _stage_datasets(
+        self, con: duckdb.DuckDBPyConnection, batch: Batch, report: BatchReport, staged: Staged
+    ) -> Staged:
         for step in self.pipeline.steps_of(ApplyContract):
             name = step.spec.name
             staged[name] = StagedDataset(
@@ -128,8 +139,6 @@ class EmbeddedRunner(BatchRunner[Staged]):
             clock = time.perf_counter()
             files = [(pf.ordinal, pf.file) for pf in batch.files_of(name)]
             dataset.load_files(files, lambda f: self.progress.advance_bytes(f.size))
-            if dataset.native is not None:
-                dataset.native.close()
             report.reference_rows += dataset.resolve_with_reference()
             report.records[name] = dataset.records()
             report.timings[f"contract_{name}"] = time.perf_counter() - clock
