@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,spark]'
+	$(BIN)/python -m compileall -q src  # as pip does for a regular install (see bench/README.md)
 	touch $(STAMP)
 
 # The native contract kernel (Rust, built by maturin from PyPI with crates from crates.io).
