@@ -23,7 +23,8 @@ from digital_finance.contract.schemas import DatasetSpec, FieldKind
 from digital_finance.definition.expectations import Action, Expectation, ExpectationError
 from digital_finance.engines.embedded.arrow_schemas import sql_type
 from digital_finance.sources.discovery import InputFile
-from digital_finance.sources.file_reader import read_chunks
+from digital_finance.sources.file_reader import LineChunk, read_chunks
+from digital_finance.sources.prefetch import prefetch
 
 SCAN_BATCH_ROWS = 16 * 1024
 _LIST_OF_NAMES = "::VARCHAR[]"
@@ -159,12 +160,20 @@ class StagedDataset:
         schema = _with_ordinal(native.empty(), 0).schema
         failure: list[BaseException] = []
 
+        def chunks() -> Iterator[tuple[int, InputFile, LineChunk | None]]:
+            for ordinal, file in files:
+                for chunk in read_chunks(file.path):
+                    yield ordinal, file, chunk
+                yield ordinal, file, None  # the file is read
+
         def batches() -> Iterator[pa.RecordBatch]:
             try:
-                for ordinal, file in files:
-                    for chunk in read_chunks(file.path):
-                        yield from _with_ordinal(native.decide(chunk.table), ordinal).to_batches()
-                    done(file)
+                # the next chunk is read while this one is decided and stored
+                for ordinal, file, chunk in prefetch(chunks()):
+                    if chunk is None:
+                        done(file)
+                        continue
+                    yield from _with_ordinal(native.decide(chunk.table), ordinal).to_batches()
             except BaseException as exc:  # re-raised below as itself, not as a DuckDB error
                 failure.append(exc)
                 raise
