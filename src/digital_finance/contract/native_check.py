@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from digital_finance.arrow_arrays import all_true, bool_bytes, int_array, large_strings
 from digital_finance.contract import reference
+from digital_finance.contract.arrow_records import arrow_type
 from digital_finance.contract.schemas import (
     DUPLICATE_KEY,
     INVALID_JSON,
@@ -100,13 +101,9 @@ def _field_tuple(f: FieldSpec) -> tuple[Any, ...]:
 def _arrow_type(f: FieldSpec) -> pa.DataType:
     import pyarrow as pa
 
-    if f.kind is FieldKind.INTEGER:
-        return pa.int64()
-    if f.kind is FieldKind.DECIMAL:
-        return pa.decimal128(f.precision, f.scale)
     if f.kind is FieldKind.EVENT_TIME:
         return pa.timestamp("us")  # naive UTC, as the staging table holds it
-    return pa.string()
+    return arrow_type(f)
 
 
 class NativeContract:

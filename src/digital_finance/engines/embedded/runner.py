@@ -54,7 +54,7 @@ def _contract_label(uses_kernel: list[bool]) -> str:
     if any(uses_kernel):
         return "the native kernel and DuckDB SQL (a dataset the kernel cannot express)"
     if native_module_missing():
-        return f"DuckDB SQL ({native.INSTALL_HINT}; it is about twice as fast)"
+        return f"DuckDB SQL ({native.INSTALL_HINT}; about 2.7 times faster)"
     return "DuckDB SQL"
 
 
