@@ -22,10 +22,15 @@ ENV_SWITCH = "DIGITAL_FINANCE_NATIVE"
 OFF_WORDS = ("0", "off", "false", "no")
 
 
+def switched_off() -> bool:
+    """True when the environment asks to run without the kernel."""
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() in OFF_WORDS
+
+
 @cache
 def kernel() -> ModuleType | None:
     """The `digital_finance_kernel` module, or None when it is missing or switched off."""
-    if os.environ.get(ENV_SWITCH, "1").strip().lower() in OFF_WORDS:
+    if switched_off():
         return None
     try:
         import digital_finance_kernel

@@ -134,7 +134,7 @@ def _compare(spec: DatasetSpec, raws: list[str], tz: str) -> None:
 
 def test_kernel_is_installed_where_the_project_is_set_up() -> None:
     """`make setup` builds the kernel; a run without it must be asked for, not an accident."""
-    if os.environ.get(native.ENV_SWITCH, "1") == "0":
+    if native.switched_off():
         pytest.skip("the kernel was switched off for this run")
     if shutil.which("cargo") is None:
         pytest.skip("no Rust toolchain here: `make setup` leaves the kernel out and says so")

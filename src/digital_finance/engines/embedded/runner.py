@@ -53,17 +53,9 @@ def _contract_label(uses_kernel: list[bool]) -> str:
         return "the native kernel"
     if any(uses_kernel):
         return "the native kernel and DuckDB SQL (a dataset the kernel cannot express)"
-    if native_module_missing():
+    if native.kernel() is None and not native.switched_off():
         return f"DuckDB SQL ({native.INSTALL_HINT}; about 2.7 times faster)"
     return "DuckDB SQL"
-
-
-def native_module_missing() -> bool:
-    """True when the kernel is neither installed nor switched off on purpose."""
-    import os
-
-    switched_off = os.environ.get(native.ENV_SWITCH, "1").strip().lower() in native.OFF_WORDS
-    return native.kernel() is None and not switched_off
 
 
 class EmbeddedRunner(BatchRunner[Staged]):
