@@ -180,6 +180,11 @@ def _print_batch(b: BatchReport) -> None:
 
 
 def _print_report(report: RunReport, seconds: float, output: str) -> None:
+    if report.taken_by_others:
+        console.print(
+            f"{report.taken_by_others} file(s) were ingested by another writer while this run "
+            "read them; this run left them to it"
+        )
     if not report.batches:
         console.print(
             f"nothing new to ingest: all {report.skipped_files} input file(s) were ingested "

@@ -1,27 +1,33 @@
 """The order of a batch, the same on every engine; engines fill in how each step is done.
 
 1. stage every file and evaluate the contract and the expectations — nothing is committed,
-   so a `fail` rule stops the run with every table untouched;
-2. commit the batch plan (`_system/batches`) — from here on a crash is resumed exactly;
+   so a `fail` rule stops the run with every table untouched; any number of writers stage
+   at once;
+2. take the lakehouse's commit lock (`lakehouse.commit_lock`), plan again from the tables as
+   they are now, and claim the batch id by committing the batch plan (`_system/batches`) —
+   from here on a crash is resumed exactly;
 3. commit bronze, quarantine, silver (MERGE), gold, each carrying the batch id as a Delta app
    transaction, so a table that already has the batch is skipped on resume;
-4. log the run (`_system/pipeline_runs`), which marks the batch done.
+4. log the run (`_system/pipeline_runs`), which marks the batch done, and let go of the lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import ClassVar, Generic, TypeVar
 
 from digital_finance.definition.pipeline import Pipeline
 from digital_finance.definition.steps import JoinGold, LandBronze, MergeSilver, WriteQuarantine
+from digital_finance.lakehouse.commit_lock import CommitLock, commit_lock
 from digital_finance.runs.failpoints import crash_point
-from digital_finance.runs.plan import Batch, PlannedFile, plan_run
+from digital_finance.runs.plan import Batch, Plan, PlannedFile, plan_run
 from digital_finance.runs.report import (
     BatchReport,
     Progress,
@@ -41,9 +47,10 @@ class BatchRunner(ABC, Generic[Staged]):
 
     engine: ClassVar[str]
 
-    def __init__(self, pipeline: Pipeline, progress: Progress) -> None:
+    def __init__(self, pipeline: Pipeline, progress: Progress, root: str) -> None:
         self.pipeline = pipeline
         self.progress = progress
+        self.lock: CommitLock = commit_lock(root)
 
     # --- what an engine provides -------------------------------------------------------
     @abstractmethod
@@ -76,44 +83,81 @@ class BatchRunner(ABC, Generic[Staged]):
 
     # --- the order, shared ----------------------------------------------------------------
     def run(self, inputs: dict[str, list[InputFile]]) -> RunReport:
-        """Resume an interrupted batch if there is one, then ingest what is new."""
+        """Finish a batch that a crashed writer left, then ingest what is new.
+
+        The new files are staged before the commit lock is taken, because staging is the long
+        part and needs no lock. Under the lock the run is planned again from the tables as
+        they are now: the staged batch is committed only when it still holds exactly those
+        files; when another writer ingested some of them meanwhile, what is left is staged
+        again. The batch id is claimed under the lock, by the plan's own commit.
+        """
         started = time.perf_counter()
-        planned, succeeded = self.planned_files()
-        plan = plan_run(inputs, planned, succeeded)
-        report = RunReport(skipped_files=plan.skipped_files)
-        for batch in (plan.resume, plan.new):
-            if batch is not None:
-                report.batches.append(self._run_batch(batch))
+        report = RunReport()
+        with contextlib.ExitStack() as ahead:
+            early = plan_run(inputs, *self.planned_files())
+            staged_early: tuple[Batch, Staged, _Attempt] | None = None
+            if early.new is not None:
+                attempt = _Attempt.begin(early.new)
+                staged = self._enter_stage(ahead, early.new, attempt)
+                staged_early = (early.new, staged, attempt)
+            run_id = staged_early[2].report.run_id if staged_early else uuid.uuid4().hex
+            with self.lock.hold(run_id, self.progress.stage):
+                plan = plan_run(inputs, *self.planned_files())
+                report.skipped_files = plan.skipped_files
+                report.taken_by_others = _taken_by_others(early.new, plan)
+                if plan.resume is not None:
+                    report.batches.append(self._run_batch(plan.resume))
+                if plan.new is not None:
+                    if staged_early is not None and staged_early[0].files == plan.new.files:
+                        _, staged, attempt = staged_early
+                        attempt.report.batch_id = plan.new.batch_id
+                        report.batches.append(self._commit_staged(plan.new, staged, attempt))
+                    else:
+                        ahead.close()  # another writer took some of the files: stage the rest
+                        report.batches.append(self._run_batch(plan.new))
         report.seconds = time.perf_counter() - started
         return report
 
-    def _run_batch(self, batch: Batch) -> BatchReport:
-        run_id = uuid.uuid4().hex
-        started_at = datetime.now(UTC)
-        clock = time.perf_counter()
-        report = BatchReport(batch.batch_id, run_id, "failed", files=len(batch.files))
-        report.resumed = batch.resumed
+    def _enter_stage(self, stack: contextlib.ExitStack, batch: Batch, attempt: _Attempt) -> Staged:
         try:
-            with self.stage(batch, run_id, report) as staged:
-                check_fail_rules(report)
-                if not batch.resumed:
-                    self.commit_plan(batch, run_id, started_at)
-                    crash_point("after_plan")
-                self._commit(staged, batch.batch_id, run_id, started_at, report)
+            return stack.enter_context(self.stage(batch, attempt.report.run_id, attempt.report))
         except Exception as exc:
-            report.error = (
-                str(exc) if isinstance(exc, RuleFailedError) else f"{type(exc).__name__}: {exc}"
-            )
-            report.seconds = time.perf_counter() - clock
-            try:
-                self.log_run(report, started_at, datetime.now(UTC))
-            except Exception as log_error:  # the batch's own error is the one to raise
-                exc.add_note(f"logging the failed run failed too: {log_error!r}")
+            self._log_failure(attempt, exc)
+            raise
+
+    def _run_batch(self, batch: Batch) -> BatchReport:
+        attempt = _Attempt.begin(batch)
+        with contextlib.ExitStack() as stack:
+            staged = self._enter_stage(stack, batch, attempt)
+            return self._commit_staged(batch, staged, attempt)
+
+    def _commit_staged(self, batch: Batch, staged: Staged, attempt: _Attempt) -> BatchReport:
+        report = attempt.report
+        try:
+            check_fail_rules(report)
+            if not batch.resumed:
+                self.progress.stage(f"claiming batch {batch.batch_id}")
+                self.commit_plan(batch, report.run_id, attempt.started_at)
+                crash_point("after_plan")
+            self._commit(staged, batch.batch_id, report.run_id, attempt.started_at, report)
+        except Exception as exc:
+            self._log_failure(attempt, exc)
             raise
         report.status = "succeeded"
-        report.seconds = time.perf_counter() - clock
-        self.log_run(report, started_at, datetime.now(UTC))
+        report.seconds = time.perf_counter() - attempt.clock
+        self.log_run(report, attempt.started_at, datetime.now(UTC))
         return report
+
+    def _log_failure(self, attempt: _Attempt, exc: Exception) -> None:
+        report = attempt.report
+        report.error = (
+            str(exc) if isinstance(exc, RuleFailedError) else f"{type(exc).__name__}: {exc}"
+        )
+        report.seconds = time.perf_counter() - attempt.clock
+        try:
+            self.log_run(report, attempt.started_at, datetime.now(UTC))
+        except Exception as log_error:  # the batch's own error is the one to raise
+            exc.add_note(f"logging the failed run failed too: {log_error!r}")
 
     def _commit(
         self, staged: Staged, batch_id: int, run_id: str, now: datetime, report: BatchReport
@@ -144,6 +188,29 @@ class BatchRunner(ABC, Generic[Staged]):
         for step in self.pipeline.steps:
             if isinstance(step, LandBronze | WriteQuarantine | MergeSilver):
                 yield step
+
+
+@dataclass
+class _Attempt:
+    """One batch on its way from staging to its run-log row."""
+
+    report: BatchReport
+    started_at: datetime
+    clock: float
+
+    @classmethod
+    def begin(cls, batch: Batch) -> _Attempt:
+        report = BatchReport(batch.batch_id, uuid.uuid4().hex, "failed", files=len(batch.files))
+        report.resumed = batch.resumed
+        return cls(report, datetime.now(UTC), time.perf_counter())
+
+
+def _taken_by_others(early: Batch | None, plan: Plan) -> int:
+    """Files this run found new, which another writer ingested before it took the lock."""
+    if early is None:
+        return 0
+    now_new = {pf.file for pf in plan.new.files} if plan.new is not None else set()
+    return sum(1 for pf in early.files if pf.file not in now_new)
 
 
 def _record(report: BatchReport, table: str, rows: int | None) -> None:

@@ -11,6 +11,18 @@ from dataclasses import dataclass, field
 from digital_finance.sources.discovery import InputError, InputFile
 
 
+class BatchClaimError(RuntimeError):
+    """Another writer claimed the same batch id: the commit lock did not hold. Retrying helps."""
+
+    def __init__(self, batch_id: int) -> None:
+        super().__init__(
+            f"batch {batch_id} was claimed by another writer at the same moment, so the commit "
+            "lock did not keep writers apart (a lakehouse on a network file system or a URI?); "
+            "nothing of this batch was committed: run again"
+        )
+        self.batch_id = batch_id
+
+
 @dataclass(frozen=True)
 class PlannedFile:
     """A file of a batch, with its place in receipt order."""

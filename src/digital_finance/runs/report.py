@@ -56,6 +56,7 @@ class RunReport:
 
     batches: list[BatchReport] = field(default_factory=list)
     skipped_files: int = 0
+    taken_by_others: int = 0  # new when this run planned, ingested by another writer since
     seconds: float = 0.0
 
     @property

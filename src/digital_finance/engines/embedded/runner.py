@@ -66,7 +66,7 @@ class EmbeddedRunner(BatchRunner[Staged]):
     def __init__(
         self, pipeline: Pipeline, output: Path, options: EmbeddedOptions, progress: Progress
     ) -> None:
-        super().__init__(pipeline, progress)
+        super().__init__(pipeline, progress, str(output))
         self.root = output
         self.options = options
 
@@ -125,7 +125,7 @@ class EmbeddedRunner(BatchRunner[Staged]):
             )
         report.contract = _contract_label([d.native is not None for d in staged.values()])
         total = sum(pf.file.size for pf in batch.files)
-        self.progress.stage(f"batch {batch.batch_id}: reading {len(batch.files)} file(s)")
+        self.progress.stage(f"reading {len(batch.files)} file(s)")
         self.progress.start_bytes(total)
         for name, dataset in staged.items():
             clock = time.perf_counter()

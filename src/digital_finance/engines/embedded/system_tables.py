@@ -8,7 +8,7 @@ from pathlib import Path
 from digital_finance.engines.embedded import delta_io
 from digital_finance.lakehouse import system_rows
 from digital_finance.lakehouse.layout import TABLES
-from digital_finance.runs.plan import Batch, PlannedFile
+from digital_finance.runs.plan import Batch, BatchClaimError, PlannedFile
 from digital_finance.runs.report import BatchReport
 
 
@@ -22,7 +22,9 @@ def planned_files(root: Path) -> tuple[list[tuple[int, PlannedFile]], set[int]]:
 def commit_plan(root: Path, batch: Batch, run_id: str, now: datetime) -> None:
     """Record the batch's files before any data table is written (the write-ahead step)."""
     table = system_rows.plan_rows(batch, run_id, now)
-    delta_io.append(root, TABLES.batches, table.to_reader(), batch.batch_id)
+    # the plan's app transaction is the claim: delta-rs re-checks it inside the commit
+    if not delta_io.append(root, TABLES.batches, table.to_reader(), batch.batch_id):
+        raise BatchClaimError(batch.batch_id)
 
 
 def log_run(

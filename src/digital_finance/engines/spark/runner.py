@@ -35,7 +35,7 @@ class SparkRunner(BatchRunner[Staged]):
     def __init__(
         self, pipeline: Pipeline, output: str, spark: SparkSession, progress: Progress
     ) -> None:
-        super().__init__(pipeline, progress)
+        super().__init__(pipeline, progress, output)
         self.root = output
         self.spark = spark
 
@@ -46,7 +46,7 @@ class SparkRunner(BatchRunner[Staged]):
     def stage(self, batch: Batch, run_id: str, report: BatchReport) -> Iterator[Staged]:
         staged: Staged = {}
         try:
-            self.progress.stage(f"batch {batch.batch_id}: reading {len(batch.files)} file(s)")
+            self.progress.stage(f"reading {len(batch.files)} file(s)")
             for step in self.pipeline.steps_of(ApplyContract):
                 name = step.spec.name
                 clock = time.perf_counter()

@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 from digital_finance.engines.spark import delta_writes
 from digital_finance.lakehouse import system_rows
 from digital_finance.lakehouse.layout import TABLES, table_uri
-from digital_finance.runs.plan import Batch, PlannedFile
+from digital_finance.runs.plan import Batch, BatchClaimError, PlannedFile
 from digital_finance.runs.report import BatchReport
 
 
@@ -29,7 +29,9 @@ def planned_files(spark: SparkSession, root: str) -> tuple[list[tuple[int, Plann
 def commit_plan(spark: SparkSession, root: str, batch: Batch, run_id: str, now: datetime) -> None:
     """Record the batch's files before any data table is written (the write-ahead step)."""
     df = spark.createDataFrame(system_rows.plan_rows(batch, run_id, now))
-    delta_writes.write(df, table_uri(root, TABLES.batches), batch.batch_id, "append")
+    # the plan's txn is the claim: Delta fails a concurrent commit of the same txn app id
+    if delta_writes.write(df, table_uri(root, TABLES.batches), batch.batch_id, "append") is None:
+        raise BatchClaimError(batch.batch_id)
 
 
 def log_run(
