@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from digital_finance.contract import reference
 from digital_finance.contract.schemas import FUNDS, STOCKS, DatasetSpec, FieldKind
 from digital_finance.engines.embedded.staging import StagedDataset, connect
+from digital_finance.runs.plan import PlannedFile
 from digital_finance.sources.discovery import InputFile
 
 INTEGERS = [
@@ -90,7 +91,7 @@ def _engine(
         path.write_text("\n".join(raws) + "\n", encoding="utf-8")
         con = connect(Path(tmp) / "spill", "256MB", 1)
         staged = StagedDataset(con, spec, tz, ())
-        staged.load(0, InputFile.stat(path))
+        staged.load(PlannedFile("t", 0, InputFile.stat(path)))
         referred = staged.resolve_with_reference()
         cur = con.execute(f"SELECT * FROM {staged.parsed}")
         names = [d[0] for d in cur.description]

@@ -102,3 +102,49 @@ def test_array_files_python_cannot_follow_never_fail_the_read(
     finally:
         monkeypatch.delenv(native.ENV_SWITCH)
         native.kernel.cache_clear()
+
+
+def _read_part(
+    path: Path, start: int, end: int, first_line: int, block: int
+) -> list[tuple[int, str, bool]]:
+    out = []
+    for chunk in read_chunks(str(path), block, start=start, end=end, first_line=first_line):
+        t = chunk.table
+        out += list(zip(t.column("line_number").to_pylist(), t.column("raw").to_pylist(),
+                        t.column("utf8_ok").to_pylist(), strict=True))  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("kernel", ["1", "0"])
+@pytest.mark.parametrize("block", [5, 64, 1 << 20])
+def test_a_file_read_in_parts_gives_the_records_of_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel: str, block: int
+) -> None:
+    """Lines appended after a read are read from the byte where it ended, numbered on."""
+    from digital_finance import native
+
+    monkeypatch.setenv(native.ENV_SWITCH, kernel)
+    native.kernel.cache_clear()
+    try:
+        body = "\r\n".join(LINES).encode() + b"\n" + b'{"bad": "\xff"}\n\n{"z": 1}\n'
+        path = tmp_path / "f.jsonl"
+        path.write_bytes(b"\xef\xbb\xbf" + body + b"trailing-bytes-not-yet-listed")
+        size = 3 + len(body)
+        whole = _read_part(path, 0, size, 1, block)
+        assert [n for n, _, _ in whole] == list(range(1, len(whole) + 1))
+        data = path.read_bytes()[:size]
+        cuts = [i + 1 for i, byte in enumerate(data) if byte == ord("\n")]
+        for cut in cuts:
+            head = _read_part(path, 0, cut, 1, block)
+            tail = _read_part(path, cut, size, data[:cut].count(b"\n") + 1, block)
+            assert head + tail == whole, cut
+    finally:
+        monkeypatch.delenv(native.ENV_SWITCH)
+        native.kernel.cache_clear()
+
+
+def test_a_read_stops_at_the_listed_size(tmp_path: Path) -> None:
+    path = tmp_path / "f.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}\n{"half": ')
+    got = _read_part(path, 0, len('{"a": 1}\n'), 1, 1 << 20)
+    assert [raw for _, raw, _ in got] == ['{"a": 1}']

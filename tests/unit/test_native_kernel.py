@@ -28,6 +28,7 @@ from digital_finance.contract import reference
 from digital_finance.contract.native_check import NativeContract
 from digital_finance.contract.schemas import FUNDS, STOCKS, DatasetSpec, FieldKind
 from digital_finance.engines.embedded.staging import StagedDataset, connect
+from digital_finance.runs.plan import PlannedFile
 from digital_finance.sources import file_reader
 from digital_finance.sources.discovery import InputFile
 from tests.unit.test_engine_matches_reference import EXTRA, GARBAGE, POOLS, ZONES
@@ -91,7 +92,7 @@ def _staged(spec: DatasetSpec, path: Path, tz: str, tmp: Path) -> dict[int, dict
     contract = NativeContract(KERNEL, spec, tz, threads=2)
     try:
         staged = StagedDataset(con, spec, tz, (), contract)
-        staged.load_files([(0, InputFile.stat(path))], lambda _f: None)
+        staged.load_files([PlannedFile("t", 0, InputFile.stat(path))], lambda _f: None)
         staged.resolve_with_reference()
         cur = con.execute(f"SELECT * FROM {staged.parsed}")
         names = [d[0] for d in cur.description]

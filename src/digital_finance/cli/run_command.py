@@ -180,6 +180,8 @@ def _print_batch(b: BatchReport) -> None:
 
 
 def _print_report(report: RunReport, seconds: float, output: str) -> None:
+    for note in report.notes:
+        console.print(note, markup=False, soft_wrap=True)
     if report.taken_by_others:
         console.print(
             f"{report.taken_by_others} file(s) were ingested by another writer while this run "

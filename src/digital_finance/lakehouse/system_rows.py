@@ -26,8 +26,11 @@ BATCHES_SCHEMA = pa.schema(
         ("dataset", pa.string()),
         ("file_ordinal", pa.int64()),
         ("path", pa.string()),
-        ("size", pa.int64()),
+        ("size", pa.int64()),  # the end of the part: the file's size when it was listed
         ("modified_ns", pa.int64()),
+        ("start_byte", pa.int64()),  # the part is bytes [start_byte, size) of the file
+        ("first_line", pa.int64()),  # line number of the part's first line
+        ("sha256", pa.string()),  # of the file's bytes [0, size)
     ]
 )
 
@@ -67,9 +70,16 @@ def planned_files(
     if batches is not None:
         for row in batches.to_pylist():
             file = InputFile(row["path"], row["size"], row["modified_ns"])
-            planned.append(
-                (row["batch_id"], PlannedFile(row["dataset"], row["file_ordinal"], file))
+            # rows planned before files were known by content lack the last three columns
+            part = PlannedFile(
+                row["dataset"],
+                row["file_ordinal"],
+                file,
+                row.get("start_byte") or 0,
+                row.get("first_line") or 1,
+                row.get("sha256"),
             )
+            planned.append((row["batch_id"], part))
     succeeded: set[int] = set()
     if runs is not None:
         for row in runs.select(["batch_id", "status"]).to_pylist():
@@ -90,6 +100,9 @@ def plan_rows(batch: Batch, run_id: str, now: datetime) -> pa.Table:
             "path": pf.file.path,
             "size": pf.file.size,
             "modified_ns": pf.file.modified_ns,
+            "start_byte": pf.start,
+            "first_line": pf.first_line,
+            "sha256": pf.sha256,
         }
         for pf in batch.files
     ]

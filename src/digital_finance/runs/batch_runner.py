@@ -27,7 +27,7 @@ from digital_finance.definition.pipeline import Pipeline
 from digital_finance.definition.steps import JoinGold, LandBronze, MergeSilver, WriteQuarantine
 from digital_finance.lakehouse.commit_lock import CommitLock, commit_lock
 from digital_finance.runs.failpoints import crash_point
-from digital_finance.runs.plan import Batch, Plan, PlannedFile, plan_run
+from digital_finance.runs.plan import Batch, Plan, PlannedFile, Scanner, plan_run
 from digital_finance.runs.report import (
     BatchReport,
     Progress,
@@ -37,6 +37,7 @@ from digital_finance.runs.report import (
     check_fail_rules,
 )
 from digital_finance.sources.discovery import InputFile
+from digital_finance.sources.file_scan import FileScan, scan_file
 
 Staged = TypeVar("Staged")
 TableStep = LandBronze | WriteQuarantine | MergeSilver
@@ -94,7 +95,8 @@ class BatchRunner(ABC, Generic[Staged]):
         started = time.perf_counter()
         report = RunReport()
         with contextlib.ExitStack() as ahead:
-            early = plan_run(inputs, *self.planned_files())
+            scan = _memoized(scan_file)  # both plans of this run hash each file once
+            early = plan_run(inputs, *self.planned_files(), scan)
             staged_early: tuple[Batch, Staged, _Attempt] | None = None
             if early.new is not None:
                 attempt = _Attempt.begin(early.new)
@@ -102,8 +104,9 @@ class BatchRunner(ABC, Generic[Staged]):
                 staged_early = (early.new, staged, attempt)
             run_id = staged_early[2].report.run_id if staged_early else uuid.uuid4().hex
             with self.lock.hold(run_id, self.progress.stage):
-                plan = plan_run(inputs, *self.planned_files())
+                plan = plan_run(inputs, *self.planned_files(), scan)
                 report.skipped_files = plan.skipped_files
+                report.notes = plan.notes
                 report.taken_by_others = _taken_by_others(early.new, plan)
                 if plan.resume is not None:
                     report.batches.append(self._run_batch(plan.resume))
@@ -211,6 +214,18 @@ def _taken_by_others(early: Batch | None, plan: Plan) -> int:
         return 0
     now_new = {pf.file for pf in plan.new.files} if plan.new is not None else set()
     return sum(1 for pf in early.files if pf.file not in now_new)
+
+
+def _memoized(scan: Scanner) -> Scanner:
+    seen: dict[tuple[str, int, int | None], FileScan] = {}
+
+    def cached(path: str, size: int, at: int | None) -> FileScan:
+        key = (path, size, at)
+        if key not in seen:
+            seen[key] = scan(path, size, at)
+        return seen[key]
+
+    return cached
 
 
 def _record(report: BatchReport, table: str, rows: int | None) -> None:

@@ -1,14 +1,16 @@
 """Decide what a run ingests: a batch left unfinished by a crash first, then the new files.
 
-Pure logic over what the `_system/batches` and `_system/pipeline_runs` tables hold, so every
-engine plans the same way.
+Logic over what the `_system/batches` and `_system/pipeline_runs` tables hold, and over the
+content of the input files (`sources.file_scan`), so every engine plans the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from digital_finance.sources.discovery import InputError, InputFile
+from digital_finance.sources.file_scan import FileChangedError, FileScan, scan_file
 
 
 class BatchClaimError(RuntimeError):
@@ -25,16 +27,24 @@ class BatchClaimError(RuntimeError):
 
 @dataclass(frozen=True)
 class PlannedFile:
-    """A file of a batch, with its place in receipt order."""
+    """A file's part in a batch: bytes [start, file.size), with its place in receipt order.
+
+    A file read for the first time is read whole (`start` 0); lines appended to a file read
+    before are a part of their own, starting at the byte where the last read ended and
+    numbered on from the line there.
+    """
 
     dataset: str
     ordinal: int
-    file: InputFile
+    file: InputFile  # path, size (= the end of the part) and modification time when listed
+    start: int = 0
+    first_line: int = 1
+    sha256: str | None = None  # of the file's bytes [0, file.size); None in older lakehouses
 
 
 @dataclass(frozen=True)
 class Batch:
-    """The unit of commit: a fixed set of files, written to every table under one id."""
+    """The unit of commit: a fixed set of file parts, written to every table under one id."""
 
     batch_id: int
     files: tuple[PlannedFile, ...]
@@ -55,49 +65,120 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
+Scanner = Callable[[str, int, int | None], FileScan]
+
+
 def plan_run(
     inputs: dict[str, list[InputFile]],
     planned: list[tuple[int, PlannedFile]],
     succeeded: set[int],
+    scan: Scanner = scan_file,
 ) -> Plan:
-    """Plan a run from the inputs and the batches already planned (with their ids).
+    """Plan a run from the inputs and the file parts already planned (with their batch ids).
 
-    A file already in any planned batch (same path, size and modification time) is not read
-    again. A planned batch without a succeeded run is resumed first, exactly as planned.
+    Files are known by content: a file whose size and modification time are those of its
+    last read is not read again; any other is hashed, and skipped when its bytes were
+    ingested before (under any path), read from where its last read ended when lines were
+    appended to it, and read whole as a new version otherwise. A planned batch without a
+    succeeded run is resumed first, exactly as planned.
     """
     by_batch: dict[int, list[PlannedFile]] = {}
+    latest: dict[str, tuple[int, PlannedFile]] = {}  # path -> its newest part, with its batch
+    contents: dict[str, tuple[str, int]] = {}  # sha256 -> (path, batch) that held those bytes
     for batch_id, pf in planned:
         by_batch.setdefault(batch_id, []).append(pf)
-    seen = {pf.file for _, pf in planned}
+        newest = latest.get(pf.file.path)
+        if newest is None or (batch_id, pf.file.size) > (newest[0], newest[1].file.size):
+            latest[pf.file.path] = (batch_id, pf)
+        if pf.sha256 is not None:
+            contents.setdefault(pf.sha256, (pf.file.path, batch_id))
     resume: Batch | None = None
     unfinished = sorted(b for b in by_batch if b not in succeeded)
     if unfinished:
         batch_id = unfinished[-1]
         files = tuple(by_batch[batch_id])
         for pf in files:
-            try:
-                now = InputFile.stat_path(pf.file.path)
-            except FileNotFoundError as exc:
-                raise InputError(
-                    f"batch {batch_id} was interrupted and needs {pf.file.path}, which is gone; "
-                    "restore the file and run again"
-                ) from exc
-            if now != pf.file:
-                raise InputError(
-                    f"batch {batch_id} was interrupted and {pf.file.path} changed since; "
-                    "restore the original file and run again"
-                )
+            _check_unchanged(batch_id, pf, scan)
         resume = Batch(batch_id, files, resumed=True)
     next_id = max(by_batch, default=0) + 1
+    plan = Plan(resume, None)
     new_files: list[PlannedFile] = []
-    skipped = 0
     for dataset, candidates in inputs.items():
         ordinal = 0
         for f in candidates:
-            if f in seen:
-                skipped += 1
+            part = _new_part(dataset, ordinal, f, latest.get(f.path), contents, scan, plan)
+            if part is None:
+                plan.skipped_files += 1
                 continue
-            new_files.append(PlannedFile(dataset, ordinal, f))
+            if part.sha256 is not None:
+                contents[part.sha256] = (f.path, next_id)  # a copy later in this run is skipped
+            new_files.append(part)
             ordinal += 1
-    new = Batch(next_id, tuple(new_files)) if new_files else None
-    return Plan(resume, new, skipped)
+    plan.new = Batch(next_id, tuple(new_files)) if new_files else None
+    return plan
+
+
+def _new_part(
+    dataset: str,
+    ordinal: int,
+    f: InputFile,
+    newest: tuple[int, PlannedFile] | None,
+    contents: dict[str, tuple[str, int]],
+    scan: Scanner,
+    plan: Plan,
+) -> PlannedFile | None:
+    """The part of `f` this run reads, or None when every byte of it was read before."""
+    last = newest[1] if newest is not None else None
+    if last is not None and (last.file.size, last.file.modified_ns) == (f.size, f.modified_ns):
+        return None  # as it was at its last read
+    at = last.file.size if last is not None and last.sha256 and last.file.size < f.size else None
+    try:
+        found = scan(f.path, f.size, at)
+    except (FileChangedError, FileNotFoundError) as exc:
+        raise InputError(f"{f.path} changed while it was being listed ({exc}); run again") from exc
+    same = contents.get(found.sha256)
+    if same is not None:
+        if same[0] != f.path:
+            plan.notes.append(
+                f"{f.path} holds the same bytes as {same[0]} (batch {same[1]}): skipped"
+            )
+        return None
+    if (
+        newest is not None
+        and last is not None
+        and at is not None
+        and found.prefix_sha256 == last.sha256
+        and found.line_end_at
+        and found.appendable
+    ):
+        plan.notes.append(
+            f"{f.path}: {f.size - at:,} bytes appended since batch {newest[0]}; only those are read"
+        )
+        return PlannedFile(dataset, ordinal, f, at, found.lines_before + 1, found.sha256)
+    if newest is not None:
+        plan.notes.append(
+            f"{f.path} changed since batch {newest[0]} and is not an append: read whole, "
+            "as a new version of the file"
+        )
+    return PlannedFile(dataset, ordinal, f, sha256=found.sha256)
+
+
+def _check_unchanged(batch_id: int, pf: PlannedFile, scan: Scanner) -> None:
+    """An interrupted batch is resumed only from the very bytes it was planned on."""
+    path = pf.file.path
+    try:
+        now = InputFile.stat_path(path)
+    except FileNotFoundError as exc:
+        raise InputError(
+            f"batch {batch_id} was interrupted and needs {path}, which is gone; "
+            "restore the file and run again"
+        ) from exc
+    if pf.sha256 is None:  # planned before files were known by content
+        same = now == pf.file
+    else:
+        same = now.size >= pf.file.size and scan(path, pf.file.size, None).sha256 == pf.sha256
+    if not same:
+        raise InputError(
+            f"batch {batch_id} was interrupted and {path} changed since; "
+            "restore the original file and run again"
+        )

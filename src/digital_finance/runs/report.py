@@ -57,6 +57,7 @@ class RunReport:
     batches: list[BatchReport] = field(default_factory=list)
     skipped_files: int = 0
     taken_by_others: int = 0  # new when this run planned, ingested by another writer since
+    notes: list[str] = field(default_factory=list)  # what the plan decided about odd files
     seconds: float = 0.0
 
     @property

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
     import pyarrow as pa
+    from _typeshed import WriteableBuffer
 
     Offsets = npt.NDArray[np.int64]
     Bytes = npt.NDArray[np.uint8]
@@ -46,9 +47,35 @@ class LineChunk:
         return int(self.table.num_rows)
 
 
-def _open(path: str) -> io.BufferedIOBase:
-    raw = open(path, "rb")  # noqa: SIM115 - the caller closes the returned stream
-    head = raw.peek(2)[:2] if isinstance(raw, io.BufferedReader) else b""
+class _Part(io.RawIOBase):
+    """Bytes [start, end) of a file: a read never sees what was appended after it was listed."""
+
+    def __init__(self, path: str, start: int, end: int | None) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 - closed with the part
+        self._file.seek(start)
+        self._left = end - start if end is not None else None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        with memoryview(buffer) as view:
+            if self._left is None:
+                return self._file.readinto(view)
+            if self._left <= 0:
+                return 0
+            got = self._file.readinto(view[: self._left])
+            self._left -= got
+            return got
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _open(path: str, start: int = 0, end: int | None = None) -> io.BufferedIOBase:
+    raw = io.BufferedReader(_Part(path, start, end))
+    head = raw.peek(2)[:2]
     if head == _GZIP_MAGIC:
         return gzip.GzipFile(fileobj=raw, mode="rb")
     return raw
@@ -68,9 +95,24 @@ def _first_significant_byte(stream: io.BufferedIOBase) -> tuple[bytes, bytes]:
             return stripped[:1], seen
 
 
-def read_chunks(path: str, block_bytes: int = BLOCK_BYTES) -> Iterator[LineChunk]:
-    """Yield the file's records in chunks of about `block_bytes`, in file order."""
-    with _open(path) as stream:
+def read_chunks(
+    path: str,
+    block_bytes: int = BLOCK_BYTES,
+    *,
+    start: int = 0,
+    end: int | None = None,
+    first_line: int = 1,
+) -> Iterator[LineChunk]:
+    """Yield the records of bytes [start, end) of the file in chunks of about `block_bytes`.
+
+    From the start of a file (`start` 0) every form is read: NDJSON, one JSON array, gzip, a
+    byte-order mark. A later part (lines appended after an earlier read, `sources.file_scan`)
+    is plain NDJSON whose lines are numbered on from `first_line`.
+    """
+    if start > 0:
+        yield from _part_chunks(path, block_bytes, start, end, first_line)
+        return
+    with _open(path, 0, end) as stream:
         first, head = _first_significant_byte(stream)
         if first == b"[":
             data = head + stream.read()
@@ -84,10 +126,28 @@ def read_chunks(path: str, block_bytes: int = BLOCK_BYTES) -> Iterator[LineChunk
         if module is not None:
             if not isinstance(stream, gzip.GzipFile):
                 # a small file needs no 32 MB buffer: zeroing one costs more than reading it
-                block_bytes = min(block_bytes, os.path.getsize(path) + 1)
+                size = os.path.getsize(path) if end is None else end
+                block_bytes = min(block_bytes, size + 1)
             yield from _native_chunks(module, stream, head, block_bytes)
             return
         yield from _ndjson_chunks(_blocks(stream, head, block_bytes))
+
+
+def _part_chunks(
+    path: str, block_bytes: int, start: int, end: int | None, first_line: int
+) -> Iterator[LineChunk]:
+    with _open_plain(path, start, end) as stream:
+        module = native.kernel()
+        if end is not None:
+            block_bytes = min(block_bytes, end - start + 1)
+        if module is not None:
+            yield from _native_chunks(module, stream, b"", block_bytes, first_line, bom=False)
+        else:
+            yield from _ndjson_chunks(_blocks(stream, b"", block_bytes), first_line, bom=False)
+
+
+def _open_plain(path: str, start: int, end: int | None) -> io.BufferedIOBase:
+    return io.BufferedReader(_Part(path, start, end))
 
 
 def _fill(stream: io.BufferedIOBase, view: memoryview) -> int:
@@ -102,7 +162,12 @@ def _fill(stream: io.BufferedIOBase, view: memoryview) -> int:
 
 
 def _native_chunks(
-    module: ModuleType, stream: io.BufferedIOBase, head: bytes, block_bytes: int
+    module: ModuleType,
+    stream: io.BufferedIOBase,
+    head: bytes,
+    block_bytes: int,
+    next_line: int = 1,
+    bom: bool = True,
 ) -> Iterator[LineChunk]:
     """NDJSON split by the kernel, read into one reused buffer.
 
@@ -112,9 +177,8 @@ def _native_chunks(
     """
     buffer = bytearray(max(block_bytes, len(head), 1))
     buffer[: len(head)] = head
-    start = len(_BOM) if head.startswith(_BOM) else 0
+    start = len(_BOM) if bom and head.startswith(_BOM) else 0
     filled = len(head)
-    next_line = 1
     at_end = False
     while not at_end:
         with memoryview(buffer) as view:
@@ -148,10 +212,11 @@ def _blocks(stream: io.BufferedIOBase, head: bytes, block_bytes: int) -> Iterato
         yield block
 
 
-def _ndjson_chunks(blocks: Iterator[bytes]) -> Iterator[LineChunk]:
+def _ndjson_chunks(
+    blocks: Iterator[bytes], next_line: int = 1, bom: bool = True
+) -> Iterator[LineChunk]:
     carry = b""
-    next_line = 1
-    first = True
+    first = bom
     for block in blocks:
         data = carry + block
         if first:

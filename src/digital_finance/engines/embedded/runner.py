@@ -124,13 +124,15 @@ class EmbeddedRunner(BatchRunner[Staged]):
                 self._native_contract(step.spec, step.source_tz),
             )
         report.contract = _contract_label([d.native is not None for d in staged.values()])
-        total = sum(pf.file.size for pf in batch.files)
+        total = sum(pf.file.size - pf.start for pf in batch.files)
         self.progress.stage(f"reading {len(batch.files)} file(s)")
         self.progress.start_bytes(total)
         for name, dataset in staged.items():
             clock = time.perf_counter()
-            files = [(pf.ordinal, pf.file) for pf in batch.files_of(name)]
-            dataset.load_files(files, lambda f: self.progress.advance_bytes(f.size))
+            dataset.load_files(
+                batch.files_of(name),
+                lambda pf: self.progress.advance_bytes(pf.file.size - pf.start),
+            )
             report.reference_rows += dataset.resolve_with_reference()
             report.records[name] = dataset.records()
             report.timings[f"contract_{name}"] = time.perf_counter() - clock

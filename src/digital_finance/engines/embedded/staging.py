@@ -22,13 +22,19 @@ from digital_finance.contract.native_check import NativeContract, naive_column
 from digital_finance.contract.schemas import DatasetSpec, FieldKind
 from digital_finance.definition.expectations import Action, Expectation, ExpectationError
 from digital_finance.engines.embedded.arrow_schemas import sql_type
-from digital_finance.sources.discovery import InputFile
+from digital_finance.runs.plan import PlannedFile
 from digital_finance.sources.file_reader import LineChunk, read_chunks
 from digital_finance.sources.prefetch import prefetch
 
 SCAN_BATCH_ROWS = 16 * 1024
 _LIST_OF_NAMES = "::VARCHAR[]"
 _NO_RULES = "[]" + _LIST_OF_NAMES
+
+
+def _read_part(part: PlannedFile) -> Iterator[LineChunk]:
+    return read_chunks(
+        part.file.path, start=part.start, end=part.file.size, first_line=part.first_line
+    )
 
 
 def _with_ordinal(decided: pa.Table, ordinal: int) -> pa.Table:
@@ -143,37 +149,38 @@ class StagedDataset:
             columns = [f.silver_name for f in self.spec.fields]
             raise ExpectationError.unusable(self.spec.name, self.user_rules, columns, exc) from exc
 
-    def load_files(
-        self, files: Sequence[tuple[int, InputFile]], done: Callable[[InputFile], None]
-    ) -> None:
-        """Parse the files (ordinal, file) into the staging table; `done` after each file."""
+    def load_files(self, files: Sequence[PlannedFile], done: Callable[[PlannedFile], None]) -> None:
+        """Parse the batch's file parts into the staging table; `done` after each part."""
         if self.native is None:
-            for ordinal, file in files:
-                self.load(ordinal, file)
-                done(file)
+            for part in files:
+                self.load(part)
+                done(part)
             return
-        for ordinal, file in files:
-            self.con.execute(f"INSERT INTO {self.files} VALUES (?, ?)", [ordinal, file.path])
+        for part in files:
+            self.con.execute(
+                f"INSERT INTO {self.files} VALUES (?, ?)", [part.ordinal, part.file.path]
+            )
         # One INSERT over a stream of every file's verdicts: DuckDB's cost per statement is
         # far above its cost per row, and the stream keeps memory to a few chunks.
         native = self.native
         schema = _with_ordinal(native.empty(), 0).schema
         failure: list[BaseException] = []
 
-        def chunks() -> Iterator[tuple[int, InputFile, LineChunk | None]]:
-            for ordinal, file in files:
-                for chunk in read_chunks(file.path):
-                    yield ordinal, file, chunk
-                yield ordinal, file, None  # the file is read
+        def chunks() -> Iterator[tuple[PlannedFile, LineChunk | None]]:
+            for part in files:
+                for chunk in _read_part(part):
+                    yield part, chunk
+                yield part, None  # the part is read
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
                 # the next chunk is read while this one is decided and stored
-                for ordinal, file, chunk in prefetch(chunks()):
+                for part, chunk in prefetch(chunks()):
                     if chunk is None:
-                        done(file)
+                        done(part)
                         continue
-                    yield from _with_ordinal(native.decide(chunk.table), ordinal).to_batches()
+                    decided = native.decide(chunk.table)
+                    yield from _with_ordinal(decided, part.ordinal).to_batches()
             except BaseException as exc:  # re-raised below as itself, not as a DuckDB error
                 failure.append(exc)
                 raise
@@ -188,12 +195,12 @@ class StagedDataset:
         finally:
             self.con.unregister("decided")
 
-    def load(self, ordinal: int, file: InputFile) -> None:
-        """Parse one file into the staging table with the SQL contract."""
-        self.con.execute(f"INSERT INTO {self.files} VALUES (?, ?)", [ordinal, file.path])
-        for chunk in read_chunks(file.path):
+    def load(self, part: PlannedFile) -> None:
+        """Parse one file part into the staging table with the SQL contract."""
+        self.con.execute(f"INSERT INTO {self.files} VALUES (?, ?)", [part.ordinal, part.file.path])
+        for chunk in _read_part(part):
             table = chunk.table.append_column(
-                "file_ordinal", constant_int32(ordinal, chunk.num_rows)
+                "file_ordinal", constant_int32(part.ordinal, chunk.num_rows)
             )
             # DuckDB scans an Arrow table one record batch per thread: hand it many
             lines = pa.Table.from_batches(table.combine_chunks().to_batches(SCAN_BATCH_ROWS))

@@ -39,17 +39,20 @@ WORKER_BLOCK_BYTES = 16 * 1024 * 1024
 
 
 def _reader(spec: DatasetSpec, tz: str) -> object:
-    """The task that turns file rows (`file_ordinal`, `path`) into checked records."""
+    """The task that turns file parts (ordinal, path, bytes, first line) into checked records."""
 
     def read_files(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            for ordinal, path in zip(
-                batch.column("file_ordinal").to_pylist(),
-                batch.column("path").to_pylist(),
-                strict=True,
-            ):
-                for chunk in read_chunks(path, WORKER_BLOCK_BYTES):
-                    yield check_lines_compiled(chunk.table, ordinal, spec, tz)
+            for part in batch.to_pylist():
+                chunks = read_chunks(
+                    part["path"],
+                    WORKER_BLOCK_BYTES,
+                    start=part["start_byte"],
+                    end=part["end_byte"],
+                    first_line=part["first_line"],
+                )
+                for chunk in chunks:
+                    yield check_lines_compiled(chunk.table, part["file_ordinal"], spec, tz)
 
     return read_files
 
@@ -71,11 +74,13 @@ class SparkStagedDataset:
         self.builtin_actions = {e.name: e.action for e in expectations if e.builtin}
         self.paths = {pf.ordinal: pf.file.path for pf in files}
         schema = from_arrow_schema(checked_schema(spec), prefer_timestamp_ntz=False)
-        file_rows = [(pf.ordinal, pf.file.path) for pf in files]
+        file_rows = [
+            (pf.ordinal, pf.file.path, pf.start, pf.file.size, pf.first_line) for pf in files
+        ]
         # one file per partition: a file is read by exactly one task, in order
         listing = spark.createDataFrame(
             spark.sparkContext.parallelize(file_rows, max(1, len(file_rows))),
-            "file_ordinal int, path string",
+            "file_ordinal int, path string, start_byte long, end_byte long, first_line long",
         )
         parsed = listing.mapInArrow(_reader(spec, source_tz), schema)  # type: ignore[arg-type]
         self.checked = self._with_rules(parsed).persist(StorageLevel.MEMORY_AND_DISK)
