@@ -31,6 +31,7 @@ BATCHES_SCHEMA = pa.schema(
         ("start_byte", pa.int64()),  # the part is bytes [start_byte, size) of the file
         ("first_line", pa.int64()),  # line number of the part's first line
         ("sha256", pa.string()),  # of the file's bytes [0, size)
+        ("source", pa.string()),  # the kind of source (`file`); `path` is its partition
     ]
 )
 
@@ -103,6 +104,7 @@ def plan_rows(batch: Batch, run_id: str, now: datetime) -> pa.Table:
             "start_byte": pf.start,
             "first_line": pf.first_line,
             "sha256": pf.sha256,
+            "source": pf.source,
         }
         for pf in batch.files
     ]

@@ -41,6 +41,19 @@ class PlannedFile:
     first_line: int = 1
     sha256: str | None = None  # of the file's bytes [0, file.size); None in older lakehouses
 
+    # --- as a `sources.base.SourcePart` ----------------------------------------------
+    source = "file"
+
+    @property
+    def partition(self) -> str:
+        """The file's path."""
+        return self.file.path
+
+    @property
+    def end(self) -> int:
+        """The byte the part reaches: the file's size when it was listed."""
+        return self.file.size
+
 
 @dataclass(frozen=True)
 class Batch:

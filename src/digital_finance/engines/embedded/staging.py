@@ -23,18 +23,14 @@ from digital_finance.contract.schemas import DatasetSpec, FieldKind
 from digital_finance.definition.expectations import Action, Expectation, ExpectationError
 from digital_finance.engines.embedded.arrow_schemas import sql_type
 from digital_finance.runs.plan import PlannedFile
-from digital_finance.sources.file_reader import LineChunk, read_chunks
+from digital_finance.sources.base import FileSource
+from digital_finance.sources.file_reader import LineChunk
 from digital_finance.sources.prefetch import prefetch
 
 SCAN_BATCH_ROWS = 16 * 1024
+FILES = FileSource()
 _LIST_OF_NAMES = "::VARCHAR[]"
 _NO_RULES = "[]" + _LIST_OF_NAMES
-
-
-def _read_part(part: PlannedFile) -> Iterator[LineChunk]:
-    return read_chunks(
-        part.file.path, start=part.start, end=part.file.size, first_line=part.first_line
-    )
 
 
 def _with_ordinal(decided: pa.Table, ordinal: int) -> pa.Table:
@@ -168,7 +164,7 @@ class StagedDataset:
 
         def chunks() -> Iterator[tuple[PlannedFile, LineChunk | None]]:
             for part in files:
-                for chunk in _read_part(part):
+                for chunk in FILES.read(part):
                     yield part, chunk
                 yield part, None  # the part is read
 
@@ -198,7 +194,7 @@ class StagedDataset:
     def load(self, part: PlannedFile) -> None:
         """Parse one file part into the staging table with the SQL contract."""
         self.con.execute(f"INSERT INTO {self.files} VALUES (?, ?)", [part.ordinal, part.file.path])
-        for chunk in _read_part(part):
+        for chunk in FILES.read(part):
             table = chunk.table.append_column(
                 "file_ordinal", constant_int32(part.ordinal, chunk.num_rows)
             )
