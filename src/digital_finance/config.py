@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from digital_finance.definition.expectations import Action, Expectation
+from digital_finance.errors import TerminalError
 
 if TYPE_CHECKING:
     from digital_finance.enrichment import Enrichment
 
 
-class ConfigError(Exception):
+class ConfigError(TerminalError):
     """The configuration cannot be used; the message names the key and the fix."""
 
 

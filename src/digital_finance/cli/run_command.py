@@ -11,14 +11,15 @@ from typing import Any
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from digital_finance.api import Lakehouse
 from digital_finance.cli.console import console, err_console, fail
-from digital_finance.config import ConfigError, RunConfig, load_config
-from digital_finance.contract.native_check import KernelUnsupportedError
-from digital_finance.definition.expectations import ExpectationError
-from digital_finance.definition.pipeline import Pipeline, build_pipeline
-from digital_finance.runs.batch_runner import BatchRunner
+from digital_finance.config import ConfigError, load_config
+from digital_finance.definition.pipeline import build_pipeline
+from digital_finance.errors import TerminalError, TransientError
 from digital_finance.runs.report import BatchReport, RuleFailedError, RunReport
 from digital_finance.sources.discovery import InputError, resolve_inputs
+
+EXIT_TRY_AGAIN = 75  # EX_TEMPFAIL: a scheduler may simply run the command again
 
 
 class RichProgress:
@@ -54,6 +55,9 @@ def run_pipeline(
 ) -> int:
     """Run the pipeline; returns the exit code."""
     from digital_finance.engines.registry import EngineError, check_supported
+    from digital_finance.logs import configure_from_environment
+
+    configure_from_environment()
 
     is_uri = "://" in output
     if is_uri and engine != "spark":
@@ -65,10 +69,12 @@ def run_pipeline(
         fail("--format parquet|csv exports to a local folder; use a folder as --output")
     try:
         config = load_config(config_path, source_tz)
-        pipeline = build_pipeline(
-            config.source_tz, config.expectations, config.rule_actions, config.enrichments
+        check_supported(
+            build_pipeline(
+                config.source_tz, config.expectations, config.rule_actions, config.enrichments
+            ),
+            engine,
         )
-        check_supported(pipeline, engine)
         inputs = {
             "stocks": resolve_inputs(stocks) if stocks else [],
             "mutual_funds": resolve_inputs(funds) if funds else [],
@@ -86,15 +92,18 @@ def run_pipeline(
             console=err_console,
             transient=True,
         ) as bar,
-        _runner(engine, pipeline, output, config, RichProgress(bar), master, spark_conf) as runner,
+        _session(engine, progress := RichProgress(bar), master, spark_conf) as spark,
     ):
         try:
-            report = runner.run(inputs)
+            lake = Lakehouse(output, config, engine=engine, spark=spark, progress=progress)
+            report = lake.ingest(inputs)
         except RuleFailedError as exc:
             _print_batch(exc.report)
             fail(str(exc), code=1)
-        except (ExpectationError, InputError, KernelUnsupportedError) as exc:
+        except TerminalError as exc:  # the message says what to change
             fail(str(exc))
+        except TransientError as exc:  # nothing was committed that a retry would double
+            fail(f"{exc}", code=EXIT_TRY_AGAIN)
     if fmt != "delta" and report.batches:
         from digital_finance.sinks.export import export_tables
 
@@ -105,50 +114,31 @@ def run_pipeline(
 
 
 @contextmanager
-def _runner(
-    engine: str,
-    pipeline: Pipeline,
-    output: str,
-    config: RunConfig,
-    progress: RichProgress,
-    master: str | None,
-    spark_conf: dict[str, str] | None,
-) -> Iterator[BatchRunner[Any]]:
-    """The engine's runner; a Spark session started here is stopped at the end."""
-    if engine == "spark":
-        try:
-            from digital_finance.engines.spark.jars import SparkSetupError
-            from digital_finance.engines.spark.runner import SparkRunner
-            from digital_finance.engines.spark.session import engine_session
-        except ImportError as exc:
-            fail(
-                f"the Spark engine needs PySpark and Delta Spark ({exc}); install them with "
-                "pip install 'digital-finance[spark]' (or `make setup` in the repository)"
-            )
-
-        progress.stage("starting Spark")
-        try:
-            spark, owned = engine_session(master, spark_conf or {})
-        except SparkSetupError as exc:
-            fail(str(exc))
-        try:
-            yield SparkRunner(pipeline, output, spark, progress)
-        finally:
-            if owned:
-                spark.stop()
+def _session(
+    engine: str, progress: RichProgress, master: str | None, spark_conf: dict[str, str] | None
+) -> Iterator[Any]:
+    """The Spark session for `--engine spark` (stopped at the end if started here), else None."""
+    if engine != "spark":
+        yield None
         return
-    from digital_finance import native
-    from digital_finance.engines.embedded.runner import EmbeddedOptions, EmbeddedRunner
-
-    if config.contract == "native" and native.kernel() is None:
-        fail(f'[engine] contract = "native", but {native.INSTALL_HINT}')
-    options = EmbeddedOptions(
-        memory_limit=config.memory_limit,
-        threads=config.threads,
-        silver_write=config.silver_write,  # type: ignore[arg-type]  # checked by load_config
-        contract=config.contract,  # type: ignore[arg-type]  # checked by load_config
-    )
-    yield EmbeddedRunner(pipeline, Path(output), options, progress)
+    try:
+        from digital_finance.engines.spark.jars import SparkSetupError
+        from digital_finance.engines.spark.session import engine_session
+    except ImportError as exc:
+        fail(
+            f"the Spark engine needs PySpark and Delta Spark ({exc}); install them with "
+            "pip install 'digital-finance[spark]' (or `make setup` in the repository)"
+        )
+    progress.stage("starting Spark")
+    try:
+        spark, owned = engine_session(master, spark_conf or {})
+    except SparkSetupError as exc:
+        fail(str(exc))
+    try:
+        yield spark
+    finally:
+        if owned:
+            spark.stop()
 
 
 def _print_batch(b: BatchReport) -> None:

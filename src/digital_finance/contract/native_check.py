@@ -32,6 +32,7 @@ from digital_finance.contract.schemas import (
     FieldKind,
     FieldSpec,
 )
+from digital_finance.errors import TerminalError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -42,7 +43,7 @@ _MIN_INT64 = -(2**63)
 _STRING_KINDS = (FieldKind.SYMBOL, FieldKind.CURRENCY, FieldKind.IDENTIFIER, FieldKind.TEXT)
 
 
-class KernelUnsupportedError(ValueError):
+class KernelUnsupportedError(TerminalError, ValueError):
     """The dataset uses something the kernel cannot express; the SQL contract must run."""
 
 

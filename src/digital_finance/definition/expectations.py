@@ -11,6 +11,8 @@ import enum
 import re
 from dataclasses import dataclass
 
+from digital_finance.errors import TerminalError
+
 
 class Action(enum.Enum):
     """What happens to a record (or the run) that fails an expectation."""
@@ -20,7 +22,7 @@ class Action(enum.Enum):
     FAIL = "fail"  # stop the run before anything reaches silver or gold
 
 
-class ExpectationError(Exception):
+class ExpectationError(TerminalError):
     """An engine cannot evaluate a user expectation (bad SQL, unknown column)."""
 
     @classmethod

@@ -15,6 +15,7 @@ from digital_finance.definition.steps import (
     Step,
     WriteQuarantine,
 )
+from digital_finance.errors import TerminalError
 
 ALL_STEPS: frozenset[type[Step]] = frozenset(
     {
@@ -33,7 +34,7 @@ ALL_STEPS: frozenset[type[Step]] = frozenset(
 SUPPORTED: dict[str, frozenset[type[Step]]] = {"embedded": ALL_STEPS, "spark": ALL_STEPS}
 
 
-class EngineError(Exception):
+class EngineError(TerminalError):
     """The chosen engine cannot run this pipeline; the message says why and what to do."""
 
 

@@ -19,9 +19,10 @@ import pyarrow as pa
 from digital_finance.contract.schemas import DATASETS
 from digital_finance.enrichment.arrow_types import conform, storable_problem
 from digital_finance.enrichment.columns import reserved_columns, validate_inputs
+from digital_finance.errors import TerminalError
 
 
-class EnrichmentError(Exception):
+class EnrichmentError(TerminalError):
     """An enrichment failed on a batch, or enrichments do not fit together; names which."""
 
 

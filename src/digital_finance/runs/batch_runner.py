@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -39,6 +40,7 @@ from digital_finance.runs.report import (
 from digital_finance.sources.discovery import InputFile
 from digital_finance.sources.file_scan import FileScan, scan_file
 
+log = logging.getLogger(__name__)
 Staged = TypeVar("Staged")
 TableStep = LandBronze | WriteQuarantine | MergeSilver
 
@@ -138,10 +140,15 @@ class BatchRunner(ABC, Generic[Staged]):
         report = attempt.report
         try:
             check_fail_rules(report)
+            context = {"run_id": report.run_id, "batch_id": batch.batch_id}
             if not batch.resumed:
                 self.progress.stage(f"claiming batch {batch.batch_id}")
                 self.commit_plan(batch, report.run_id, attempt.started_at)
+                parts = len(batch.files)
+                log.info("batch %d claimed: %d part(s)", batch.batch_id, parts, extra=context)
                 crash_point("after_plan")
+            else:
+                log.info("batch %d resumed after an interruption", batch.batch_id, extra=context)
             self._commit(staged, batch.batch_id, report.run_id, attempt.started_at, report)
         except Exception as exc:
             self._log_failure(attempt, exc)
@@ -171,6 +178,9 @@ class BatchRunner(ABC, Generic[Staged]):
             clock = time.perf_counter()
             rows = self.write_table(staged, step, batch_id, run_id, now)
             _record(report, step.table, rows)
+            done = "had the batch" if rows is None else f"{rows} rows"
+            context = {"run_id": run_id, "batch_id": batch_id, "table": step.table}
+            log.debug("%s: %s", step.table, done, extra=context)
             report.timings[step.step_id] = time.perf_counter() - clock
         for gold in self.pipeline.steps_of(JoinGold):
             self.progress.stage(f"rebuilding {gold.step_id}")

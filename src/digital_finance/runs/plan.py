@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from digital_finance.errors import TransientError
 from digital_finance.sources.discovery import InputError, InputFile
 from digital_finance.sources.file_scan import FileChangedError, FileScan, scan_file
 
 
-class BatchClaimError(RuntimeError):
+class BatchClaimError(TransientError):
     """Another writer claimed the same batch id: the commit lock did not hold. Retrying helps."""
 
     def __init__(self, batch_id: int) -> None:
@@ -23,6 +24,9 @@ class BatchClaimError(RuntimeError):
             "nothing of this batch was committed: run again"
         )
         self.batch_id = batch_id
+
+    def __reduce__(self) -> tuple[type[BatchClaimError], tuple[int]]:
+        return type(self), (self.batch_id,)
 
 
 @dataclass(frozen=True)

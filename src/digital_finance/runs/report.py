@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from digital_finance.errors import TerminalError
+
 
 class Progress(Protocol):
     """Where an engine reports progress; the CLI draws it, tests ignore it."""
@@ -66,7 +68,7 @@ class RunReport:
         return all(b.status == "succeeded" for b in self.batches)
 
 
-class RuleFailedError(Exception):
+class RuleFailedError(TerminalError):
     """A `fail` expectation fired; nothing was committed for the batch."""
 
     def __init__(self, report: BatchReport, failed: list[RuleFailures]) -> None:
@@ -74,6 +76,9 @@ class RuleFailedError(Exception):
         super().__init__(f"fail rule(s) fired: {names}; nothing was committed to silver or gold")
         self.report = report
         self.failed = failed
+
+    def __reduce__(self) -> tuple[type[RuleFailedError], tuple[BatchReport, list[RuleFailures]]]:
+        return type(self), (self.report, self.failed)
 
 
 def check_fail_rules(report: BatchReport) -> None:

@@ -7,10 +7,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from digital_finance.errors import TerminalError
+
 INPUT_SUFFIXES = (".json", ".jsonl", ".ndjson")
 
 
-class InputError(Exception):
+class InputError(TerminalError):
     """The inputs named on the command line cannot be used; the message says what to change."""
 
 

@@ -14,16 +14,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from digital_finance.errors import TransientError
+
 SCAN_BLOCK = 4 * 1024 * 1024
 _LEADING = b" \t\r\n\xef\xbb\xbf"  # blanks and a byte-order mark before the first record
 
 
-class FileChangedError(Exception):
+class FileChangedError(TransientError):
     """A file changed while it was being read; reading it again will see it as it is now."""
 
     def __init__(self, path: str, detail: str) -> None:
         super().__init__(f"{path} changed while it was being read ({detail}); run again")
         self.path = path
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[type[FileChangedError], tuple[str, str]]:
+        return type(self), (self.path, self.detail)
 
 
 @dataclass(frozen=True)

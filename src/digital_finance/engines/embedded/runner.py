@@ -25,6 +25,7 @@ from digital_finance.definition.pipeline import Pipeline
 from digital_finance.definition.steps import ApplyContract, JoinGold, LandBronze, WriteQuarantine
 from digital_finance.engines.embedded import delta_io, gold, silver_merge, system_tables
 from digital_finance.engines.embedded.staging import StagedDataset, connect
+from digital_finance.errors import TerminalError
 from digital_finance.runs.batch_runner import BatchRunner, TableStep
 from digital_finance.runs.plan import Batch, PlannedFile
 from digital_finance.runs.report import BatchReport, Progress, RuleFailures
@@ -44,7 +45,7 @@ class EmbeddedOptions:
     contract: Literal["auto", "native", "sql"] = "auto"
 
 
-class NativeKernelMissingError(RuntimeError):
+class NativeKernelMissingError(TerminalError, RuntimeError):
     """`contract = "native"` was asked for, but the kernel is not installed."""
 
 

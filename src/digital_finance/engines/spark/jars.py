@@ -13,8 +13,10 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from digital_finance.errors import TerminalError
 
-class SparkSetupError(Exception):
+
+class SparkSetupError(TerminalError):
     """Local Spark cannot start; the message says what to install or fix."""
 
 

@@ -1,0 +1,195 @@
+"""The library API: open a lakehouse, ingest a batch, read a table.
+
+What the CLI does, for a program that lives longer than one run (a stream, the HTTP
+service, an Airflow task, a notebook)::
+
+    from digital_finance import Lakehouse
+
+    lake = Lakehouse("lakehouse")  # a folder, created on the first write
+    report = lake.ingest_files(stocks=["landing/stocks/"], funds=["landing/funds/*.json.gz"])
+    for batch in report.batches:
+        print(batch.batch_id, batch.written)
+    holdings = lake.read("gold.stock_fund_holdings", columns=["fund_id", "symbol", "price"])
+
+Errors are `digital_finance.errors.TerminalError` (change something first) or
+`TransientError` (try again); nothing here prints or exits the process. Progress and
+decisions go to the `digital_finance` logger, which installs no handler of its own.
+Any number of `Lakehouse` objects, in any number of processes, may write one lakehouse at
+once (`lakehouse.commit_lock`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from digital_finance.config import RunConfig, load_config
+from digital_finance.definition.pipeline import Pipeline, build_pipeline
+from digital_finance.errors import TerminalError
+from digital_finance.lakehouse.layout import TABLES
+from digital_finance.runs.report import RunReport
+from digital_finance.sources.discovery import InputFile, resolve_inputs
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from digital_finance.lakehouse.catalog import TableInfo
+    from digital_finance.runs.batch_runner import BatchRunner
+
+log = logging.getLogger("digital_finance")
+
+
+class LoggedProgress:
+    """Progress as log records at DEBUG: what a library caller gets unless it asks for more."""
+
+    def stage(self, message: str) -> None:
+        """A new stage of work begins."""
+        log.debug(message)
+
+    def start_bytes(self, total: int) -> None:
+        """Reading begins."""
+        log.debug("reading %d bytes", total)
+
+    def advance_bytes(self, done: int) -> None:
+        """More bytes were read (not logged: too frequent)."""
+
+
+class Lakehouse:
+    """One lakehouse: its tables under `root`, and the pipeline that writes them."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        config: RunConfig | None = None,
+        *,
+        engine: str = "embedded",
+        spark: Any = None,
+        progress: Any = None,
+    ) -> None:
+        """Open the lakehouse at `root` (a folder; created on the first write).
+
+        `config` is a `RunConfig` (see `from_config_file`); `engine` is `embedded` or
+        `spark`, the latter with a SparkSession as `spark`. `progress` receives the stages
+        and bytes of a run (`runs.report.Progress`); by default they are logged at DEBUG.
+        """
+        self.root: Path | str = Path(root) if "://" not in str(root) else str(root)
+        self.config = config or RunConfig()
+        self.engine = engine
+        self._spark = spark
+        self._progress = progress or LoggedProgress()
+        self._pipeline = _pipeline(self.config, engine)
+        self._runner: BatchRunner[Any] | None = None
+
+    @classmethod
+    def from_config_file(
+        cls, root: str | Path, config_file: str | Path | None, source_tz: str | None = None
+    ) -> Lakehouse:
+        """Open the lakehouse with the settings of a `rules.toml` (see `config.py`)."""
+        path = Path(config_file) if config_file is not None else None
+        return cls(root, load_config(path, source_tz))
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline definition the lakehouse is written with."""
+        return self._pipeline
+
+    def ingest_files(self, stocks: Sequence[str] = (), funds: Sequence[str] = ()) -> RunReport:
+        """Ingest what is new in these files, folders or globs; finish a crashed batch first.
+
+        Returns the batches committed (none when nothing was new). Raises `InputError`
+        when a pattern matches nothing, `RuleFailedError` when a `fail` rule fired (nothing
+        was committed), `BatchClaimError` or `FileChangedError` when a retry may help.
+        """
+        inputs = {
+            "stocks": resolve_inputs(list(stocks)) if stocks else [],
+            "mutual_funds": resolve_inputs(list(funds)) if funds else [],
+        }
+        return self.ingest(inputs)
+
+    def ingest(self, inputs: dict[str, list[InputFile]]) -> RunReport:
+        """Ingest listed files per dataset (`stocks`, `mutual_funds`); see `ingest_files`."""
+        report = self._batch_runner().run(inputs)
+        for batch in report.batches:
+            log.info(
+                "batch %d %s: %s",
+                batch.batch_id,
+                batch.status,
+                ", ".join(f"{t} {n}" for t, n in batch.written.items()) or "no table changed",
+                extra={"run_id": batch.run_id, "batch_id": batch.batch_id},
+            )
+        return report
+
+    def tables(self) -> dict[str, TableInfo]:
+        """Every existing table with its Delta version, row count and last commit time."""
+        from digital_finance.lakehouse.catalog import table_info
+
+        found = {}
+        for name in TABLES.all():
+            info = table_info(Path(str(self.root)), name)
+            if info is not None:
+                found[name.replace("/", ".")] = info
+        return found
+
+    def read(
+        self, name: str, *, version: int | None = None, columns: Sequence[str] | None = None
+    ) -> pa.Table:
+        """A table (`silver.stocks`, `gold.stock_fund_holdings`, …) as Arrow, at `version`."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        table = name.replace(".", "/", 1)
+        if table not in TABLES.all():
+            known = ", ".join(t.replace("/", ".") for t in TABLES.all())
+            raise TerminalError(f"no table named {name!r}; the tables are {known}")
+        try:
+            dt = DeltaTable(f"{str(self.root).rstrip('/')}/{table}", version=version)
+        except TableNotFoundError as exc:
+            raise TerminalError(f"{name} does not exist yet: no batch has written it") from exc
+        return dt.to_pyarrow_table(columns=list(columns) if columns is not None else None)
+
+    def _batch_runner(self) -> BatchRunner[Any]:
+        # one runner for the lakehouse's life: a long-lived caller pays its set-up once
+        if self._runner is None:
+            self._runner = _runner(self)
+        return self._runner
+
+
+def _pipeline(config: RunConfig, engine: str) -> Pipeline:
+    from digital_finance.engines.registry import check_supported
+
+    pipeline = build_pipeline(
+        config.source_tz, config.expectations, config.rule_actions, config.enrichments
+    )
+    check_supported(pipeline, engine)
+    return pipeline
+
+
+def _runner(lake: Lakehouse) -> BatchRunner[Any]:
+    if lake.engine == "spark":
+        if lake._spark is None:
+            raise TerminalError(
+                "engine 'spark' needs a SparkSession: Lakehouse(..., spark=session)"
+            )
+        from digital_finance.engines.spark.runner import SparkRunner
+
+        return SparkRunner(lake.pipeline, str(lake.root), lake._spark, lake._progress)
+    from digital_finance import native
+    from digital_finance.engines.embedded.runner import EmbeddedOptions, EmbeddedRunner
+
+    config = lake.config
+    if config.contract == "native" and native.kernel() is None:
+        raise TerminalError(f'[engine] contract = "native", but {native.INSTALL_HINT}')
+    if not isinstance(lake.root, Path):
+        raise TerminalError(
+            f"{lake.root} is a URI: the embedded engine writes to a local folder; "
+            "use engine='spark' for abfss:// and other URIs"
+        )
+    options = EmbeddedOptions(
+        memory_limit=config.memory_limit,
+        threads=config.threads,
+        silver_write=config.silver_write,  # type: ignore[arg-type]  # checked by load_config
+        contract=config.contract,  # type: ignore[arg-type]  # checked by load_config
+    )
+    return EmbeddedRunner(lake.pipeline, lake.root, options, lake._progress)
