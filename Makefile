@@ -13,7 +13,7 @@ KERNEL_SRC   := native/kernel/Cargo.toml native/kernel/Cargo.lock native/kernel/
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,spark]'
+	$(BIN)/pip install --quiet -e '.[dev,spark,azure]'
 	$(BIN)/python -m compileall -q src  # as pip does for a regular install (see bench/README.md)
 	touch $(STAMP)
 
@@ -27,7 +27,17 @@ $(KERNEL_STAMP): $(STAMP) $(KERNEL_SRC)
 		echo "warning: no cargo on PATH; the native kernel is not built and the slower SQL contract runs (see docs/NATIVE_KERNEL.md)"; \
 	fi
 
-setup: $(STAMP) $(KERNEL_STAMP)  ## create .venv and install the package, its native kernel and test tools
+# Azurite, Microsoft's Azure Storage emulator, for the tests of tables on Azure (npm, once).
+AZURITE := .cache/azurite/node_modules/.bin/azurite-blob
+$(AZURITE):
+	@if command -v npm >/dev/null 2>&1; then \
+		echo "installing Azurite (npm) into .cache/azurite"; \
+		npm install --prefix .cache/azurite --no-audit --no-fund --silent azurite@3.37.0; \
+	else \
+		echo "warning: no npm on PATH; the Azure storage tests (tests/e2e/test_azure_storage.py) will fail"; \
+	fi
+
+setup: $(STAMP) $(KERNEL_STAMP) $(AZURITE)  ## create .venv, install the package, its native kernel and test tools
 
 demo: setup  ## generate sample data, run the pipeline on it, list the tables
 	$(BIN)/digital-finance generate --stocks 200000 --funds 20000 --out data/generated --seed 7

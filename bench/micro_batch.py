@@ -58,9 +58,10 @@ class Increments:
     """Batches of realistic small changes to the lakehouse's own keys."""
 
     def __init__(self, lake: Path, seed: int) -> None:
-        l = Lakehouse(lake)
-        stocks = l.read("silver.stocks", columns=["stock_id", "company_id", "symbol"]).to_pylist()
-        holdings = l.read("silver.mutual_funds", columns=["fund_id", "company_id"]).to_pylist()
+        opened = Lakehouse(lake)
+        stock_columns = ["stock_id", "company_id", "symbol"]
+        stocks = opened.read("silver.stocks", columns=stock_columns).to_pylist()
+        holdings = opened.read("silver.mutual_funds", columns=["fund_id", "company_id"]).to_pylist()
         self.stocks = stocks
         self.holdings = holdings
         self.next_id = max(s["stock_id"] for s in stocks) + 1
@@ -83,10 +84,14 @@ class Increments:
         fund_lines = []
         for _ in range(records - len(stock_lines)):
             h = rng.choice(self.holdings)
-            weight = f"{rng.randint(1, 9_999_999) / 100_000:.5f}"
-            fund_lines.append(json.dumps({"fund_id": h["fund_id"], "company_id": h["company_id"],
-                                          "holding_weight": weight, "nav": f"{rng.randint(1000, 99999) / 100:.2f}",
-                                          "as_of": at}))  # fmt: skip
+            record = {
+                "fund_id": h["fund_id"],
+                "company_id": h["company_id"],
+                "holding_weight": f"{rng.randint(1, 9_999_999) / 100_000:.5f}",
+                "nav": f"{rng.randint(1000, 99999) / 100:.2f}",
+                "as_of": at,
+            }
+            fund_lines.append(json.dumps(record))
         stocks, funds = folder / "stocks.jsonl", folder / "funds.jsonl"
         stocks.write_text("\n".join(stock_lines) + "\n")
         funds.write_text("\n".join(fund_lines) + "\n")
@@ -94,9 +99,15 @@ class Increments:
 
 
 def _stock(stock_id: int, company: int, symbol: str, rng: random.Random, at: str) -> str:
-    price = f"{rng.randint(100, 99_999_999) / 10_000:.4f}"
-    return json.dumps({"stock_id": stock_id, "company_id": company, "symbol": symbol,
-                       "price": price, "volume": rng.randint(0, 10**6), "timestamp": at})  # fmt: skip
+    record = {
+        "stock_id": stock_id,
+        "company_id": company,
+        "symbol": symbol,
+        "price": f"{rng.randint(100, 99_999_999) / 10_000:.4f}",  # text: never a float
+        "volume": rng.randint(0, 10**6),
+        "timestamp": at,
+    }
+    return json.dumps(record)
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -154,8 +165,13 @@ def bench_size(stocks: int, funds: int, args: argparse.Namespace) -> dict[str, o
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000],
-                        help="stock records generated per lakehouse (holdings: a tenth)")  # fmt: skip
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[1_000_000],
+        help="stock records generated per lakehouse (holdings: a tenth)",
+    )
     parser.add_argument("--records", type=int, default=1_000, help="records per batch")
     parser.add_argument("--batches", type=int, default=30, help="timed batches per size")
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches first")

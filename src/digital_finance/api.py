@@ -21,7 +21,7 @@ once (`lakehouse.commit_lock`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from digital_finance.config import RunConfig, load_config
 from digital_finance.definition.pipeline import Pipeline, build_pipeline
 from digital_finance.errors import TerminalError
 from digital_finance.lakehouse.layout import TABLES
+from digital_finance.lakehouse.storage import Location, location
 from digital_finance.runs.report import RunReport
 from digital_finance.sources.discovery import InputFile, resolve_inputs
 
@@ -61,20 +62,25 @@ class Lakehouse:
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | Location,
         config: RunConfig | None = None,
         *,
         engine: str = "embedded",
         spark: Any = None,
         progress: Any = None,
+        storage_options: Mapping[str, str] | None = None,
     ) -> None:
-        """Open the lakehouse at `root` (a folder; created on the first write).
+        """Open the lakehouse at `root`: a folder (created on the first write) or a URI.
+
+        `root` may be `abfss://container@account.dfs.core.windows.net/path` or
+        `az://container/path`, reached with `storage_options` (delta-rs's keys) or the
+        standard `AZURE_STORAGE_*` environment variables (docs/STORAGE.md).
 
         `config` is a `RunConfig` (see `from_config_file`); `engine` is `embedded` or
         `spark`, the latter with a SparkSession as `spark`. `progress` receives the stages
         and bytes of a run (`runs.report.Progress`); by default they are logged at DEBUG.
         """
-        self.root: Path | str = Path(root) if "://" not in str(root) else str(root)
+        self.root: Location = location(root, storage_options)
         self.config = config or RunConfig()
         self.engine = engine
         self._spark = spark
@@ -127,7 +133,7 @@ class Lakehouse:
 
         found = {}
         for name in TABLES.all():
-            info = table_info(Path(str(self.root)), name)
+            info = table_info(self.root, name)
             if info is not None:
                 found[name.replace("/", ".")] = info
         return found
@@ -143,8 +149,9 @@ class Lakehouse:
         if table not in TABLES.all():
             known = ", ".join(t.replace("/", ".") for t in TABLES.all())
             raise TerminalError(f"no table named {name!r}; the tables are {known}")
+        where = self.root.child(table)
         try:
-            dt = DeltaTable(f"{str(self.root).rstrip('/')}/{table}", version=version)
+            dt = DeltaTable(where.uri, version=version, storage_options=where.storage_options)
         except TableNotFoundError as exc:
             raise TerminalError(f"{name} does not exist yet: no batch has written it") from exc
         return dt.to_pyarrow_table(columns=list(columns) if columns is not None else None)
@@ -174,18 +181,13 @@ def _runner(lake: Lakehouse) -> BatchRunner[Any]:
             )
         from digital_finance.engines.spark.runner import SparkRunner
 
-        return SparkRunner(lake.pipeline, str(lake.root), lake._spark, lake._progress)
+        return SparkRunner(lake.pipeline, lake.root.uri, lake._spark, lake._progress)
     from digital_finance import native
     from digital_finance.engines.embedded.runner import EmbeddedOptions, EmbeddedRunner
 
     config = lake.config
     if config.contract == "native" and native.kernel() is None:
         raise TerminalError(f'[engine] contract = "native", but {native.INSTALL_HINT}')
-    if not isinstance(lake.root, Path):
-        raise TerminalError(
-            f"{lake.root} is a URI: the embedded engine writes to a local folder; "
-            "use engine='spark' for abfss:// and other URIs"
-        )
     options = EmbeddedOptions(
         memory_limit=config.memory_limit,
         threads=config.threads,

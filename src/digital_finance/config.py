@@ -17,7 +17,7 @@ name = "notional_value"
 
 [engine]
 memory_limit = "1GB"
-silver_write = "auto"      # auto | merge | rebuild (see engines/embedded/silver_merge.py)
+silver_write = "auto"      # auto | rewrite | merge | rebuild (engines/embedded/silver_merge.py)
 contract = "auto"          # auto | native | sql: who decides the contract (docs/NATIVE_KERNEL.md)
 ```
 """
@@ -107,9 +107,9 @@ def load_config(path: Path | None, source_tz: str | None = None) -> RunConfig:
     tz = check_timezone(source_tz or str(data.get("source_tz", "UTC")))
     threads = engine.get("threads")
     silver_write = str(engine.get("silver_write", "auto"))
-    if silver_write not in ("auto", "merge", "rebuild"):
+    if silver_write not in ("auto", "rewrite", "merge", "rebuild"):
         raise ConfigError(
-            f"[engine] silver_write must be auto, merge or rebuild, not {silver_write!r}"
+            f"[engine] silver_write must be auto, rewrite, merge or rebuild, not {silver_write!r}"
         )
     contract = str(engine.get("contract", "auto"))
     if contract not in ("auto", "native", "sql"):

@@ -8,7 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from digital_finance.lakehouse.commit_lock import FileCommitLock, UnsharedLock, commit_lock
+from digital_finance.lakehouse.commit_lock import (
+    FileCommitLock,
+    ObjectStoreLock,
+    UnsharedLock,
+    commit_lock,
+)
 
 HOLD = """
 import sys, time
@@ -59,6 +64,8 @@ def test_the_lock_is_taken_at_once_when_free_and_again_after_release(tmp_path: P
 
 
 def test_uri_roots_have_no_file_lock(tmp_path: Path) -> None:
-    assert isinstance(commit_lock("abfss://c@acct.dfs.core.windows.net/lake"), UnsharedLock)
+    uri = "abfss://c@acct.dfs.core.windows.net/lake"
+    assert isinstance(commit_lock(uri), ObjectStoreLock)
+    assert isinstance(commit_lock(uri, shared=False), UnsharedLock)
     assert isinstance(commit_lock(tmp_path), FileCommitLock)
     assert isinstance(commit_lock(f"file://{tmp_path}"), FileCommitLock)

@@ -18,7 +18,13 @@ app = typer.Typer(
 )
 
 OutputOpt = Annotated[
-    Path, typer.Option("--output", "-o", metavar="DIR", help="Root folder of the lakehouse tables.")
+    str,
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="DIR|URI",
+        help="Root of the lakehouse tables: a folder, or abfss://… / az://… (docs/STORAGE.md).",
+    ),
 ]
 
 
@@ -143,7 +149,7 @@ def generate(
 
 
 @app.command()
-def tables(output: OutputOpt = Path("lakehouse")) -> None:
+def tables(output: OutputOpt = "lakehouse") -> None:
     """List the tables with their Delta version, row count and last update."""
     from digital_finance.cli.tables_command import list_tables
 
@@ -158,7 +164,7 @@ def query(
             metavar="SQL", help='SQL over the tables, e.g. "SELECT * FROM silver.stocks".'
         ),
     ],
-    output: OutputOpt = Path("lakehouse"),
+    output: OutputOpt = "lakehouse",
     out: Annotated[
         Path | None,
         typer.Option("--out", metavar="FILE", help="Write the result to a .csv or .parquet file."),

@@ -8,15 +8,20 @@ from pathlib import Path
 from rich.table import Table
 
 from digital_finance.cli.console import console, fail
+from digital_finance.lakehouse.storage import StorageError, location
 
 
-def run_query(sql: str, root: Path, out: Path | None, as_of: int | None, limit: int) -> None:
+def run_query(sql: str, root: str, out: Path | None, as_of: int | None, limit: int) -> None:
     """Run `sql` with every table registered; print or write the result."""
     import duckdb
 
     from digital_finance.lakehouse.catalog import register_tables
 
-    if not root.exists():
+    try:
+        where = location(root)
+    except StorageError as exc:
+        fail(str(exc))
+    if where.is_local and not where.path.exists():
         fail(f"{root} does not exist; run `digital-finance run` first or pass --output")
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
@@ -24,7 +29,7 @@ def run_query(sql: str, root: Path, out: Path | None, as_of: int | None, limit: 
     spill = Path(tempfile.gettempdir()) / "digital-finance-query"
     con.execute("SET temp_directory = ?", [str(spill)])
     try:
-        names = register_tables(con, root, as_of)
+        names = register_tables(con, where, as_of)
     except ValueError as exc:
         fail(str(exc))
     try:

@@ -16,6 +16,7 @@ from digital_finance.cli.console import console, err_console, fail
 from digital_finance.config import ConfigError, load_config
 from digital_finance.definition.pipeline import build_pipeline
 from digital_finance.errors import TerminalError, TransientError
+from digital_finance.lakehouse.storage import StorageError, location
 from digital_finance.runs.report import BatchReport, RuleFailedError, RunReport
 from digital_finance.sources.discovery import InputError, resolve_inputs
 
@@ -59,14 +60,10 @@ def run_pipeline(
 
     configure_from_environment()
 
-    is_uri = "://" in output
-    if is_uri and engine != "spark":
-        fail(
-            f"--output {output} is a URI: the embedded engine writes to a local folder; "
-            "use --engine spark for abfss:// and other URIs"
-        )
-    if is_uri and fmt != "delta":
-        fail("--format parquet|csv exports to a local folder; use a folder as --output")
+    try:
+        where = location(output)
+    except StorageError as exc:
+        fail(str(exc))
     try:
         config = load_config(config_path, source_tz)
         check_supported(
@@ -95,7 +92,7 @@ def run_pipeline(
         _session(engine, progress := RichProgress(bar), master, spark_conf) as spark,
     ):
         try:
-            lake = Lakehouse(output, config, engine=engine, spark=spark, progress=progress)
+            lake = Lakehouse(where, config, engine=engine, spark=spark, progress=progress)
             report = lake.ingest(inputs)
         except RuleFailedError as exc:
             _print_batch(exc.report)
@@ -107,7 +104,7 @@ def run_pipeline(
     if fmt != "delta" and report.batches:
         from digital_finance.sinks.export import export_tables
 
-        for path in export_tables(Path(output), fmt):
+        for path in export_tables(where, fmt):
             console.print(f"exported {path}")
     _print_report(report, time.perf_counter() - started, output)
     return 0 if report.ok else 1

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 from rich.table import Table
 
 from digital_finance.cli.console import console, fail
 from digital_finance.lakehouse.layout import TABLES
+from digital_finance.lakehouse.storage import StorageError, location
 
 
-def list_tables(root: Path) -> None:
+def list_tables(root: str) -> None:
     """Print the table list."""
     from digital_finance.lakehouse.catalog import table_info
 
-    if not root.exists():
+    try:
+        where = location(root)
+    except StorageError as exc:
+        fail(str(exc))
+    if where.is_local and not where.path.exists():
         fail(f"{root} does not exist; run `digital-finance run` first or pass --output")
     table = Table(title=f"tables under {root}", title_justify="left")
     for col in ("table", "version", "rows", "last update (UTC)"):
         table.add_column(col, justify="right" if col in ("version", "rows") else "left")
     for name in TABLES.all():
-        info = table_info(root, name)
+        info = table_info(where, name)
         if info is None:
             table.add_row(name, "-", "-", "not created yet")
             continue

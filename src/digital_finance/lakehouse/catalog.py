@@ -7,10 +7,10 @@ reach DuckDB as Arrow datasets instead (with column projection and filter push-d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from digital_finance.lakehouse.layout import TABLES
+from digital_finance.lakehouse.storage import Location
 
 
 @dataclass(frozen=True)
@@ -22,13 +22,14 @@ class TableInfo:
     updated_ms: int
 
 
-def table_info(root: Path, name: str) -> TableInfo | None:
+def table_info(root: Location, name: str) -> TableInfo | None:
     """Version, row count (from the log's file statistics) and last commit time."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
+    where = root.child(name)
     try:
-        dt = DeltaTable(str(root / name))
+        dt = DeltaTable(where.uri, storage_options=where.storage_options)
     except TableNotFoundError:
         return None
     actions = dt.get_add_actions(flatten=True)
@@ -37,19 +38,16 @@ def table_info(root: Path, name: str) -> TableInfo | None:
     return TableInfo(dt.version(), int(rows), int(last.get("timestamp", 0)))
 
 
-def register_tables(con: Any, root: Path, as_of: int | None = None) -> list[str]:
+def register_tables(con: Any, root: Location, as_of: int | None = None) -> list[str]:
     """Make every existing table visible to DuckDB as schema.table; returns their names."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     names = []
     for name in TABLES.all():
+        where = root.child(name)
         try:
-            dt = (
-                DeltaTable(str(root / name), version=as_of)
-                if as_of is not None
-                else DeltaTable(str(root / name))
-            )
+            dt = DeltaTable(where.uri, version=as_of, storage_options=where.storage_options)
         except TableNotFoundError:
             continue
         except Exception as exc:  # a version the table never had

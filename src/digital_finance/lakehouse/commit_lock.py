@@ -10,8 +10,15 @@ so a writer holds the lock from re-planning its batch to logging it, and no long
 The lock is advisory `flock` on a file under `_system/`: the kernel drops it when its holder
 dies, SIGKILL included, so a crashed writer never blocks the next one. A writer that has to
 wait says so (who holds the lock, since when) and waits; it never fails a healthy run.
-`flock` is reliable on local disks; on NFS and other network file systems it is not, and on
-URIs (`abfss://`) there is no file to lock (see `commit_lock`).
+`flock` is reliable on local disks; on NFS and other network file systems it is not.
+
+On object stores (`abfss://`, `az://`) the lock is a lease made of conditional writes
+(`ObjectStoreLock`): the lock object is created only if absent (If-None-Match), renewed by
+its holder every few seconds (If-Match on its own version), and taken over, again by a
+conditional write, by a waiter that saw it unrenewed for `LEASE_SECONDS` of its own clock,
+so clock skew between machines does not matter. A holder paused longer than that may lose
+the lease while it commits; the batch claim (see `runs.batch_runner`) still refuses a second
+batch under its id.
 """
 
 from __future__ import annotations
@@ -22,11 +29,14 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from digital_finance.lakehouse.storage import Location, location
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +112,118 @@ class FileCommitLock:
         )
 
 
+LEASE_SECONDS = 30.0  # DIGITAL_FINANCE_COMMIT_LEASE_SECONDS overrides (tests use a short one)
+RENEW_SECONDS = 5.0
+STORE_POLL_SECONDS = 0.25
+
+
+class ObjectStoreLock:
+    """A lease on `<root>/_system/commit.lock` in an object store, by conditional writes."""
+
+    def __init__(self, root: Location) -> None:
+        self.root = root
+        self.key = LOCK_FILE
+        self.lease = float(os.environ.get("DIGITAL_FINANCE_COMMIT_LEASE_SECONDS", LEASE_SECONDS))
+        self.renew_every = min(RENEW_SECONDS, self.lease / 3)
+
+    @contextlib.contextmanager
+    def hold(self, run_id: str, waiting: Callable[[str], None]) -> Iterator[None]:
+        import obstore
+
+        store = self.root.store()
+        version = self._acquire(store, run_id, waiting)
+        stop = threading.Event()
+        lost = threading.Event()
+
+        def renew() -> None:
+            nonlocal version
+            while not stop.wait(self.renew_every):
+                try:
+                    put = obstore.put(store, self.key, _holder_text(run_id), mode=version)
+                    version = _version(put)
+                except Exception as exc:  # the lease is gone; the batch claim still guards
+                    log.error("lost the commit lease on %s: %s", self.root, exc)
+                    lost.set()
+                    return
+
+        renewer = threading.Thread(target=renew, name="commit-lease", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()
+            if not lost.is_set():
+                with contextlib.suppress(Exception):
+                    obstore.delete(store, self.key)
+
+    def _acquire(self, store: Any, run_id: str, waiting: Callable[[str], None]) -> Any:
+        import obstore
+        from obstore.exceptions import AlreadyExistsError, NotFoundError, PreconditionError
+
+        started = time.monotonic()
+        reminded = 0.0
+        seen: tuple[str | None, float] | None = None  # the holder's version, when first seen
+        while True:
+            try:
+                put = obstore.put(store, self.key, _holder_text(run_id), mode="create")
+                return _version(put)
+            except AlreadyExistsError:
+                pass
+            try:
+                meta = obstore.head(store, self.key)
+            except NotFoundError:
+                continue  # let go of between the two calls: try again at once
+            now = time.monotonic()
+            if seen is None or seen[0] != meta["e_tag"]:
+                seen = (meta["e_tag"], now)
+            elif now - seen[1] > self.lease:
+                try:
+                    put = obstore.put(store, self.key, _holder_text(run_id), mode=_version(meta))
+                except PreconditionError:
+                    seen = None  # another waiter took it over first
+                    continue
+                log.warning("took over the commit lease on %s: its holder stopped renewing it",
+                            self.root)  # fmt: skip
+                return _version(put)
+            waited = now - started
+            if not reminded or waited - reminded >= REMIND_SECONDS:
+                holder = _describe(bytes(obstore.get(store, self.key).bytes()))
+                message = f"waiting for another writer to finish committing ({holder})"
+                log.info(message)
+                waiting(message)
+                reminded = max(waited, 1e-9)
+            time.sleep(STORE_POLL_SECONDS)
+
+
+def _version(result: Any) -> Any:
+    """The conditional-write mode that matches this version of the object (If-Match)."""
+    return {k: result[k] for k in ("e_tag", "version") if result.get(k) is not None}
+
+
+def _holder_text(run_id: str) -> bytes:
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "run_id": run_id,
+        "since": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return json.dumps(holder).encode()
+
+
+def _describe(text: bytes) -> str:
+    try:
+        holder = json.loads(text or b"{}")
+    except ValueError:
+        return "holder unknown"
+    if not holder:
+        return "holder unknown"
+    return (
+        f"pid {holder.get('pid')} on {holder.get('host')}, run {holder.get('run_id')}, "
+        f"since {holder.get('since')}"
+    )
+
+
 class UnsharedLock:
     """No cross-process lock: for a URI root, where a single writer is assumed and said."""
 
@@ -112,15 +234,19 @@ class UnsharedLock:
     def hold(self, run_id: str, waiting: Callable[[str], None]) -> Iterator[None]:
         log.warning(
             "no commit lock on %s: run one writer at a time on this lakehouse "
-            "(concurrent writers are serialised on local folders only)",
+            "(the Spark engine serialises concurrent writers on local folders only)",
             self.root,
         )
         yield
 
 
-def commit_lock(root: str | Path) -> CommitLock:
-    """The commit lock for a lakehouse root: a file lock on a local folder."""
-    text = str(root)
-    if "://" in text and not text.startswith("file://"):
-        return UnsharedLock(text)
-    return FileCommitLock(Path(text.removeprefix("file://")))
+def commit_lock(root: str | Path | Location, shared: bool = True) -> CommitLock:
+    """The commit lock for a lakehouse root: a file lock on a folder, a lease on a store.
+
+    `shared=False` asks for no lock on an object store (the Spark engine, whose credentials
+    for the store live in its Hadoop configuration, not where obstore can read them).
+    """
+    where = location(root)
+    if where.is_local:
+        return FileCommitLock(where.path)
+    return ObjectStoreLock(where) if shared else UnsharedLock(where.uri)

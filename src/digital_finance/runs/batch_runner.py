@@ -27,6 +27,7 @@ from typing import ClassVar, Generic, TypeVar
 from digital_finance.definition.pipeline import Pipeline
 from digital_finance.definition.steps import JoinGold, LandBronze, MergeSilver, WriteQuarantine
 from digital_finance.lakehouse.commit_lock import CommitLock, commit_lock
+from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.failpoints import crash_point
 from digital_finance.runs.plan import Batch, Plan, PlannedFile, Scanner, plan_run
 from digital_finance.runs.report import (
@@ -50,7 +51,7 @@ class BatchRunner(ABC, Generic[Staged]):
 
     engine: ClassVar[str]
 
-    def __init__(self, pipeline: Pipeline, progress: Progress, root: str) -> None:
+    def __init__(self, pipeline: Pipeline, progress: Progress, root: str | Location) -> None:
         self.pipeline = pipeline
         self.progress = progress
         self.lock: CommitLock = commit_lock(root)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from digital_finance.lakehouse.storage import Location
+
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 EXPORTED = ("silver/stocks", "silver/mutual_funds", "gold/stock_fund_holdings")
 
@@ -44,18 +46,30 @@ def write_file(table: pa.Table, path: Path) -> None:
         raise ValueError(f"{path}: write .csv or .parquet")
 
 
-def export_tables(root: Path, fmt: str) -> list[Path]:
-    """Write the current silver and gold tables; returns the files written."""
+def export_tables(root: Location, fmt: str) -> list[str]:
+    """Write the current silver and gold tables under `export/`; returns where they went.
+
+    On a remote lakehouse each file is written locally first and then uploaded.
+    """
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     written = []
     for name in EXPORTED:
+        where = root.child(name)
         try:
-            table = DeltaTable(str(root / name)).to_pyarrow_table()
+            table = DeltaTable(where.uri, storage_options=where.storage_options).to_pyarrow_table()
         except TableNotFoundError:
             continue
-        target = root / "export" / f"{name.replace('/', '_')}.{fmt}"
-        write_file(table, target)
-        written.append(target)
+        relative = f"export/{name.replace('/', '_')}.{fmt}"
+        if root.is_local:
+            write_file(table, root.path / relative)
+        else:
+            local = root.scratch("export") / Path(relative).name
+            try:
+                write_file(table, local)
+                root.upload(local, relative)
+            finally:
+                local.unlink(missing_ok=True)
+        written.append(root.child(relative).uri)
     return written

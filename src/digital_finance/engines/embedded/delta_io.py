@@ -9,7 +9,9 @@ others are written.
 from __future__ import annotations
 
 import json
+import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +30,7 @@ from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from digital_finance.lakehouse.layout import APP_ID
+from digital_finance.lakehouse.storage import Location
 
 # zstd level 1 writes faster than the default and makes bronze about 40% smaller. Row groups
 # and files are kept moderate because the Parquet writer holds a row group in memory, and a
@@ -58,19 +61,16 @@ def counted(reader: pa.RecordBatchReader) -> tuple[pa.RecordBatchReader, RowCoun
     return pa.RecordBatchReader.from_batches(reader.schema, batches()), counter
 
 
-def _uri(root: Path, table: str) -> str:
-    return str(root / table)
-
-
-def open_table(root: Path, table: str) -> DeltaTable | None:
+def open_table(root: Location, table: str) -> DeltaTable | None:
     """The table, or None when it does not exist yet."""
+    where = root.child(table)
     try:
-        return DeltaTable(_uri(root, table))
+        return DeltaTable(where.uri, storage_options=where.storage_options)
     except TableNotFoundError:
         return None
 
 
-def committed_batch(root: Path, table: str) -> int:
+def committed_batch(root: Location, table: str) -> int:
     """The last batch id committed to `table` (0 when none)."""
     dt = open_table(root, table)
     if dt is None:
@@ -85,13 +85,15 @@ def commit_properties(batch_id: int, metadata: dict[str, Any] | None = None) -> 
     )
 
 
-def append(root: Path, table: str, data: pa.RecordBatchReader, batch_id: int) -> bool:
+def append(root: Location, table: str, data: pa.RecordBatchReader, batch_id: int) -> bool:
     """Append `data` as batch `batch_id`; False when the table already has that batch."""
     if committed_batch(root, table) >= batch_id:
         return False
+    where = root.child(table)
     write_deltalake(
-        _uri(root, table),
+        where.uri,
         data,
+        storage_options=where.storage_options,
         mode="append",
         schema_mode="merge",
         writer_properties=WRITER,
@@ -102,7 +104,7 @@ def append(root: Path, table: str, data: pa.RecordBatchReader, batch_id: int) ->
 
 
 def append_query(
-    root: Path, table: str, con: duckdb.DuckDBPyConnection, sql: str, batch_id: int
+    root: Location, table: str, con: duckdb.DuckDBPyConnection, sql: str, batch_id: int
 ) -> int | None:
     """Append a DuckDB query's rows as batch `batch_id`; rows written, or None when done before."""
     if committed_batch(root, table) >= batch_id:
@@ -111,7 +113,7 @@ def append_query(
 
 
 def write_query(
-    root: Path,
+    root: Location,
     table: str,
     con: duckdb.DuckDBPyConnection,
     sql: str,
@@ -126,7 +128,30 @@ def write_query(
     records. A crash between the files and the commit leaves files no version refers to:
     invisible to readers, removed by VACUUM.
     """
-    folder = root / table
+    actions, schema = write_files(root, table, con, sql)
+    dt = open_table(root, table)
+    if dt is None:
+        where = root.child(table)
+        create_table_with_add_actions(
+            where.uri, Schema.from_arrow(_utc_timestamps(schema)), actions, mode=mode,
+            storage_options=where.storage_options, commit_properties=commit_properties(batch_id),
+        )  # fmt: skip
+    else:
+        commit_actions(dt, list[AddAction | RemoveAction](actions), batch_id, mode, schema)
+    return sum(json.loads(a.stats)["numRecords"] for a in actions)
+
+
+def write_files(
+    root: Location, table: str, con: duckdb.DuckDBPyConnection, sql: str
+) -> tuple[list[AddAction], pa.Schema]:
+    """Write a query's rows as Parquet files in the table's folder, not yet committed.
+
+    On a remote location DuckDB writes into a local spool folder and each file is uploaded
+    to the table's folder, then removed: DuckDB reaches object stores only through
+    extensions it downloads at run time.
+    """
+    remote = not root.is_local
+    folder = root.scratch(f"upload-{uuid.uuid4().hex}") if remote else root.path / table
     folder.mkdir(parents=True, exist_ok=True)
     schema = con.sql(f"SELECT * FROM ({sql}) LIMIT 0").to_arrow_table().schema
     files = con.sql(
@@ -135,35 +160,42 @@ def write_query(
         "FILENAME_PATTERN 'part-{uuid}', APPEND true, RETURN_STATS true)"
     ).fetchall()
     now_ms = int(time.time() * 1000)
-    actions = []
-    rows = 0
-    for path, count, size, *_ in files:
-        rows += int(count)
-        actions.append(
-            AddAction(
-                str(Path(path).relative_to(folder)),
-                int(size),
-                {},
-                now_ms,
-                True,
-                json.dumps({"numRecords": int(count)}),
-            )
+    actions = [
+        AddAction(
+            str(Path(path).relative_to(folder)),
+            int(size),
+            {},
+            now_ms,
+            True,
+            json.dumps({"numRecords": int(count)}),
         )
-    dt = open_table(root, table)
-    delta_schema = Schema.from_arrow(_utc_timestamps(schema))
-    if dt is None:
-        create_table_with_add_actions(
-            _uri(root, table), delta_schema, actions, mode=mode,
-            commit_properties=commit_properties(batch_id),
-        )  # fmt: skip
-    else:
-        dt.create_write_transaction(
-            list[AddAction | RemoveAction](actions),
-            mode=mode,
-            schema=delta_schema,
-            commit_properties=commit_properties(batch_id),
-        )
-    return rows
+        for path, count, size, *_ in files
+    ]
+    if remote:
+        try:
+            where = root.child(table)
+            for action in actions:
+                where.upload(folder / action.path, action.path)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return actions, schema
+
+
+def commit_actions(
+    dt: DeltaTable,
+    actions: list[AddAction | RemoveAction],
+    batch_id: int,
+    mode: Literal["append", "overwrite"],
+    schema: pa.Schema | None = None,
+) -> None:
+    """Commit files written by `write_files` (and removals) as batch `batch_id`."""
+    arrow = schema if schema is not None else dt.schema().to_arrow()
+    dt.create_write_transaction(
+        actions,
+        mode=mode,
+        schema=Schema.from_arrow(_utc_timestamps(pa.schema(arrow))),
+        commit_properties=commit_properties(batch_id),
+    )
 
 
 def _utc_timestamps(schema: pa.Schema) -> pa.Schema:
@@ -185,6 +217,8 @@ def parquet_scan(dt: DeltaTable) -> str | None:
     column mapping (reader protocol 1), no partition columns. Otherwise None: use a
     Delta-aware reader (`to_pyarrow_dataset`).
     """
+    if "://" in dt.table_uri and not dt.table_uri.startswith("file://"):
+        return None  # DuckDB reads object stores only through extensions it downloads
     protocol = dt.protocol()
     if protocol.min_reader_version > 1 or protocol.reader_features:
         return None
@@ -206,7 +240,7 @@ def table_rows(dt: DeltaTable) -> int:
     return int(sum(v or 0 for v in actions.column("num_records").to_pylist()))
 
 
-def read_table(root: Path, table: str) -> pa.Table | None:
+def read_table(root: Location, table: str) -> pa.Table | None:
     """A whole (small) table as Arrow, or None when it does not exist."""
     dt = open_table(root, table)
     return None if dt is None else dt.to_pyarrow_table()

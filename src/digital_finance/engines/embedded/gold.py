@@ -8,20 +8,20 @@ next to parsing; an incremental gold is a later optimisation.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import duckdb
 
 from digital_finance.contract.compiled_sql import ident, sql_str
 from digital_finance.definition.steps import JoinGold
 from digital_finance.engines.embedded import delta_io
+from digital_finance.lakehouse.storage import Location
 
 
-def rebuild(root: Path, step: JoinGold, batch_id: int) -> tuple[int, int]:
+def rebuild(root: Location, step: JoinGold, batch_id: int) -> tuple[int, int]:
     """Overwrite gold; returns (rows written or -1 when already done, holdings without stock)."""
     holdings = delta_io.open_table(root, step.holdings)
     stocks = delta_io.open_table(root, step.stocks)
-    temp = root / "_staging" / f"gold-{batch_id}"
+    temp = root.scratch(f"gold-{batch_id}")
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     # a join larger than memory spills here, not into a `.tmp` of the current directory

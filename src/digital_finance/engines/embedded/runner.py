@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Literal
 
 import duckdb
@@ -26,6 +25,7 @@ from digital_finance.definition.steps import ApplyContract, JoinGold, LandBronze
 from digital_finance.engines.embedded import delta_io, gold, silver_merge, system_tables
 from digital_finance.engines.embedded.staging import StagedDataset, connect
 from digital_finance.errors import TerminalError
+from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.batch_runner import BatchRunner, TableStep
 from digital_finance.runs.plan import Batch, PlannedFile
 from digital_finance.runs.report import BatchReport, Progress, RuleFailures
@@ -65,19 +65,20 @@ class EmbeddedRunner(BatchRunner[Staged]):
     engine = "embedded"
 
     def __init__(
-        self, pipeline: Pipeline, output: Path, options: EmbeddedOptions, progress: Progress
+        self, pipeline: Pipeline, output: Location, options: EmbeddedOptions, progress: Progress
     ) -> None:
-        super().__init__(pipeline, progress, str(output))
+        super().__init__(pipeline, progress, output)
         self.root = output
         self.options = options
 
     def planned_files(self) -> tuple[list[tuple[int, PlannedFile]], set[int]]:
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.is_local:
+            self.root.path.mkdir(parents=True, exist_ok=True)
         return system_tables.planned_files(self.root)
 
     @contextlib.contextmanager
     def stage(self, batch: Batch, run_id: str, report: BatchReport) -> Iterator[Staged]:
-        temp = self.root / "_staging" / run_id
+        temp = self.root.scratch(run_id)
         con = connect(temp, self.options.memory_limit, self.options.threads)
         try:
             yield self._stage(con, batch, report)

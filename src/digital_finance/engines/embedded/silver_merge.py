@@ -1,6 +1,8 @@
 """Bring a batch's latest records into silver: per key, the latest event wins.
 
-Two ways, same result (the incremental tests run both):
+Three ways, same result (the incremental tests run each):
+- **rewrite**: DuckDB finds the batch's winners on the key columns and rewrites only the
+  files that hold a key they replace (`file_rewrite`); the way for small batches.
 - **merge**: Delta MERGE with delta-rs, touching only what changes in the log's eyes. Its
   join holds the batch in memory and cannot spill: a 3.4M-row batch into a 4.4M-row silver
   peaked at 3.2 GiB, and capping its memory made the MERGE fail instead.
@@ -8,37 +10,41 @@ Two ways, same result (the incremental tests run both):
   its memory limit) and the result replaces silver in one commit. With keys spread across
   all files a MERGE of a large batch rewrites nearly every file anyway.
 
-`auto` merges small batches and rebuilds when the batch is large, absolutely or next to silver.
+`auto` rewrites the touched files for small batches, rebuilds when the batch is large
+(absolutely or next to silver), and merges where the rewrite cannot read the table exactly
+(deletion vectors, partitions) or the batch brings new columns.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import duckdb
 
 from digital_finance.contract.compiled_sql import ident
-from digital_finance.engines.embedded import delta_io
+from digital_finance.engines.embedded import delta_io, file_rewrite
 from digital_finance.lakehouse.layout import APP_ID
+from digital_finance.lakehouse.storage import Location
 
-Strategy = Literal["auto", "merge", "rebuild"]
+Strategy = Literal["auto", "merge", "rebuild", "rewrite"]
 MERGE_MAX_ROWS = 500_000  # above this a MERGE's in-memory join costs more than 1 GiB
 MERGE_MAX_SHARE = 0.25  # a batch this large next to silver touches nearly every file
 OUTPUT_BATCH_ROWS = 128 * 1024
 
 
-def choose(strategy: Strategy, batch_rows: int, silver_rows: int) -> Literal["merge", "rebuild"]:
+def choose(
+    strategy: Strategy, batch_rows: int, silver_rows: int
+) -> Literal["merge", "rebuild", "rewrite"]:
     """The way to use for a batch of `batch_rows` candidates into `silver_rows`."""
     if strategy != "auto":
         return strategy
     if batch_rows > MERGE_MAX_ROWS or batch_rows >= MERGE_MAX_SHARE * silver_rows:
         return "rebuild"
-    return "merge"
+    return "rewrite"
 
 
 def merge_latest(
-    root: Path,
+    root: Location,
     table: str,
     con: duckdb.DuckDBPyConnection,
     sql: str,
@@ -60,7 +66,16 @@ def merge_latest(
         return None
     keys = ", ".join(ident(k) for k in key)
     ev = ident(event_time)
-    if choose(strategy, batch_rows, delta_io.table_rows(dt)) == "rebuild":
+    way = choose(strategy, batch_rows, delta_io.table_rows(dt))
+    if way == "rewrite":
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _batch_latest AS {sql}")
+        columns = con.sql("SELECT * FROM _batch_latest LIMIT 0").to_arrow_table().schema
+        if file_rewrite.usable(dt, columns):
+            return file_rewrite.rewrite_touched(
+                root, table, con, "_batch_latest", batch_id, key, event_time, dt
+            )
+        way, sql = "merge", "SELECT * FROM _batch_latest"
+    if way == "rebuild":
         # the batch's candidates are computed once: counted for the report and unioned
         con.execute(f"CREATE OR REPLACE TEMP TABLE _batch_latest AS {sql}")
         con.register("_silver_now", dt.to_pyarrow_dataset())

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 from digital_finance.engines.embedded import delta_io
 from digital_finance.lakehouse import system_rows
 from digital_finance.lakehouse.layout import TABLES
+from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.plan import Batch, BatchClaimError, PlannedFile
 from digital_finance.runs.report import BatchReport
 
 
-def planned_files(root: Path) -> tuple[list[tuple[int, PlannedFile]], set[int]]:
+def planned_files(root: Location) -> tuple[list[tuple[int, PlannedFile]], set[int]]:
     """Every planned file with its batch id, and the ids of batches that succeeded."""
     return system_rows.planned_files(
         delta_io.read_table(root, TABLES.batches), delta_io.read_table(root, TABLES.runs)
     )
 
 
-def commit_plan(root: Path, batch: Batch, run_id: str, now: datetime) -> None:
+def commit_plan(root: Location, batch: Batch, run_id: str, now: datetime) -> None:
     """Record the batch's files before any data table is written (the write-ahead step)."""
     table = system_rows.plan_rows(batch, run_id, now)
     # the plan's app transaction is the claim: delta-rs re-checks it inside the commit
@@ -28,7 +28,7 @@ def commit_plan(root: Path, batch: Batch, run_id: str, now: datetime) -> None:
 
 
 def log_run(
-    root: Path, report: BatchReport, started: datetime, finished: datetime, source_tz: str
+    root: Location, report: BatchReport, started: datetime, finished: datetime, source_tz: str
 ) -> None:
     """Append the run's row to `_system/pipeline_runs`.
 
@@ -41,4 +41,11 @@ def log_run(
     else:
         from deltalake import write_deltalake
 
-        write_deltalake(str(root / TABLES.runs), table, mode="append", schema_mode="merge")
+        where = root.child(TABLES.runs)
+        write_deltalake(
+            where.uri,
+            table,
+            mode="append",
+            schema_mode="merge",
+            storage_options=where.storage_options,
+        )

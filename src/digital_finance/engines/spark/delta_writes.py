@@ -67,8 +67,13 @@ def write(
     path: str,
     batch_id: int,
     mode: Literal["append", "overwrite"],
+    merge_schema: bool = False,
 ) -> int | None:
-    """Write `df` as batch `batch_id`; rows written, or None when the table had the batch."""
+    """Write `df` as batch `batch_id`; rows written, or None when the table had the batch.
+
+    `merge_schema` lets an append add columns: for the `_system` tables, which gain columns
+    as the project does (a data table's schema drift fails instead).
+    """
     spark = df.sparkSession
     before = _version(spark, path)
     writer = (
@@ -80,6 +85,8 @@ def write(
     )
     if mode == "overwrite":
         writer = writer.option("overwriteSchema", "true")  # gold is rebuilt whole
+    elif merge_schema:
+        writer = writer.option("mergeSchema", "true")
     writer.save(path)
     ours = _our_commit(spark, path, batch_id, before)
     if ours is None:

@@ -19,6 +19,7 @@ from digital_finance.definition.pipeline import Pipeline
 from digital_finance.definition.steps import ApplyContract, JoinGold, LandBronze, WriteQuarantine
 from digital_finance.engines.spark import delta_writes, enrich, gold, system_tables
 from digital_finance.engines.spark.staging import SparkStagedDataset
+from digital_finance.lakehouse.commit_lock import commit_lock
 from digital_finance.lakehouse.layout import table_uri
 from digital_finance.runs.batch_runner import BatchRunner, TableStep
 from digital_finance.runs.plan import Batch, PlannedFile
@@ -36,6 +37,7 @@ class SparkRunner(BatchRunner[Staged]):
         self, pipeline: Pipeline, output: str, spark: SparkSession, progress: Progress
     ) -> None:
         super().__init__(pipeline, progress, output)
+        self.lock = commit_lock(output, shared=False)
         self.root = output
         self.spark = spark
 

@@ -30,7 +30,8 @@ def commit_plan(spark: SparkSession, root: str, batch: Batch, run_id: str, now: 
     """Record the batch's files before any data table is written (the write-ahead step)."""
     df = spark.createDataFrame(system_rows.plan_rows(batch, run_id, now))
     # the plan's txn is the claim: Delta fails a concurrent commit of the same txn app id
-    if delta_writes.write(df, table_uri(root, TABLES.batches), batch.batch_id, "append") is None:
+    path = table_uri(root, TABLES.batches)
+    if delta_writes.write(df, path, batch.batch_id, "append", merge_schema=True) is None:
         raise BatchClaimError(batch.batch_id)
 
 

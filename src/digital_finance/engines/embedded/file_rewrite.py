@@ -1,0 +1,92 @@
+"""Copy-on-write of only the files a batch touches, by DuckDB, committed by deltalake.
+
+Used for silver when a batch is small next to the table. The winners of the batch are found
+on the key columns alone (a candidate wins when its key is new, or its event is later, or
+equal and from a later batch); only the files holding a key that a winner replaces are read
+and written again, without those rows, and the winners are written as new files. One Delta
+commit removes the old files and adds the new ones, with the batch's app transaction.
+
+Against delta-rs's MERGE on the same batch this reads the key columns of the table instead
+of whole rows, writes in parallel through DuckDB, and keeps every file no winner touches
+(new keys, or keys clustered in a few files, touch few). With keys spread over every file
+it still rewrites the table: that is the floor of copy-on-write (docs/PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from deltalake import DeltaTable
+from deltalake.transaction import AddAction, RemoveAction
+
+from digital_finance.contract.compiled_sql import ident, sql_str
+from digital_finance.engines.embedded import delta_io
+from digital_finance.lakehouse.storage import Location
+
+
+def usable(dt: DeltaTable, candidates: pa.Schema) -> bool:
+    """Whether the rewrite reads the table exactly and needs no schema change."""
+    if delta_io.parquet_scan(dt) is None:
+        return False
+    return set(candidates.names) <= set(_schema(dt).names)
+
+
+def _schema(dt: DeltaTable) -> pa.Schema:
+    return pa.schema(dt.schema().to_arrow())
+
+
+def rewrite_touched(
+    root: Location,
+    table: str,
+    con: duckdb.DuckDBPyConnection,
+    candidates: str,
+    batch_id: int,
+    key: tuple[str, ...],
+    event_time: str,
+    dt: DeltaTable,
+) -> int:
+    """Bring the batch's candidates (a temp table name) into `table`; returns their count."""
+    keys = ", ".join(ident(k) for k in key)
+    ev = ident(event_time)
+    listed = ", ".join(sql_str(uri) for uri in dt.file_uris())
+    scan = f"read_parquet([{listed}], filename = true, union_by_name = true)"
+    # the current row of every candidate key, with the file that holds it
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _current AS SELECT {keys}, {ev}, _batch_id, filename "
+        f"FROM {scan} SEMI JOIN {candidates} USING ({keys})"
+    )
+    first = ident(key[0])
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _winners AS SELECT b.* FROM {candidates} b "
+        f"LEFT JOIN _current c USING ({keys}) WHERE c.{first} IS NULL OR b.{ev} > c.{ev} "
+        f"OR (b.{ev} = c.{ev} AND b._batch_id > c._batch_id)"
+    )
+    touched = [
+        str(row[0])
+        for row in con.execute(
+            f"SELECT DISTINCT c.filename FROM _current c SEMI JOIN _winners USING ({keys})"
+        ).fetchall()
+    ]
+    ((count,),) = con.execute(f"SELECT count(*) FROM {candidates}").fetchall()
+    timestamps = [f.name for f in _schema(dt) if pa.types.is_timestamp(f.type)]
+    # files written by Spark may hold INT96 times, which DuckDB reads without a zone
+    fix = ", ".join(f"{ident(c)}::TIMESTAMPTZ AS {ident(c)}" for c in timestamps)
+    star = f"* EXCLUDE (filename) REPLACE ({fix})" if fix else "* EXCLUDE (filename)"
+    kept = (
+        f"SELECT {star} FROM read_parquet([{', '.join(sql_str(t) for t in touched)}], "
+        f"filename = true, union_by_name = true) ANTI JOIN _winners USING ({keys})"
+        if touched
+        else None
+    )
+    rows = f"{kept} UNION ALL BY NAME SELECT * FROM _winners" if kept else "SELECT * FROM _winners"
+    adds, _ = delta_io.write_files(root, table, con, rows)
+    now_ms = int(time.time() * 1000)
+    folder = root.path / table  # usable() admits local tables only
+    removes = [RemoveAction(str(Path(t).relative_to(folder)), True, now_ms) for t in touched]
+    delta_io.commit_actions(
+        dt, list[AddAction | RemoveAction]([*adds, *removes]), batch_id, "append"
+    )
+    return int(count)
