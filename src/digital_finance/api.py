@@ -80,8 +80,9 @@ class Lakehouse:
         `spark`, the latter with a SparkSession as `spark`. `progress` receives the stages
         and bytes of a run (`runs.report.Progress`); by default they are logged at DEBUG.
         """
-        self.root: Location = location(root, storage_options)
         self.config = config or RunConfig()
+        options = storage_options or self.config.plain_storage_options() or None
+        self.root: Location = location(root, options)
         self.engine = engine
         self._spark = spark
         self._progress = progress or LoggedProgress()

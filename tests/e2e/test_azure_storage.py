@@ -233,3 +233,57 @@ def test_a_killed_lease_holder_is_taken_over_after_the_lease(
     assert got.is_set()
     assert time.monotonic() - waiter_started < 30
     assert messages and "holder-run" in messages[0] and f"pid {holder.pid}" in messages[0]
+
+
+def test_a_storage_key_from_the_secrets_folder_never_shows_in_output_logs_or_tables(
+    generated: Path, container: str, emulator: azurite.Azurite, tmp_path: Path
+) -> None:
+    """The emulator's account key is the canary: given by name only, it must appear nowhere."""
+    folder = tmp_path / "secrets"
+    folder.mkdir()
+    (folder / "azurite-key").write_text(azurite.KEY)
+    config = tmp_path / "rules.toml"
+    config.write_text(
+        f'[secrets]\nfolder = "{folder}"\n[storage.options]\naccount_name = "{azurite.ACCOUNT}"\n'
+        'account_key = { secret = "azurite-key" }\nuse_emulator = "true"\n'
+    )
+    # the key reaches the commands only through the secret: not in their environment
+    env = {k: v for k, v in os.environ.items() if k != "AZURE_STORAGE_ACCOUNT_KEY"}
+    env.update({"AZURITE_BLOB_STORAGE_URL": emulator.url, "AZURE_STORAGE_USE_EMULATOR": "true",
+                "DIGITAL_FINANCE_LOG_LEVEL": "debug", "DIGITAL_FINANCE_LOG_FORMAT": "json"})  # fmt: skip
+    env.pop("AZURE_STORAGE_ACCOUNT_NAME", None)
+    uri = f"az://{container}/lakehouse"
+    outputs = []
+    for part in (1, 2):
+        args = [*_args(generated, uri, part), "--config", str(config)]
+        if part == 2:
+            crashed = cli_process(
+                *args, env={**env, "DIGITAL_FINANCE_CRASH_AT": "before_gold_stock_fund_holdings"}
+            )
+            outputs.append(crashed.stdout + crashed.stderr)
+        done = cli_process(*args, env=env)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout + done.stderr)
+    reader_env = {**env, "DIGITAL_FINANCE_SECRETS__FOLDER": str(folder),
+                  "DIGITAL_FINANCE_STORAGE__OPTIONS__ACCOUNT_NAME": azurite.ACCOUNT,
+                  "DIGITAL_FINANCE_STORAGE__OPTIONS__ACCOUNT_KEY__SECRET": "azurite-key",
+                  "DIGITAL_FINANCE_STORAGE__OPTIONS__USE_EMULATOR": "true"}  # fmt: skip
+    for command in (["tables", "--output", uri],
+                    ["query", "SELECT count(*) FROM silver.stocks", "--output", uri],
+                    ["query", "SELECT nope FROM silver.stocks", "--output", uri]):  # fmt: skip
+        done = cli_process(*command, env=reader_env)
+        outputs.append(done.stdout + done.stderr)
+        assert done.returncode in (0, 2), done.stderr
+    assert any('"batch_id": 2' in o for o in outputs)  # the JSON logs were on
+    for text in outputs:
+        assert azurite.KEY not in text
+    # nor in any file of the lakehouse: tables, logs, checkpoints, the lock
+    import obstore
+    from obstore.store import AzureStore
+
+    store = AzureStore(container, account_name=azurite.ACCOUNT, account_key=azurite.KEY,
+                       use_emulator=True)  # fmt: skip
+    blobs = [o["path"] for batch in obstore.list(store) for o in batch]
+    assert any(b.endswith(".parquet") for b in blobs)
+    for blob in blobs:
+        assert azurite.KEY.encode() not in bytes(obstore.get(store, blob).bytes()), blob

@@ -90,4 +90,5 @@ def test_an_unknown_contract_choice_is_refused(tmp_path: Path) -> None:
     result = cli("run", "--stocks", str(stocks), "--output", str(tmp_path / "out"),
                  "--config", str(_config(tmp_path, "fast", "UTC")))  # fmt: skip
     assert result.exit_code == 2
-    assert "[engine] contract must be auto, native or sql" in result.output
+    said = " ".join(result.output.split())
+    assert "[engine] `contract`: Input should be 'auto', 'native' or 'sql'" in said

@@ -15,11 +15,13 @@ def run_query(sql: str, root: str, out: Path | None, as_of: int | None, limit: i
     """Run `sql` with every table registered; print or write the result."""
     import duckdb
 
+    from digital_finance.config import ConfigError, load_config
     from digital_finance.lakehouse.catalog import register_tables
 
     try:
-        where = location(root)
-    except StorageError as exc:
+        # storage options and their secrets from the environment (docs/STORAGE.md)
+        where = location(root, load_config(None).plain_storage_options())
+    except (StorageError, ConfigError) as exc:
         fail(str(exc))
     if where.is_local and not where.path.exists():
         fail(f"{root} does not exist; run `digital-finance run` first or pass --output")

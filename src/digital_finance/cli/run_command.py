@@ -61,11 +61,8 @@ def run_pipeline(
     configure_from_environment()
 
     try:
-        where = location(output)
-    except StorageError as exc:
-        fail(str(exc))
-    try:
         config = load_config(config_path, source_tz)
+        where = location(output, config.plain_storage_options())
         check_supported(
             build_pipeline(
                 config.source_tz, config.expectations, config.rule_actions, config.enrichments
@@ -76,7 +73,7 @@ def run_pipeline(
             "stocks": resolve_inputs(stocks) if stocks else [],
             "mutual_funds": resolve_inputs(funds) if funds else [],
         }
-    except (ConfigError, InputError, EngineError, ValueError) as exc:
+    except (ConfigError, InputError, EngineError, StorageError, ValueError) as exc:
         fail(str(exc))
 
     started = time.perf_counter()

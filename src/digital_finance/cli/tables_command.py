@@ -13,11 +13,13 @@ from digital_finance.lakehouse.storage import StorageError, location
 
 def list_tables(root: str) -> None:
     """Print the table list."""
+    from digital_finance.config import ConfigError, load_config
     from digital_finance.lakehouse.catalog import table_info
 
     try:
-        where = location(root)
-    except StorageError as exc:
+        # storage options and their secrets from the environment (docs/STORAGE.md)
+        where = location(root, load_config(None).plain_storage_options())
+    except (StorageError, ConfigError) as exc:
         fail(str(exc))
     if where.is_local and not where.path.exists():
         fail(f"{root} does not exist; run `digital-finance run` first or pass --output")

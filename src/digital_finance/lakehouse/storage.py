@@ -97,6 +97,11 @@ class Location:
     def __str__(self) -> str:
         return self.uri
 
+    def __repr__(self) -> str:
+        # option values may be keys and tokens: a repr lands in logs and tracebacks
+        names = ", ".join(k for k, _ in self.options)
+        return f"Location({self.uri!r}, options: {names or 'none'})"
+
 
 def location(text: str | Path | Location, options: Mapping[str, str] | None = None) -> Location:
     """A `Location` from whatever a caller holds."""
