@@ -23,6 +23,7 @@ def _frame(spark: Any, batch_id: int, rows: list[tuple[int, str, int]]) -> Any:
 
 
 def test_append_and_merge_of_a_batch_happen_once(spark: Any, tmp_path: Path) -> None:
+    from digital_finance.definition.rules import LatestWins
     from digital_finance.engines.spark.delta_writes import TXN_APP_ID, merge_latest, write
 
     path = str(tmp_path / "silver")
@@ -30,9 +31,9 @@ def test_append_and_merge_of_a_batch_happen_once(spark: Any, tmp_path: Path) -> 
     assert write(first, path, 1, "append") == 2
     assert write(first, path, 1, "append") is None  # the retry: Delta skips it
     second = _frame(spark, 2, [(1, "11", 200), (3, "30", 100)])
-    assert merge_latest(second, path, 2, ("stock_id",), "event_time") == 2
+    assert merge_latest(second, path, 2, LatestWins(("stock_id",), "event_time")) == 2
     version = DeltaTable(path).version()
-    assert merge_latest(second, path, 2, ("stock_id",), "event_time") is None
+    assert merge_latest(second, path, 2, LatestWins(("stock_id",), "event_time")) is None
     assert DeltaTable(path).version() == version  # no commit at all for the retried MERGE
     assert DeltaTable(path).transaction_version(APP_ID) == 2  # the embedded engine sees it
     assert spark.conf.get(TXN_APP_ID, None) is None  # not left set for the next command

@@ -67,11 +67,13 @@ def test_the_batch_order_picks_the_same_record_per_key_on_both_engines(spark: An
     con.register("r", rows)
     order = ", ".join(duckdb_quote(c) for c in RULE.batch_order())
     on_duckdb = sorted(
-        r[0] for r in con.execute(f"SELECT arg_max(row, ({order})) FROM r GROUP BY stock_id").fetchall()
+        r[0]
+        for r in con.execute(f"SELECT arg_max(row, ({order})) FROM r GROUP BY stock_id").fetchall()
     )
     window = Window.partitionBy(*RULE.key).orderBy(*[F.col(c).desc() for c in RULE.batch_order()])
     df = spark.createDataFrame(rows.to_pandas())
     on_spark = sorted(
-        r["row"] for r in df.withColumn("_rank", F.row_number().over(window)).where("_rank = 1").collect()
+        r["row"]
+        for r in df.withColumn("_rank", F.row_number().over(window)).where("_rank = 1").collect()
     )
     assert on_duckdb == on_spark == [11, 14, 15]

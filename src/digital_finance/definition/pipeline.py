@@ -38,6 +38,9 @@ GOLD_COLUMNS = (
     "event_time",
 )
 
+# the stock's own columns; `company_id` (the join key) and the rest come from the holding
+GOLD_FROM_STOCKS = frozenset({"stock_id", "symbol", "price", "currency", "event_time"})
+
 REFERENTIAL_INTEGRITY = "holding_has_stock"
 StepT = TypeVar("StepT", bound=Step)
 
@@ -150,6 +153,7 @@ def build_pipeline(
             "company_id",
             GOLD_COLUMNS,
             ri,
+            GOLD_FROM_STOCKS,
         )
     )
     return Pipeline(tuple(steps), tuple(builtins) + tuple(user_expectations), source_tz)

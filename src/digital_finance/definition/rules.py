@@ -48,7 +48,9 @@ class LatestWins:
     def newer(self, new: str, old: str, quote: Quote) -> str:
         """SQL: the `new` row (a later batch's winner) replaces the `old` row of its key."""
         ev, batch = quote(self.event_time), quote(self.receipt_across_batches)
-        return f"{new}.{ev} > {old}.{ev} OR ({new}.{ev} = {old}.{ev} AND {new}.{batch} > {old}.{batch})"
+        later = f"{new}.{ev} > {old}.{ev}"
+        tie = f"{new}.{ev} = {old}.{ev} AND {new}.{batch} > {old}.{batch}"
+        return f"{later} OR ({tie})"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from digital_finance.contract.schemas import DatasetSpec
 from digital_finance.definition.expectations import Expectation
+from digital_finance.definition.rules import LatestWins
 
 if TYPE_CHECKING:
     from digital_finance.enrichment import Enrichment
@@ -89,6 +90,11 @@ class MergeSilver(Step):
     key: tuple[str, ...]
     event_time: str
 
+    @property
+    def rule(self) -> LatestWins:
+        """Which record of a key silver keeps (rendered by each engine)."""
+        return LatestWins(self.key, self.event_time)
+
 
 @dataclass(frozen=True)
 class JoinGold(Step):
@@ -100,3 +106,4 @@ class JoinGold(Step):
     on: str
     columns: tuple[str, ...]
     integrity_check: Expectation  # counts holdings without a stock
+    from_stocks: frozenset[str] = frozenset()  # gold columns taken from stocks; the rest: holdings

@@ -66,14 +66,8 @@ class FileCommitLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             self._acquire(fd, waiting)
-            holder = {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "run_id": run_id,
-                "since": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
             os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(holder).encode(), 0)
+            os.pwrite(fd, _holder_text(run_id), 0)
             yield
         finally:
             os.close(fd)  # closing the descriptor releases the lock
@@ -101,15 +95,9 @@ class FileCommitLock:
 
     def _holder(self) -> str:
         try:
-            holder = json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
+            return _describe(self.path.read_bytes())
+        except OSError:
             return "holder unknown"
-        if not holder:
-            return "holder unknown"
-        return (
-            f"pid {holder.get('pid')} on {holder.get('host')}, run {holder.get('run_id')}, "
-            f"since {holder.get('since')}"
-        )
 
 
 LEASE_SECONDS = 30.0  # DIGITAL_FINANCE_COMMIT_LEASE_SECONDS overrides (tests use a short one)

@@ -26,6 +26,7 @@ from typing import ClassVar, Generic, TypeVar
 
 from digital_finance.definition.pipeline import Pipeline
 from digital_finance.definition.steps import JoinGold, LandBronze, MergeSilver, WriteQuarantine
+from digital_finance.engines.registry import implementation
 from digital_finance.lakehouse.commit_lock import CommitLock, commit_lock
 from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.failpoints import crash_point
@@ -71,15 +72,10 @@ class BatchRunner(ABC, Generic[Staged]):
     def commit_plan(self, batch: Batch, run_id: str, now: datetime) -> None:
         """Write the batch's files to `_system/batches`."""
 
-    @abstractmethod
-    def write_table(
-        self, staged: Staged, step: TableStep, batch_id: int, run_id: str, now: datetime
-    ) -> int | None:
-        """Commit one table of the batch; rows written, or None when it had the batch."""
-
-    @abstractmethod
-    def rebuild_gold(self, step: JoinGold, batch_id: int) -> tuple[int, int]:
-        """Rebuild gold; (rows, or -1 when it had the batch; holdings without a stock)."""
+    # The table steps (bronze, quarantine, silver, gold) are methods that the registry
+    # (`engines.registry`) names per engine: `land_bronze`, `write_quarantine`,
+    # `merge_silver` (staged, step, batch_id, run_id, now) -> rows or None when the table
+    # had the batch; `rebuild_gold` (step, batch_id) -> (rows or -1, holdings without stock).
 
     @abstractmethod
     def log_run(self, report: BatchReport, started: datetime, finished: datetime) -> None:
@@ -177,7 +173,8 @@ class BatchRunner(ABC, Generic[Staged]):
             self.progress.stage(f"writing {step.table}")
             crash_point(f"before_{step.step_id}")
             clock = time.perf_counter()
-            rows = self.write_table(staged, step, batch_id, run_id, now)
+            write = implementation(type(step), self.engine)
+            rows = write(self, staged, step, batch_id, run_id, now)
             _record(report, step.table, rows)
             done = "had the batch" if rows is None else f"{rows} rows"
             context = {"run_id": run_id, "batch_id": batch_id, "table": step.table}
@@ -187,7 +184,7 @@ class BatchRunner(ABC, Generic[Staged]):
             self.progress.stage(f"rebuilding {gold.step_id}")
             crash_point(f"before_{gold.step_id}")
             clock = time.perf_counter()
-            rows, orphans = self.rebuild_gold(gold, batch_id)
+            rows, orphans = implementation(JoinGold, self.engine)(self, gold, batch_id)
             _record(report, gold.table, None if rows < 0 else rows)
             report.integrity_warnings = orphans
             check = gold.integrity_check

@@ -23,6 +23,7 @@ from deltalake import DeltaTable
 from deltalake.transaction import AddAction, RemoveAction
 
 from digital_finance.contract.compiled_sql import ident, sql_str
+from digital_finance.definition.rules import LatestWins, duckdb_quote
 from digital_finance.engines.embedded import delta_io
 from digital_finance.lakehouse.storage import Location
 
@@ -44,25 +45,25 @@ def rewrite_touched(
     con: duckdb.DuckDBPyConnection,
     candidates: str,
     batch_id: int,
-    key: tuple[str, ...],
-    event_time: str,
+    rule: LatestWins,
     dt: DeltaTable,
 ) -> int:
     """Bring the batch's candidates (a temp table name) into `table`; returns their count."""
-    keys = ", ".join(ident(k) for k in key)
-    ev = ident(event_time)
+    keys = ", ".join(ident(k) for k in rule.key)
+    ev = ident(rule.event_time)
+    batch = ident(rule.receipt_across_batches)
     listed = ", ".join(sql_str(uri) for uri in dt.file_uris())
     scan = f"read_parquet([{listed}], filename = true, union_by_name = true)"
     # the current row of every candidate key, with the file that holds it
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _current AS SELECT {keys}, {ev}, _batch_id, filename "
+        f"CREATE OR REPLACE TEMP TABLE _current AS SELECT {keys}, {ev}, {batch}, filename "
         f"FROM {scan} SEMI JOIN {candidates} USING ({keys})"
     )
-    first = ident(key[0])
+    first = ident(rule.key[0])
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _winners AS SELECT b.* FROM {candidates} b "
-        f"LEFT JOIN _current c USING ({keys}) WHERE c.{first} IS NULL OR b.{ev} > c.{ev} "
-        f"OR (b.{ev} = c.{ev} AND b._batch_id > c._batch_id)"
+        f"LEFT JOIN _current c USING ({keys}) "
+        f"WHERE c.{first} IS NULL OR {rule.newer('b', 'c', duckdb_quote)}"
     )
     touched = [
         str(row[0])

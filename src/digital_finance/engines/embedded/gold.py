@@ -36,9 +36,8 @@ def rebuild(root: Location, step: JoinGold, batch_id: int) -> tuple[int, int]:
             else:
                 con.execute(f"CREATE VIEW {name} AS SELECT * FROM {scan}")
         on = ident(step.on)
-        stock_cols = {"stock_id", "symbol", "price", "currency", "event_time"}
         select = ", ".join(
-            f"s.{ident(c)}" if c in stock_cols else f"h.{ident(c)}" for c in step.columns
+            f"s.{ident(c)}" if c in step.from_stocks else f"h.{ident(c)}" for c in step.columns
         )
         (row,) = con.execute(
             f"SELECT count(*) FROM h WHERE NOT EXISTS (SELECT 1 FROM s WHERE s.{on} = h.{on})"

@@ -21,12 +21,18 @@ from digital_finance import native
 from digital_finance.contract.native_check import KernelUnsupportedError, NativeContract
 from digital_finance.contract.schemas import DatasetSpec
 from digital_finance.definition.pipeline import Pipeline
-from digital_finance.definition.steps import ApplyContract, JoinGold, LandBronze, WriteQuarantine
+from digital_finance.definition.steps import (
+    ApplyContract,
+    JoinGold,
+    LandBronze,
+    MergeSilver,
+    WriteQuarantine,
+)
 from digital_finance.engines.embedded import delta_io, gold, silver_merge, system_tables
 from digital_finance.engines.embedded.staging import StagedDataset, connect
 from digital_finance.errors import TerminalError
 from digital_finance.lakehouse.storage import Location
-from digital_finance.runs.batch_runner import BatchRunner, TableStep
+from digital_finance.runs.batch_runner import BatchRunner
 from digital_finance.runs.plan import Batch, PlannedFile
 from digital_finance.runs.report import BatchReport, Progress, RuleFailures
 
@@ -150,20 +156,34 @@ class EmbeddedRunner(BatchRunner[Staged]):
     def commit_plan(self, batch: Batch, run_id: str, now: datetime) -> None:
         system_tables.commit_plan(self.root, batch, run_id, now)
 
-    def write_table(
-        self, staged: Staged, step: TableStep, batch_id: int, run_id: str, now: datetime
+    def land_bronze(
+        self, staged: Staged, step: LandBronze, batch_id: int, run_id: str, now: datetime
     ) -> int | None:
+        """Append every staged record of the dataset to bronze."""
         ds = staged[step.dataset]
-        at = now.isoformat()
-        if isinstance(step, LandBronze):
-            sql = ds.bronze(batch_id, run_id, at)
-            return delta_io.append_query(self.root, step.table, ds.cursor(), sql, batch_id)
-        if isinstance(step, WriteQuarantine):
-            sql = ds.quarantine(
-                batch_id, run_id, at, f"contract_{step.dataset}", f"expectations_{step.dataset}"
-            )
-            return delta_io.append_query(self.root, step.table, ds.cursor(), sql, batch_id)
-        candidates = ds.latest(batch_id, at, step.key, step.event_time)
+        sql = ds.bronze(batch_id, run_id, now.isoformat())
+        return delta_io.append_query(self.root, step.table, ds.cursor(), sql, batch_id)
+
+    def write_quarantine(
+        self, staged: Staged, step: WriteQuarantine, batch_id: int, run_id: str, now: datetime
+    ) -> int | None:
+        """Append the dataset's rejected records to quarantine."""
+        ds = staged[step.dataset]
+        sql = ds.quarantine(
+            batch_id,
+            run_id,
+            now.isoformat(),
+            f"contract_{step.dataset}",
+            f"expectations_{step.dataset}",
+        )
+        return delta_io.append_query(self.root, step.table, ds.cursor(), sql, batch_id)
+
+    def merge_silver(
+        self, staged: Staged, step: MergeSilver, batch_id: int, run_id: str, now: datetime
+    ) -> int | None:
+        """Bring the batch's latest record per key into silver."""
+        ds = staged[step.dataset]
+        candidates = ds.latest(batch_id, now.isoformat(), step.rule)
         enrichments = self.pipeline.enrichments_for(step.dataset)
         if enrichments:
             # imported here: the enrichment modules cost a tenth of a second to load
@@ -176,13 +196,13 @@ class EmbeddedRunner(BatchRunner[Staged]):
             ds.cursor(),
             candidates,
             batch_id,
-            step.key,
-            step.event_time,
+            step.rule,
             batch_rows=ds.valid_records(),
             strategy=self.options.silver_write,
         )
 
     def rebuild_gold(self, step: JoinGold, batch_id: int) -> tuple[int, int]:
+        """Bring gold up to date with silver."""
         return gold.rebuild(self.root, step, batch_id)
 
     def log_run(self, report: BatchReport, started: datetime, finished: datetime) -> None:

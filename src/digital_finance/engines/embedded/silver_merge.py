@@ -22,6 +22,7 @@ from typing import Literal
 import duckdb
 
 from digital_finance.contract.compiled_sql import ident
+from digital_finance.definition.rules import LatestWins, duckdb_quote
 from digital_finance.engines.embedded import delta_io, file_rewrite
 from digital_finance.lakehouse.layout import APP_ID
 from digital_finance.lakehouse.storage import Location
@@ -49,8 +50,7 @@ def merge_latest(
     con: duckdb.DuckDBPyConnection,
     sql: str,
     batch_id: int,
-    key: tuple[str, ...],
-    event_time: str,
+    rule: LatestWins,
     batch_rows: int,
     strategy: Strategy = "auto",
 ) -> int | None:
@@ -64,34 +64,35 @@ def merge_latest(
         return delta_io.append_query(root, table, con, sql, batch_id)
     if (dt.transaction_version(APP_ID) or 0) >= batch_id:
         return None
-    keys = ", ".join(ident(k) for k in key)
-    ev = ident(event_time)
+    keys = ", ".join(ident(k) for k in rule.key)
     way = choose(strategy, batch_rows, delta_io.table_rows(dt))
     if way == "rewrite":
         con.execute(f"CREATE OR REPLACE TEMP TABLE _batch_latest AS {sql}")
         columns = con.sql("SELECT * FROM _batch_latest LIMIT 0").to_arrow_table().schema
         if file_rewrite.usable(dt, columns):
             return file_rewrite.rewrite_touched(
-                root, table, con, "_batch_latest", batch_id, key, event_time, dt
+                root, table, con, "_batch_latest", batch_id, rule, dt
             )
         way, sql = "merge", "SELECT * FROM _batch_latest"
     if way == "rebuild":
         # the batch's candidates are computed once: counted for the report and unioned
         con.execute(f"CREATE OR REPLACE TEMP TABLE _batch_latest AS {sql}")
         con.register("_silver_now", dt.to_pyarrow_dataset())
+        order = ", ".join(
+            f"{ident(c)} DESC" for c in (rule.event_time, rule.receipt_across_batches)
+        )
         latest = (
             "SELECT * FROM (SELECT * FROM _silver_now UNION ALL BY NAME "
             "SELECT * FROM _batch_latest) "
-            f"QUALIFY row_number() OVER (PARTITION BY {keys} "
-            f"ORDER BY {ev} DESC, _batch_id DESC) = 1"
+            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1"
         )
         delta_io.write_query(root, table, con, latest, batch_id, "overwrite")
         (row,) = con.sql("SELECT count(*) FROM _batch_latest").fetchall()
         return int(row[0])
     reader = con.sql(sql).to_arrow_reader(OUTPUT_BATCH_ROWS)
     data, counter = delta_io.counted(reader)
-    on = " AND ".join(f"t.{ident(k)} = s.{ident(k)}" for k in key)
-    newer = f"s.{ev} > t.{ev} OR (s.{ev} = t.{ev} AND s._batch_id > t._batch_id)"
+    on = rule.key_match("s", "t", duckdb_quote)
+    newer = rule.newer("s", "t", duckdb_quote)
     try:
         (
             dt.merge(

@@ -21,6 +21,7 @@ from digital_finance.contract.compiled_sql import compile_contract, ident, local
 from digital_finance.contract.native_check import NativeContract, naive_column
 from digital_finance.contract.schemas import DatasetSpec, FieldKind
 from digital_finance.definition.expectations import Action, Expectation, ExpectationError
+from digital_finance.definition.rules import LINEAGE, LatestWins
 from digital_finance.engines.embedded.arrow_schemas import sql_type
 from digital_finance.runs.plan import PlannedFile
 from digital_finance.sources.base import FileSource
@@ -327,7 +328,7 @@ class StagedDataset:
         """A connection of its own to the staged batch, for one output query."""
         return self.con.cursor()
 
-    def latest(self, batch_id: int, ingested_at: str, key: tuple[str, ...], event_time: str) -> str:
+    def latest(self, batch_id: int, ingested_at: str, rule: LatestWins) -> str:
         """SQL of the batch's silver candidates, one per key (latest, then received last)."""
         q = self._quarantine_rules()
         typed = ", ".join(
@@ -338,20 +339,21 @@ class StagedDataset:
             )
             for f in self.spec.fields
         )
-        keys = ", ".join(ident(k) for k in key)
+        keys = ", ".join(ident(k) for k in rule.key)
         # The winner of each key is found on narrow rows (its rowid by the largest
         # (event time, file, line), which is unique), then joined back: a window over the
         # full rows would carry every column through its sort.
         passed = "len(reasons) = 0"
         if self._quarantine_rules() != _NO_RULES:
             passed += f" AND len(list_intersect(failed_rules, {q})) = 0"
+        order = ", ".join(ident(c) for c in rule.batch_order())
         winners = (
-            f"SELECT arg_max(_row, ({ident(event_time)}, file_ordinal, line_number)) AS _winner "
+            f"SELECT arg_max(_row, ({order})) AS _winner "
             f"FROM {self.checked} WHERE {passed} GROUP BY {keys}"
         )
+        lineage = ", ".join(f"{ident(staged)} AS {ident(col)}" for col, staged in LINEAGE.columns)
         return (
-            f"SELECT {typed}, _rescued, f.source_file AS _source_file, "
-            f"line_number AS _line_number, {batch_id}::BIGINT AS _batch_id, "
+            f"SELECT {typed}, _rescued, {lineage}, {batch_id}::BIGINT AS _batch_id, "
             f"{sql_str(ingested_at)}::TIMESTAMPTZ AS _ingested_at "
             f"FROM {self.parsed} p JOIN {self.files} f USING (file_ordinal) "
             f"JOIN ({winners}) w ON p.rowid = w._winner"

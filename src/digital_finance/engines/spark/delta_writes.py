@@ -20,6 +20,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
+from digital_finance.definition.rules import LatestWins, spark_quote
 from digital_finance.lakehouse.layout import APP_ID
 
 TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
@@ -115,9 +116,7 @@ def _txn(spark: SparkSession, batch_id: int) -> Iterator[None]:
                 spark.conf.set(key, old)
 
 
-def merge_latest(
-    df: DataFrame, path: str, batch_id: int, key: tuple[str, ...], event_time: str
-) -> int | None:
+def merge_latest(df: DataFrame, path: str, batch_id: int, rule: LatestWins) -> int | None:
     """MERGE the batch's candidates into silver: per key, the later event (then batch) wins.
 
     Returns the candidate rows offered, or None when the table already had the batch. A new
@@ -127,9 +126,8 @@ def merge_latest(
     before = _version(spark, path)
     if before is None:
         return write(df, path, batch_id, "append")
-    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in key)
-    ev = f"`{event_time}`"
-    newer = f"s.{ev} > t.{ev} OR (s.{ev} = t.{ev} AND s._batch_id > t._batch_id)"
+    on = rule.key_match("s", "t", spark_quote)
+    newer = rule.newer("s", "t", spark_quote)
     with _txn(spark, batch_id):
         (
             DeltaTable.forPath(spark, path)

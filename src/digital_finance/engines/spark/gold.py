@@ -9,8 +9,6 @@ from digital_finance.definition.steps import JoinGold
 from digital_finance.engines.spark import delta_writes
 from digital_finance.lakehouse.layout import table_uri
 
-STOCK_COLUMNS = frozenset({"stock_id", "symbol", "price", "currency", "event_time"})
-
 
 def rebuild(spark: SparkSession, root: str, step: JoinGold, batch_id: int) -> tuple[int, int]:
     """Overwrite gold; returns (rows written or -1 when already done, holdings without stock)."""
@@ -20,7 +18,9 @@ def rebuild(spark: SparkSession, root: str, step: JoinGold, batch_id: int) -> tu
         return 0, 0
     h, s = holdings.alias("h"), stocks.alias("s")
     orphans = h.join(s, on=step.on, how="left_anti").count()
-    columns = [F.col(f"s.{c}" if c in STOCK_COLUMNS else f"h.{c}").alias(c) for c in step.columns]
+    columns = [
+        F.col(f"s.{c}" if c in step.from_stocks else f"h.{c}").alias(c) for c in step.columns
+    ]
     joined = h.join(s, F.col(f"h.{step.on}") == F.col(f"s.{step.on}")).select(
         *columns, F.lit(batch_id).cast("bigint").alias("_batch_id")
     )

@@ -16,12 +16,18 @@ from datetime import datetime
 from pyspark.sql import SparkSession
 
 from digital_finance.definition.pipeline import Pipeline
-from digital_finance.definition.steps import ApplyContract, JoinGold, LandBronze, WriteQuarantine
+from digital_finance.definition.steps import (
+    ApplyContract,
+    JoinGold,
+    LandBronze,
+    MergeSilver,
+    WriteQuarantine,
+)
 from digital_finance.engines.spark import delta_writes, enrich, gold, system_tables
 from digital_finance.engines.spark.staging import SparkStagedDataset
 from digital_finance.lakehouse.commit_lock import commit_lock
 from digital_finance.lakehouse.layout import table_uri
-from digital_finance.runs.batch_runner import BatchRunner, TableStep
+from digital_finance.runs.batch_runner import BatchRunner
 from digital_finance.runs.plan import Batch, PlannedFile
 from digital_finance.runs.report import BatchReport, Progress
 
@@ -73,25 +79,35 @@ class SparkRunner(BatchRunner[Staged]):
     def commit_plan(self, batch: Batch, run_id: str, now: datetime) -> None:
         system_tables.commit_plan(self.spark, self.root, batch, run_id, now)
 
-    def write_table(
-        self, staged: Staged, step: TableStep, batch_id: int, run_id: str, now: datetime
+    def land_bronze(
+        self, staged: Staged, step: LandBronze, batch_id: int, run_id: str, now: datetime
     ) -> int | None:
-        ds = staged[step.dataset]
-        path = table_uri(self.root, step.table)
-        if isinstance(step, LandBronze):
-            return delta_writes.write(ds.bronze(batch_id, run_id, now), path, batch_id, "append")
-        if isinstance(step, WriteQuarantine):
-            df = ds.quarantine(
-                batch_id, run_id, now, f"contract_{step.dataset}", f"expectations_{step.dataset}"
-            )
-            return delta_writes.write(df, path, batch_id, "append")
-        candidates = ds.latest(batch_id, now, step.key, step.event_time)
+        """Append every staged record of the dataset to bronze."""
+        df = staged[step.dataset].bronze(batch_id, run_id, now)
+        return delta_writes.write(df, table_uri(self.root, step.table), batch_id, "append")
+
+    def write_quarantine(
+        self, staged: Staged, step: WriteQuarantine, batch_id: int, run_id: str, now: datetime
+    ) -> int | None:
+        """Append the dataset's rejected records to quarantine."""
+        df = staged[step.dataset].quarantine(
+            batch_id, run_id, now, f"contract_{step.dataset}", f"expectations_{step.dataset}"
+        )
+        return delta_writes.write(df, table_uri(self.root, step.table), batch_id, "append")
+
+    def merge_silver(
+        self, staged: Staged, step: MergeSilver, batch_id: int, run_id: str, now: datetime
+    ) -> int | None:
+        """Bring the batch's latest record per key into silver."""
+        candidates = staged[step.dataset].latest(batch_id, now, step.rule)
         enrichments = self.pipeline.enrichments_for(step.dataset)
         if enrichments:
             candidates = enrich.enriched(candidates, enrichments)
-        return delta_writes.merge_latest(candidates, path, batch_id, step.key, step.event_time)
+        path = table_uri(self.root, step.table)
+        return delta_writes.merge_latest(candidates, path, batch_id, step.rule)
 
     def rebuild_gold(self, step: JoinGold, batch_id: int) -> tuple[int, int]:
+        """Rebuild gold from silver."""
         return gold.rebuild(self.spark, self.root, step, batch_id)
 
     def log_run(self, report: BatchReport, started: datetime, finished: datetime) -> None:

@@ -29,6 +29,7 @@ from digital_finance.contract.arrow_records import checked_schema
 from digital_finance.contract.compiled_check import check_lines_compiled
 from digital_finance.contract.schemas import DatasetSpec
 from digital_finance.definition.expectations import Action, Expectation, ExpectationError
+from digital_finance.definition.rules import LINEAGE, LatestWins
 from digital_finance.runs.plan import PlannedFile
 from digital_finance.runs.report import RuleFailures
 from digital_finance.sources.base import FileSource
@@ -153,6 +154,10 @@ class SparkStagedDataset:
         # cast: with no files the map is empty and its values would have no type
         return F.element_at(mapping, F.col("file_ordinal")).cast("string")
 
+    def _staged(self, name: str) -> Column:
+        """A staged column; `source_file` is looked up from the file ordinal."""
+        return self._source_file() if name == "source_file" else F.col(name)
+
     def _quarantine_rules(self) -> Column:
         names = [e.name for e in self.user_rules if e.action is Action.QUARANTINE]
         return F.filter("failed_rules", lambda x: x.isin(names)) if names else F.array()
@@ -198,15 +203,13 @@ class SparkStagedDataset:
             )
         )
 
-    def latest(
-        self, batch_id: int, ingested_at: datetime, key: tuple[str, ...], event_time: str
-    ) -> DataFrame:
+    def latest(self, batch_id: int, ingested_at: datetime, rule: LatestWins) -> DataFrame:
         """The batch's silver candidates, one per key: latest event, then received last.
 
         Never `dropDuplicates`, which keeps an arbitrary row of each key.
         """
-        order = Window.partitionBy(*key).orderBy(
-            F.col(event_time).desc(), F.col("file_ordinal").desc(), F.col("line_number").desc()
+        order = Window.partitionBy(*rule.key).orderBy(
+            *[F.col(c).desc() for c in rule.batch_order()]
         )
         return (
             self.checked.where((F.size("reasons") == 0) & (F.size(self._quarantine_rules()) == 0))
@@ -215,8 +218,7 @@ class SparkStagedDataset:
             .select(
                 *[f.silver_name for f in self.spec.fields],
                 "_rescued",
-                self._source_file().alias("_source_file"),
-                F.col("line_number").alias("_line_number"),
+                *[self._staged(staged).alias(col) for col, staged in LINEAGE.columns],
                 F.lit(batch_id).cast("bigint").alias("_batch_id"),
                 F.lit(ingested_at).alias("_ingested_at"),
             )
