@@ -29,6 +29,7 @@ from deltalake import (
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
+from digital_finance.contract.compiled_sql import sql_str
 from digital_finance.lakehouse.layout import APP_ID
 from digital_finance.lakehouse.storage import Location
 
@@ -209,27 +210,41 @@ def _utc_timestamps(schema: pa.Schema) -> pa.Schema:
     return pa.schema(fields)
 
 
+def is_plain(dt: DeltaTable) -> bool:
+    """Whether DuckDB's Parquet reader reads the table's current files exactly.
+
+    True for a local table without deletion vectors, column mapping (reader protocol 1) or
+    partition columns; otherwise a Delta-aware reader (`to_pyarrow_dataset`) is needed.
+    """
+    if "://" in dt.table_uri and not dt.table_uri.startswith("file://"):
+        return False  # DuckDB reads object stores only through extensions it downloads
+    protocol = dt.protocol()
+    if protocol.min_reader_version > 1 or protocol.reader_features:
+        return False
+    return not dt.metadata().partition_columns
+
+
+def read_parquet(files: list[str], filename: bool = False) -> str:
+    """DuckDB's `read_parquet` over these files, with each row's file when `filename`.
+
+    Files written before a column was added lack it: `union_by_name` reads it as NULL.
+    """
+    listed = ", ".join(sql_str(f) for f in files)
+    named = ", filename = true" if filename else ""
+    return f"read_parquet([{listed}], union_by_name = true{named})"
+
+
 def parquet_scan(dt: DeltaTable) -> str | None:
     """A DuckDB `read_parquet` over the table's current files, where that reads it exactly.
 
     DuckDB's own Parquet reader is parallel and skips pyarrow's dataset layer (whose import
-    alone costs a tenth of a second). It is exact for a plain table: no deletion vectors, no
-    column mapping (reader protocol 1), no partition columns. Otherwise None: use a
-    Delta-aware reader (`to_pyarrow_dataset`).
+    alone costs a tenth of a second). None for a table that is not plain (`is_plain`) or
+    has no files: use a Delta-aware reader then.
     """
-    if "://" in dt.table_uri and not dt.table_uri.startswith("file://"):
-        return None  # DuckDB reads object stores only through extensions it downloads
-    protocol = dt.protocol()
-    if protocol.min_reader_version > 1 or protocol.reader_features:
-        return None
-    if dt.metadata().partition_columns:
+    if not is_plain(dt):
         return None
     files = dt.file_uris()
-    if not files:
-        return None
-    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    # files written before a column was added lack it: union_by_name reads it as NULL
-    return f"read_parquet([{listed}], union_by_name = true)"
+    return read_parquet(files) if files else None
 
 
 def table_rows(dt: DeltaTable) -> int:

@@ -22,7 +22,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.transaction import AddAction, RemoveAction
 
-from digital_finance.contract.compiled_sql import ident, sql_str
+from digital_finance.contract.compiled_sql import ident
 from digital_finance.definition.rules import LatestWins, duckdb_quote
 from digital_finance.engines.embedded import delta_io
 from digital_finance.lakehouse.storage import Location
@@ -30,9 +30,7 @@ from digital_finance.lakehouse.storage import Location
 
 def usable(dt: DeltaTable, candidates: pa.Schema) -> bool:
     """Whether the rewrite reads the table exactly and needs no schema change."""
-    if delta_io.parquet_scan(dt) is None:
-        return False
-    return set(candidates.names) <= set(_schema(dt).names)
+    return delta_io.is_plain(dt) and set(candidates.names) <= set(_schema(dt).names)
 
 
 def _schema(dt: DeltaTable) -> pa.Schema:
@@ -52,8 +50,7 @@ def rewrite_touched(
     keys = ", ".join(ident(k) for k in rule.key)
     ev = ident(rule.event_time)
     batch = ident(rule.receipt_across_batches)
-    listed = ", ".join(sql_str(uri) for uri in dt.file_uris())
-    scan = f"read_parquet([{listed}], filename = true, union_by_name = true)"
+    scan = delta_io.read_parquet(dt.file_uris(), filename=True)
     # the current row of every candidate key, with the file that holds it
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _current AS SELECT {keys}, {ev}, {batch}, filename "
@@ -75,10 +72,9 @@ def rewrite_touched(
     timestamps = [f.name for f in _schema(dt) if pa.types.is_timestamp(f.type)]
     # files written by Spark may hold INT96 times, which DuckDB reads without a zone
     fix = ", ".join(f"{ident(c)}::TIMESTAMPTZ AS {ident(c)}" for c in timestamps)
-    star = f"* EXCLUDE (filename) REPLACE ({fix})" if fix else "* EXCLUDE (filename)"
+    star = f"* REPLACE ({fix})" if fix else "*"
     kept = (
-        f"SELECT {star} FROM read_parquet([{', '.join(sql_str(t) for t in touched)}], "
-        f"filename = true, union_by_name = true) ANTI JOIN _winners USING ({keys})"
+        f"SELECT {star} FROM {delta_io.read_parquet(touched)} ANTI JOIN _winners USING ({keys})"
         if touched
         else None
     )
