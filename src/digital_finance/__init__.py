@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from digital_finance.api import Lakehouse, LoggedProgress
     from digital_finance.config import ConfigError, RunConfig, load_config
     from digital_finance.errors import DigitalFinanceError, TerminalError, TransientError
+    from digital_finance.lakehouse.read_only import QueryRefusedError
     from digital_finance.runs.plan import BatchClaimError
     from digital_finance.runs.report import BatchReport, RuleFailedError, RunReport
     from digital_finance.sources.discovery import InputError
@@ -35,6 +36,7 @@ __all__ = [
     "InputError",
     "Lakehouse",
     "LoggedProgress",
+    "QueryRefusedError",
     "RuleFailedError",
     "RunConfig",
     "RunReport",
@@ -52,6 +54,7 @@ _HOMES = {
     "DigitalFinanceError": "digital_finance.errors",
     "TerminalError": "digital_finance.errors",
     "TransientError": "digital_finance.errors",
+    "QueryRefusedError": "digital_finance.lakehouse.read_only",
     "BatchClaimError": "digital_finance.runs.plan",
     "BatchReport": "digital_finance.runs.report",
     "RuleFailedError": "digital_finance.runs.report",

@@ -157,6 +157,29 @@ class Lakehouse:
             raise TerminalError(f"{name} does not exist yet: no batch has written it") from exc
         return dt.to_pyarrow_table(columns=list(columns) if columns is not None else None)
 
+    def query(
+        self,
+        sql: str,
+        *,
+        version: int | None = None,
+        limit: int | None = None,
+        timeout_seconds: float | None = None,
+    ) -> pa.Table:
+        """One read-only SELECT over every table (as `silver.stocks`, …), at most `limit` rows.
+
+        Raises `QueryRefusedError` for anything but one SELECT over the tables, for SQL
+        that fails, and for a statement that runs longer than `timeout_seconds`.
+        """
+        from digital_finance.lakehouse.read_only import read_only_connection, run_select
+
+        with read_only_connection(
+            self.root,
+            version,
+            memory_limit=self.config.memory_limit,
+            threads=self.config.threads,
+        ) as (con, names):
+            return run_select(con, sql, names, limit=limit, timeout_seconds=timeout_seconds)
+
     def _batch_runner(self) -> BatchRunner[Any]:
         # one runner for the lakehouse's life: a long-lived caller pays its set-up once
         if self._runner is None:

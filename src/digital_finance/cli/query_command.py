@@ -1,8 +1,7 @@
-"""`digital-finance query`: SQL over the tables, printed or written to a file."""
+"""`digital-finance query`: one read-only SELECT over the tables, printed or written to a file."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from rich.table import Table
@@ -13,43 +12,40 @@ from digital_finance.lakehouse.storage import StorageError, location
 
 def run_query(sql: str, root: str, out: Path | None, as_of: int | None, limit: int) -> None:
     """Run `sql` with every table registered; print or write the result."""
-    import duckdb
-
     from digital_finance.config import ConfigError, load_config
-    from digital_finance.lakehouse.catalog import register_tables
+    from digital_finance.lakehouse.read_only import (
+        QueryRefusedError,
+        read_only_connection,
+        run_select,
+    )
 
     try:
         # storage options and their secrets from the environment (docs/STORAGE.md)
-        where = location(root, load_config(None).plain_storage_options())
+        config = load_config(None)
+        where = location(root, config.plain_storage_options())
     except (StorageError, ConfigError) as exc:
         fail(str(exc))
     if where.is_local and not where.path.exists():
         fail(f"{root} does not exist; run `digital-finance run` first or pass --output")
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
-    # a query larger than memory spills to the system's temp folder, not to `./.tmp`
-    spill = Path(tempfile.gettempdir()) / "digital-finance-query"
-    con.execute("SET temp_directory = ?", [str(spill)])
+    if out is not None and where.is_local and out.resolve().is_relative_to(where.path.resolve()):
+        fail(f"--out {out} is inside the lakehouse {root}; write the result somewhere else")
     try:
-        names = register_tables(con, where, as_of)
-    except ValueError as exc:
+        with read_only_connection(
+            where, as_of, memory_limit=config.memory_limit, threads=config.threads
+        ) as (con, names):
+            result = run_select(con, sql, names, limit=None if out is not None else limit)
+    except QueryRefusedError as exc:
         fail(str(exc))
-    try:
-        relation = con.sql(sql)
-    except duckdb.Error as exc:
-        fail(f"{exc}\navailable tables: {', '.join(names)}")
-    if relation is None:
-        fail("the statement returned no rows; use a SELECT")
     if out is not None:
         from digital_finance.sinks.export import write_file
 
-        write_file(relation.to_arrow_table(), out)
+        write_file(result, out)
         console.print(f"wrote {out}")
         return
-    result = relation.limit(limit).fetchall()
     table = Table()
-    for col in relation.columns:
+    for col in result.column_names:
         table.add_column(col)
-    for row in result:
+    # by position: a result may repeat a column name
+    for row in zip(*(col.to_pylist() for col in result.columns), strict=True):
         table.add_row(*["" if v is None else str(v) for v in row])
     console.print(table)

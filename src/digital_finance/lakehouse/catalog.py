@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from digital_finance.definition.rules import duckdb_quote as quote_ident
 from digital_finance.lakehouse.layout import TABLES
 from digital_finance.lakehouse.storage import Location
 
@@ -53,9 +54,13 @@ def register_tables(con: Any, root: Location, as_of: int | None = None) -> list[
         except Exception as exc:  # a version the table never had
             raise ValueError(f"{name} has no version {as_of}: {exc}") from exc
         schema, table = name.split("/", 1)
-        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        # names come from the layout, not from a caller; quoted all the same
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
         view = f"_t_{schema}_{table}"
         con.register(view, dt.to_pyarrow_dataset())
-        con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{table}" AS SELECT * FROM {view}')
+        con.execute(
+            f"CREATE OR REPLACE VIEW {quote_ident(schema)}.{quote_ident(table)} "
+            f"AS SELECT * FROM {quote_ident(view)}"
+        )
         names.append(f"{schema}.{table}")
     return names
