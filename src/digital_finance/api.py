@@ -191,7 +191,11 @@ def _pipeline(config: RunConfig, engine: str) -> Pipeline:
     from digital_finance.engines.registry import check_supported
 
     pipeline = build_pipeline(
-        config.source_tz, config.expectations, config.rule_actions, config.enrichments
+        config.source_tz,
+        config.expectations,
+        config.rule_actions,
+        config.enrichments,
+        config.input_limits,
     )
     check_supported(pipeline, engine)
     return pipeline

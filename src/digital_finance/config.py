@@ -19,6 +19,9 @@ name = "notional_value"
 memory_limit = "1GB"
 silver_write = "auto"      # auto | rewrite | merge | rebuild (engines/embedded/silver_merge.py)
 contract = "auto"          # auto | native | sql: who decides the contract (docs/NATIVE_KERNEL.md)
+
+[input]                    # the reader's limits, in bytes (docs/CONTRACT_RULES.md, "Limits")
+max_record_bytes = 16777216
 ```
 """
 
@@ -34,13 +37,15 @@ from typing import TYPE_CHECKING, Any
 
 from digital_finance.definition.expectations import Action, Expectation
 from digital_finance.errors import TerminalError
+from digital_finance.sources.input_limits import InputLimits
 
 if TYPE_CHECKING:
     from digital_finance.enrichment import Enrichment
 
 
 SETTINGS_SECTIONS = (
-    "source_tz", "engine", "storage", "secrets", "expectations", "rules", "enrichments"
+    "source_tz", "engine", "input", "storage", "secrets", "expectations", "rules",
+    "enrichments",
 )  # fmt: skip
 
 
@@ -62,6 +67,7 @@ class RunConfig:
     enrichments: tuple[Enrichment, ...] = ()
     # [storage] options with secrets resolved; values are pydantic SecretStr (masked in repr)
     storage_options: Mapping[str, Any] = field(default_factory=dict)
+    input_limits: InputLimits = field(default_factory=InputLimits)
 
     def plain_storage_options(self) -> dict[str, str]:
         """The storage options with their secret values, for the storage clients only."""
@@ -146,6 +152,7 @@ def load_config(path: Path | None, source_tz: str | None = None) -> RunConfig:
         contract=engine.contract,
         enrichments=enrichments,
         storage_options=options,
+        input_limits=found.input.limits(),
     )
 
 

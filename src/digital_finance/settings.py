@@ -25,8 +25,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, PositiveInt, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from digital_finance.sources.input_limits import InputLimits
 
 ENV_PREFIX = "DIGITAL_FINANCE_"
 SECRET_ENV_PREFIX = "DIGITAL_FINANCE_SECRET_"  # noqa: S105 - a variable name, not a secret
@@ -49,6 +51,24 @@ class EngineSettings(_Section):
     threads: int | None = None
     silver_write: Literal["auto", "rewrite", "merge", "rebuild"] = "auto"
     contract: Literal["auto", "native", "sql"] = "auto"
+
+
+class InputSettings(_Section):
+    """`[input]`: the reader's limits (docs/CONTRACT_RULES.md, "Limits"), in bytes."""
+
+    max_record_bytes: PositiveInt = InputLimits.max_record_bytes
+    max_array_bytes: PositiveInt = InputLimits.max_array_bytes
+    max_inflated_bytes: PositiveInt = InputLimits.max_inflated_bytes
+    max_inflate_ratio: PositiveInt = InputLimits.max_inflate_ratio
+
+    def limits(self) -> InputLimits:
+        """The reader's limits these settings give."""
+        return InputLimits(
+            self.max_record_bytes,
+            self.max_array_bytes,
+            self.max_inflated_bytes,
+            self.max_inflate_ratio,
+        )
 
 
 class StorageSettings(_Section):
@@ -82,6 +102,7 @@ class Settings(BaseSettings):
 
     source_tz: str = "UTC"
     engine: EngineSettings = EngineSettings()
+    input: InputSettings = InputSettings()
     storage: StorageSettings = StorageSettings()
     secrets: SecretsSettings = SecretsSettings()
     expectations: list[ExpectationEntry] = []

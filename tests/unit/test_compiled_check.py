@@ -17,7 +17,7 @@ def _chunk(lines: list[str]) -> pa.Table:
         {
             "line_number": pa.array(range(1, len(lines) + 1), pa.int64()),
             "raw": pa.array(lines, pa.large_string()),
-            "utf8_ok": pa.array(utf8),
+            "line_reason": pa.array([None if ok else "invalid_utf8" for ok in utf8], pa.string()),
         }
     )
 

@@ -197,7 +197,21 @@ def test_whole_record_reasons(raw: str, reason: str) -> None:
 
 def test_deeply_nested_record_is_quarantined_not_raised() -> None:
     deep = '{"x": ' + "[" * 100_000 + "]" * 100_000 + "}"
-    assert reject(deep, STOCKS).reasons == ("invalid_json",)
+    assert reject(deep, STOCKS).reasons == ("nesting_too_deep",)
+
+
+def test_nesting_up_to_the_limit_is_parsed_and_deeper_is_refused() -> None:
+    from digital_finance.contract.schemas import MAX_NESTING_DEPTH
+
+    base = '"stock_id": 1, "company_id": 2, "symbol": "A", "price": 1, "timestamp": 0'
+    # the record itself is one level; brackets inside strings do not count
+    ok = "{" + base + ', "x": ' + "[" * (MAX_NESTING_DEPTH - 1) + "]" * (MAX_NESTING_DEPTH - 1)
+    ok += ', "s": "' + "[" * 600 + '"}'
+    assert isinstance(check_record(ok, STOCKS), Accepted)
+    deep = "{" + base + ', "x": ' + "[" * MAX_NESTING_DEPTH + "]" * MAX_NESTING_DEPTH + "}"
+    assert reject(deep, STOCKS).reasons == ("nesting_too_deep",)
+    broken = "[" * 1000  # not JSON, and deeper than the limit: depth is decided first
+    assert reject(broken, STOCKS).reasons == ("nesting_too_deep",)
 
 
 def test_white_space_around_a_record_is_json_white_space() -> None:

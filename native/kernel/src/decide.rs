@@ -8,8 +8,14 @@ use crate::rules::{self, Field, Kind, Typed};
 /// A record longer than this is handed to the reference (see `decide`).
 pub const LONG_LINE: usize = 64 << 20;
 
+/// The reader's verdicts on a line (`line_codes` of `decide`).
+pub const LINE_INVALID_UTF8: u8 = 0;
+pub const LINE_OK: u8 = 1;
+pub const LINE_TOO_LARGE: u8 = 2;
+
 /// The whole-record reason codes, in the contract's precedence.
 pub struct WholeReasons {
+    pub too_large: String,
     pub invalid_utf8: String,
     pub invalid_json: String,
     pub not_an_object: String,
@@ -135,8 +141,9 @@ fn write_rescued(line: &str, unknown: &[Unknown], out: &mut Vec<u8>) {
 }
 
 /// Decide every line of a chunk. `offsets` has one entry more than there are lines;
-/// `utf8_ok`, when given, holds one byte per line (0 = the reader found invalid UTF-8).
-pub fn decide(spec: &Spec, offsets: &[i64], data: &[u8], utf8_ok: Option<&[u8]>) -> Output {
+/// `line_codes`, when given, holds the reader's verdict, one byte per line: `LINE_OK`,
+/// `LINE_INVALID_UTF8`, or `LINE_TOO_LARGE` (the text is then only the line's first bytes).
+pub fn decide(spec: &Spec, offsets: &[i64], data: &[u8], line_codes: Option<&[u8]>) -> Output {
     let rows = offsets.len().saturating_sub(1);
     let span = match (offsets.first(), offsets.last()) {
         (Some(&a), Some(&b)) => (b - a) as usize,
@@ -149,13 +156,19 @@ pub fn decide(spec: &Spec, offsets: &[i64], data: &[u8], utf8_ok: Option<&[u8]>)
     let mut rescued = Vec::new();
     for i in 0..rows {
         let line = &data[offsets[i] as usize..offsets[i + 1] as usize];
+        let code = line_codes.map_or(LINE_OK, |c| c[i]);
+        if code == LINE_TOO_LARGE {
+            // decided by its size alone: even blank first bytes may hide a record
+            out.empty_row(true, false, Some(&spec.whole.too_large));
+            continue;
+        }
         if is_blank(line) {
             out.empty_row(false, false, None);
             continue;
         }
-        let text = match utf8_ok.map_or(true, |u| u[i] != 0) {
-            true => std::str::from_utf8(line).ok(),
-            false => None,
+        let text = match code {
+            LINE_OK => std::str::from_utf8(line).ok(),
+            _ => None,
         };
         let Some(text) = text else {
             out.empty_row(true, false, Some(&spec.whole.invalid_utf8));

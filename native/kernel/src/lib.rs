@@ -110,7 +110,7 @@ fn owned<'py>(py: Python<'py>, data: Data) -> PyResult<Bound<'py, Owned>> {
 impl Kernel {
     #[new]
     #[pyo3(signature = (fields, whole_reasons, naive_is_utc))]
-    fn new(fields: Vec<FieldTuple>, whole_reasons: (String, String, String, String), naive_is_utc: bool) -> PyResult<Self> {
+    fn new(fields: Vec<FieldTuple>, whole_reasons: (String, String, String, String, String), naive_is_utc: bool) -> PyResult<Self> {
         if fields.len() > 64 {
             return Err(PyValueError::new_err("the kernel takes at most 64 fields"));
         }
@@ -138,11 +138,11 @@ impl Kernel {
                 invalid_reason: invalid,
             });
         }
-        let (invalid_utf8, invalid_json, not_an_object, duplicate_key) = whole_reasons;
+        let (too_large, invalid_utf8, invalid_json, not_an_object, duplicate_key) = whole_reasons;
         Ok(Kernel {
             spec: decide::Spec {
                 fields: out,
-                whole: decide::WholeReasons { invalid_utf8, invalid_json, not_an_object, duplicate_key },
+                whole: decide::WholeReasons { too_large, invalid_utf8, invalid_json, not_an_object, duplicate_key },
                 naive_is_utc,
             },
         })
@@ -153,21 +153,21 @@ impl Kernel {
     /// Returns a dict of Arrow buffers: `rows`, `keep` and `needs_reference` (bitmaps),
     /// `reasons` (list offsets, item offsets, item bytes), `fields` (one tuple per field:
     /// validity bitmap, values, and string data / a naive-time bitmap) and `rescued`.
-    #[pyo3(signature = (offsets, data, utf8_ok=None))]
+    #[pyo3(signature = (offsets, data, line_codes=None))]
     fn decide<'py>(
         &self,
         py: Python<'py>,
         offsets: PyBuffer<i64>,
         data: PyBuffer<u8>,
-        utf8_ok: Option<PyBuffer<u8>>,
+        line_codes: Option<PyBuffer<u8>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let offs = view(&offsets)?;
         let text = view(&data)?;
-        let ok = utf8_ok.as_ref().map(view).transpose()?;
+        let ok = line_codes.as_ref().map(view).transpose()?;
         let rows = offs.len().saturating_sub(1);
         if let Some(ok) = ok {
             if ok.len() < rows {
-                return Err(PyValueError::new_err("utf8_ok must hold one byte per line"));
+                return Err(PyValueError::new_err("line_codes must hold one byte per line"));
             }
         }
         let last = offs.last().copied().unwrap_or(0);
@@ -213,8 +213,10 @@ impl Kernel {
     }
 }
 
-/// Split a block that ends with a newline into lines: (int64 offsets, text bytes,
-/// indices of the lines that were not UTF-8 and now carry backslash escapes).
+/// Split a block that ends with a newline into its non-empty lines: (int64 offsets, text
+/// bytes, indices of the lines that were not UTF-8 and now carry backslash escapes, and
+/// int64 indices of the kept lines in the block, or None when no line was empty, and the
+/// number of lines in the block).
 #[pyfunction]
 fn split_lines<'py>(py: Python<'py>, block: PyBuffer<u8>) -> PyResult<Bound<'py, PyTuple>> {
     let data = view(&block)?;
@@ -222,7 +224,12 @@ fn split_lines<'py>(py: Python<'py>, block: PyBuffer<u8>) -> PyResult<Bound<'py,
     let offsets = owned(py, Data::I64(lines.offsets))?;
     let text = owned(py, Data::U8(lines.data))?;
     let bad = PyList::new(py, lines.bad_utf8)?;
-    PyTuple::new(py, [offsets.into_any(), text.into_any(), bad.into_any()])
+    let index = match lines.line_index {
+        Some(index) => owned(py, Data::I64(index))?.into_any(),
+        None => py.None().into_bound(py),
+    };
+    let count = lines.count.into_pyobject(py)?.into_any();
+    PyTuple::new(py, [offsets.into_any(), text.into_any(), bad.into_any(), index, count])
 }
 
 /// The elements of a file that is one JSON array: (int64 offsets, text bytes, int64 start

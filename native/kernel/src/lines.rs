@@ -5,8 +5,12 @@
 pub struct Lines {
     pub offsets: Vec<i64>,
     pub data: Vec<u8>,
-    /// indices of the lines that were not valid UTF-8
+    /// indices (among the lines kept) of the lines that were not valid UTF-8
     pub bad_utf8: Vec<usize>,
+    /// each kept line's index in the block, when empty lines were dropped (None: none were)
+    pub line_index: Option<Vec<i64>>,
+    /// lines in the block, empty ones included
+    pub count: usize,
 }
 
 fn escape_invalid(mut line: &[u8], out: &mut Vec<u8>) {
@@ -33,29 +37,40 @@ fn escape_invalid(mut line: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Split `block`, which ends with a newline (the reader guarantees it).
+/// Split `block`, which ends with a newline (the reader guarantees it). Empty lines are
+/// dropped here (the contract ignores them), so a block of newlines costs no rows; the
+/// kept lines' indices then say where each was.
 pub fn split(block: &[u8]) -> Lines {
-    let count = memchr::memchr_iter(b'\n', block).count();
-    let mut offsets = Vec::with_capacity(count + 1);
+    let mut offsets = Vec::new();
     let mut data = Vec::with_capacity(block.len());
     let mut bad_utf8 = Vec::new();
+    let mut line_index: Option<Vec<i64>> = None;
     offsets.push(0);
     let mut start = 0;
+    let mut count = 0;
     for (index, end) in memchr::memchr_iter(b'\n', block).enumerate() {
+        count = index + 1;
         let mut line = &block[start..end];
+        start = end + 1;
         if line.last() == Some(&b'\r') {
             line = &line[..line.len() - 1];
+        }
+        if line.is_empty() {
+            line_index.get_or_insert_with(|| (0..offsets.len() as i64 - 1).collect());
+            continue;
+        }
+        if let Some(kept) = line_index.as_mut() {
+            kept.push(index as i64);
         }
         if line.is_ascii() || std::str::from_utf8(line).is_ok() {
             data.extend_from_slice(line);
         } else {
-            bad_utf8.push(index);
+            bad_utf8.push(offsets.len() - 1);
             escape_invalid(line, &mut data);
         }
         offsets.push(data.len() as i64);
-        start = end + 1;
     }
-    Lines { offsets, data, bad_utf8 }
+    Lines { offsets, data, bad_utf8, line_index, count }
 }
 
 /// The elements of a file that is one JSON array: each element's exact text and the line
@@ -131,8 +146,14 @@ mod tests {
     #[test]
     fn crlf_and_bad_bytes() {
         let l = split(b"{\"a\":1}\r\n\n\xff\xe2\x82A\n");
-        assert_eq!(l.offsets, vec![0, 7, 7, 7 + 13]);
+        // the empty second line is dropped; the kept lines say where they were
+        assert_eq!(l.offsets, vec![0, 7, 7 + 13]);
         assert_eq!(&l.data[7..], b"\\xff\\xe2\\x82A");
-        assert_eq!(l.bad_utf8, vec![2]);
+        assert_eq!(l.bad_utf8, vec![1]);
+        assert_eq!(l.line_index, Some(vec![0, 2]));
+        assert_eq!(split(b"a\nb\n").line_index, None);
+        assert_eq!(split(b"\n\n\r\n").offsets, vec![0]);
+        assert_eq!(split(b"\n\n\r\n").count, 3);
+        assert_eq!(l.count, 3);
     }
 }

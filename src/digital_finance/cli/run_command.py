@@ -65,7 +65,11 @@ def run_pipeline(
         where = location(output, config.plain_storage_options())
         check_supported(
             build_pipeline(
-                config.source_tz, config.expectations, config.rule_actions, config.enrichments
+                config.source_tz,
+                config.expectations,
+                config.rule_actions,
+                config.enrichments,
+                config.input_limits,
             ),
             engine,
         )

@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 from digital_finance.contract import reference
-from digital_finance.contract.schemas import INVALID_UTF8, DatasetSpec, FieldKind, FieldSpec
+from digital_finance.contract.schemas import RECORD_TOO_LARGE, DatasetSpec, FieldKind, FieldSpec
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -51,7 +51,7 @@ def checked_schema(spec: DatasetSpec) -> pa.Schema:
 
 
 def check_lines(lines: pa.Table, file_ordinal: int, spec: DatasetSpec, tz: str) -> pa.RecordBatch:
-    """Check every non-blank line of `lines` (`line_number`, `raw`, `utf8_ok`).
+    """Check every non-blank line of `lines` (`line_number`, `raw`, `line_reason`).
 
     Blank lines are ignored, as the contract says. A line that is not UTF-8 has already been
     replaced by an escaped copy by the file reader and is rejected as `invalid_utf8`.
@@ -63,14 +63,16 @@ def check_lines(lines: pa.Table, file_ordinal: int, spec: DatasetSpec, tz: str) 
     values = [columns[f.silver_name] for f in spec.fields]
     numbers = lines.column("line_number").to_pylist()
     texts = lines.column("raw").to_pylist()
-    utf8 = lines.column("utf8_ok").to_pylist()
-    for line, raw, ok in zip(numbers, texts, utf8, strict=True):
-        if _BLANK.fullmatch(raw):
+    found = lines.column("line_reason").to_pylist()
+    for line, raw, line_reason in zip(numbers, texts, found, strict=True):
+        if line_reason != RECORD_TOO_LARGE and _BLANK.fullmatch(raw):
             continue
         columns["line_number"].append(line)
         columns["raw"].append(raw)
         verdict = (
-            reference.check_record(raw, spec, tz) if ok else reference.Rejected((INVALID_UTF8,))
+            reference.check_record(raw, spec, tz)
+            if line_reason is None
+            else reference.Rejected((line_reason,))
         )
         if isinstance(verdict, reference.Rejected):
             columns["reasons"].append(list(verdict.reasons))

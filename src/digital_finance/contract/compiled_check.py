@@ -68,7 +68,7 @@ def check_lines_compiled(
     parts = [sure]
     if pc.any(unsure).as_py():
         rows = result.filter(unsure).select(["line_number", "raw"])
-        recheck = rows.append_column("utf8_ok", pa.array([True] * rows.num_rows))
+        recheck = rows.append_column("line_reason", pa.nulls(rows.num_rows, pa.string()))
         parts.append(pa.Table.from_batches([check_lines(recheck, file_ordinal, spec, tz)]))
     # receipt order within the chunk, as the file has it
     merged = pa.concat_tables(parts).sort_by("line_number").combine_chunks()

@@ -1,6 +1,6 @@
 """Compile a dataset's contract (`contract.schemas`) into one DuckDB query.
 
-The query reads a relation `lines(file_ordinal, line_number, raw, utf8_ok)` and returns, per
+The query reads a relation `lines(file_ordinal, line_number, raw, line_reason)` and returns, per
 non-blank line, the typed columns, the list of broken rules (`reasons`) and `needs_reference`.
 
 DuckDB parses JSON numbers into doubles, so the exact text of a decimal is taken from the line
@@ -18,7 +18,7 @@ import json
 from digital_finance.contract.schemas import (
     DUPLICATE_KEY,
     INVALID_JSON,
-    INVALID_UTF8,
+    MAX_NESTING_DEPTH,
     NOT_AN_OBJECT,
     DatasetSpec,
     FieldKind,
@@ -306,7 +306,7 @@ def compile_contract(spec: DatasetSpec, source_tz: str) -> str:
     reason_cols = [ident("r_" + fs.f.name) for fs in fields]
     all_valid = " AND ".join(f"{r} IS NULL" for r in reason_cols)
     reasons = (
-        f"CASE WHEN NOT utf8_ok THEN [{sql_str(INVALID_UTF8)}] "
+        "CASE WHEN line_reason IS NOT NULL THEN [line_reason] "
         f"WHEN NOT is_json THEN [{sql_str(INVALID_JSON)}] "
         f"WHEN NOT is_object THEN [{sql_str(NOT_AN_OBJECT)}] "
         f"WHEN duplicate_key THEN [{sql_str(DUPLICATE_KEY)}] "
@@ -321,12 +321,18 @@ def compile_contract(spec: DatasetSpec, source_tz: str) -> str:
     )
     return f"""
 WITH rec AS (
-  SELECT file_ordinal, line_number, raw, utf8_ok FROM lines
-  WHERE NOT regexp_full_match(raw, '[ \t\r\n]*')
+  SELECT file_ordinal, line_number, raw, line_reason IS NULL AS read_whole, line_reason
+  FROM lines
+  -- an oversize line is decided by its size: its blank first bytes may hide a record
+  WHERE line_reason IS NOT NULL OR NOT regexp_full_match(raw, '[ \t\r\n]*')
 ), parsed AS (
   SELECT *,
-    utf8_ok AND json_valid(raw) AS is_json,
-    utf8_ok AND regexp_matches(raw, {sql_str(_LENIENT_RISK + "|[{][^{]*[{]")}) AS lenient_risk,
+    read_whole AND json_valid(raw) AS is_json,
+    read_whole AND (
+      regexp_matches(raw, {sql_str(_LENIENT_RISK + "|[{][^{]*[{]")})
+      -- more brackets than the nesting limit: the reference measures the depth
+      OR strlen(raw) - strlen(replace(replace(raw, '[', ''), '{{', '')) > {MAX_NESTING_DEPTH}
+    ) AS lenient_risk,
     contains(raw, chr(92) || '"') AS has_escaped_quote
   FROM rec
 ), objects AS (

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import Final, NoReturn, TypeAlias
 
-from digital_finance.contract.schemas import DUPLICATE_KEY, INVALID_JSON, NOT_AN_OBJECT
+from digital_finance.contract.schemas import (
+    DUPLICATE_KEY,
+    INVALID_JSON,
+    MAX_NESTING_DEPTH,
+    NESTING_TOO_DEEP,
+    NOT_AN_OBJECT,
+)
 
 __all__ = ["JsonNumber", "JsonValue"]
 
@@ -113,11 +119,33 @@ def _has_lone_surrogate(value: JsonValue) -> bool:
     return False
 
 
+_NESTING_TOKEN: Final = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]')
+
+
+def nesting_exceeds(raw: str, limit: int = MAX_NESTING_DEPTH) -> bool:
+    """Whether brackets outside strings nest deeper than `limit`, without parsing the text."""
+    if raw.count("[") + raw.count("{") <= limit:
+        return False
+    depth = 0
+    for token in _NESTING_TOKEN.finditer(raw):
+        bracket = token.group()
+        if bracket in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif bracket in "]}":
+            depth -= 1
+    return False
+
+
 def _decode_record(raw: str) -> dict[str, JsonValue] | str:
     """Decode one record into a JSON object, or return its whole-record reason.
 
-    The reason is `invalid_json`, `not_an_object` or `duplicate_key`, in that precedence.
+    The reason is `nesting_too_deep` (decided before parsing), `invalid_json`,
+    `not_an_object` or `duplicate_key`, in that precedence.
     """
+    if nesting_exceeds(raw):
+        return NESTING_TOO_DEEP
     duplicated = False
     try:
         decoded: JsonValue = _STRICT_DECODER.decode(raw)
@@ -128,8 +156,7 @@ def _decode_record(raw: str) -> dict[str, JsonValue] | str:
         except (ValueError, RecursionError):
             return INVALID_JSON
     except (ValueError, RecursionError):
-        # RecursionError: nesting deeper than Python's decoder can follow. Such a record is
-        # quarantined as invalid JSON rather than taking the batch down.
+        # RecursionError cannot come from nesting within the limit; kept as a last guard
         return INVALID_JSON
     if not raw.isascii() and _SURROGATE.search(raw):
         return INVALID_JSON

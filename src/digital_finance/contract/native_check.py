@@ -19,7 +19,7 @@ from decimal import Decimal
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from digital_finance.arrow_arrays import all_true, bool_bytes, int_array, large_strings
+from digital_finance.arrow_arrays import int_array, large_strings
 from digital_finance.contract import reference
 from digital_finance.contract.arrow_records import arrow_type
 from digital_finance.contract.schemas import (
@@ -28,6 +28,7 @@ from digital_finance.contract.schemas import (
     INVALID_UTF8,
     MAX_INT64,
     NOT_AN_OBJECT,
+    RECORD_TOO_LARGE,
     DatasetSpec,
     FieldKind,
     FieldSpec,
@@ -35,6 +36,8 @@ from digital_finance.contract.schemas import (
 from digital_finance.errors import TerminalError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     import pyarrow as pa
 
 SLICE_ROWS = 16 * 1024  # also the batch size DuckDB scans per thread
@@ -107,13 +110,32 @@ def _arrow_type(f: FieldSpec) -> pa.DataType:
     return arrow_type(f)
 
 
+# the kernel's `line_codes` (native/kernel/src/decide.rs)
+_LINE_CODES = {INVALID_UTF8: 0, RECORD_TOO_LARGE: 2}
+_LINE_OK = 1
+
+
+def line_codes(reasons: pa.Array) -> npt.NDArray[np.uint8] | None:
+    """The kernel's byte per line for the reader's `line_reason`; None when all are null."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if reasons.null_count == len(reasons):
+        return None
+    codes = np.full(len(reasons), _LINE_OK, dtype=np.uint8)
+    for reason, code in _LINE_CODES.items():
+        hit = pc.fill_null(pc.equal(reasons, reason), False).to_numpy(zero_copy_only=False)
+        codes[hit] = code
+    return codes
+
+
 class NativeContract:
     """One dataset's contract compiled into the kernel, for one source time zone."""
 
     def __init__(self, module: ModuleType, spec: DatasetSpec, source_tz: str, threads: int = 2):
         self.spec = spec
         self.naive_is_utc = source_tz == "UTC"
-        reasons = (INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, DUPLICATE_KEY)
+        reasons = (RECORD_TOO_LARGE, INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, DUPLICATE_KEY)
         if len(spec.fields) > MAX_FIELDS:
             raise KernelUnsupportedError(f"{spec.name}: the kernel takes {MAX_FIELDS} fields")
         fields = [_field_tuple(f) for f in spec.fields]
@@ -134,12 +156,12 @@ class NativeContract:
         return names
 
     def decide(self, lines: pa.Table) -> pa.Table:
-        """Decide a chunk `(line_number, raw, utf8_ok)`; one output row per line."""
+        """Decide a chunk `(line_number, raw, line_reason)`; one output row per line."""
         import pyarrow as pa
 
         raw = lines.column("raw").combine_chunks()
         numbers = lines.column("line_number").combine_chunks()
-        ok = lines.column("utf8_ok").combine_chunks()
+        ok = lines.column("line_reason").combine_chunks()
         bounds = range(0, len(raw), SLICE_ROWS)
         batches = list(
             self._pool.map(
@@ -159,7 +181,9 @@ class NativeContract:
         """A decided table without rows."""
         import pyarrow as pa
 
-        batch = self._decide_slice(large_strings([]), int_array([], pa.int64()), all_true(0))
+        batch = self._decide_slice(
+            large_strings([]), int_array([], pa.int64()), pa.nulls(0, pa.string())
+        )
         return pa.Table.from_batches([batch])
 
     def _decide_slice(self, raw: pa.Array, numbers: pa.Array, ok: pa.Array) -> pa.RecordBatch:
@@ -173,8 +197,7 @@ class NativeContract:
             offsets = np.zeros(1, dtype=np.int64)
         # a pyarrow Buffer shows itself as signed chars; the kernel reads unsigned bytes
         data = np.frombuffer(data_buf if data_buf is not None else b"", dtype=np.uint8)
-        utf8 = bool_bytes(ok)  # None: every line is UTF-8
-        out = self._kernel.decide(offsets, data, utf8)
+        out = self._kernel.decide(offsets, data, line_codes(ok))
         return pa.RecordBatch.from_arrays(list(self._columns(out, raw, numbers)), self.names())
 
     def _columns(self, out: dict[str, Any], raw: pa.Array, numbers: pa.Array) -> Iterator[pa.Array]:

@@ -25,6 +25,7 @@ from digital_finance.contract.schemas import (
     DUPLICATE_KEY,
     INVALID_JSON,
     MAX_INT64,
+    NESTING_TOO_DEEP,
     NOT_AN_OBJECT,
     DatasetSpec,
     FieldKind,
@@ -83,10 +84,11 @@ class Rejected:
         return self.reasons[0]
 
 
-# The rejections for the whole-record reasons (invalid_json, not_an_object, duplicate_key),
-# built once: decoding names the reason, and every record with it shares its Rejected.
+# The rejections for the whole-record reasons decoding finds, built once: decoding names
+# the reason, and every record with it shares its Rejected.
 _WHOLE_RECORD_REJECTIONS: Final = {
-    reason: Rejected((reason,)) for reason in (INVALID_JSON, NOT_AN_OBJECT, DUPLICATE_KEY)
+    reason: Rejected((reason,))
+    for reason in (NESTING_TOO_DEEP, INVALID_JSON, NOT_AN_OBJECT, DUPLICATE_KEY)
 }
 
 

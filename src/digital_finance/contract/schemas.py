@@ -135,9 +135,22 @@ FUNDS = DatasetSpec(
 
 DATASETS: dict[str, DatasetSpec] = {STOCKS.name: STOCKS, FUNDS.name: FUNDS}
 
-# Whole-record reasons, checked before any field, in this order.
+# Whole-record reasons, checked before any field, in this order. The first two are the
+# reader's (`sources.file_reader`: a line's size, its bytes); the rest the contract's.
+RECORD_TOO_LARGE = "record_too_large"
 INVALID_UTF8 = "invalid_utf8"
+NESTING_TOO_DEEP = "nesting_too_deep"
 INVALID_JSON = "invalid_json"
 NOT_AN_OBJECT = "not_an_object"
 DUPLICATE_KEY = "duplicate_key"
-RECORD_REASONS = (INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, DUPLICATE_KEY)
+RECORD_REASONS = (
+    RECORD_TOO_LARGE,
+    INVALID_UTF8,
+    NESTING_TOO_DEEP,
+    INVALID_JSON,
+    NOT_AN_OBJECT,
+    DUPLICATE_KEY,
+)
+LINE_REASONS = (RECORD_TOO_LARGE, INVALID_UTF8)  # decided by the reader, before any parsing
+# Deeper JSON is not parsed: every engine's parser (and Python's) would need a stack that deep.
+MAX_NESTING_DEPTH = 512

@@ -20,6 +20,7 @@ from digital_finance.definition.steps import (
     WriteQuarantine,
 )
 from digital_finance.lakehouse.layout import TABLES
+from digital_finance.sources.input_limits import InputLimits
 
 if TYPE_CHECKING:
     from digital_finance.enrichment import Enrichment
@@ -63,6 +64,10 @@ class Pipeline:
             e for s in self.steps_of(Enrich) if s.dataset == dataset for e in s.enrichments
         )
 
+    def input_limits(self, dataset: str) -> InputLimits:
+        """The limits a dataset's inputs are read within."""
+        return next(s.limits for s in self.steps_of(ReadFiles) if s.dataset == dataset)
+
     def expectations_for(self, dataset: str) -> tuple[Expectation, ...]:
         """User and built-in expectations of one dataset."""
         return tuple(e for e in self.expectations if e.dataset == dataset)
@@ -96,6 +101,7 @@ def build_pipeline(
     user_expectations: tuple[Expectation, ...] = (),
     rule_actions: dict[str, Action] | None = None,
     enrichments: tuple[Enrichment, ...] = (),
+    input_limits: InputLimits | None = None,
 ) -> Pipeline:
     """The batch pipeline: files → bronze → contract → quarantine/silver → gold."""
     overrides = rule_actions or {}
@@ -126,7 +132,7 @@ def build_pipeline(
     for spec in (STOCKS, FUNDS):
         name = spec.name
         steps += [
-            ReadFiles(f"read_{name}", name),
+            ReadFiles(f"read_{name}", name, input_limits or InputLimits()),
             LandBronze(f"bronze_{name}", name, TABLES.bronze(name)),
             ApplyContract(f"contract_{name}", spec, source_tz),
             CheckExpectations(

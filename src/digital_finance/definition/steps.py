@@ -7,12 +7,13 @@ quarantine `step` values, run-log keys and, later, metric labels and checkpoint 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from digital_finance.contract.schemas import DatasetSpec
 from digital_finance.definition.expectations import Expectation
 from digital_finance.definition.rules import LatestWins
+from digital_finance.sources.input_limits import InputLimits
 
 if TYPE_CHECKING:
     from digital_finance.enrichment import Enrichment
@@ -27,9 +28,10 @@ class Step:
 
 @dataclass(frozen=True)
 class ReadFiles(Step):
-    """Read one dataset's input files as raw records with their positions."""
+    """Read one dataset's input files as raw records with their positions, within limits."""
 
     dataset: str
+    limits: InputLimits = field(default_factory=InputLimits)
 
 
 @dataclass(frozen=True)

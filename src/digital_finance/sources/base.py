@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from digital_finance.sources.file_reader import BLOCK_BYTES, LineChunk, read_chunks
+from digital_finance.sources.input_limits import InputLimits
 
 
 class SourcePart(Protocol):
@@ -58,8 +59,9 @@ class FileSource:
 
     kind = "file"
 
-    def __init__(self, block_bytes: int = BLOCK_BYTES) -> None:
+    def __init__(self, block_bytes: int = BLOCK_BYTES, limits: InputLimits | None = None) -> None:
         self.block_bytes = block_bytes
+        self.limits = limits or InputLimits()
 
     def read(self, part: SourcePart) -> Iterator[LineChunk]:
         """Bytes [start, end) of the file, every accepted form when read from its start."""
@@ -69,4 +71,5 @@ class FileSource:
             start=part.start,
             end=part.end,
             first_line=part.first_line,
+            limits=self.limits,
         )

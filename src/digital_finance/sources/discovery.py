@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +33,48 @@ class InputFile:
         return cls(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
     @classmethod
+    def readable(cls, path: Path) -> InputFile:
+        """Fingerprint a file the reader can take, or say why it cannot.
+
+        Only regular files are read: a FIFO without a writer would block for ever and a
+        device such as /dev/zero never ends, so both are refused before anything opens them.
+        """
+        try:
+            st = path.stat()
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InputError(f"{path} is a loop of symbolic links; point it at a file") from exc
+            raise InputError(f"{path} cannot be read: {exc.strerror}") from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(
+                f"{path} is {_kind(st.st_mode)}, not a regular file; only files can be "
+                "inputs (write the data to a file first)"
+            )
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise InputError(
+                f"{path} cannot be opened: {exc.strerror}; check its permissions "
+                "(the run needs to read it)"
+            ) from exc
+        return cls(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+    @classmethod
     def stat_path(cls, path: str) -> InputFile:
         """Fingerprint a file given by its path."""
         return cls.stat(Path(path))
+
+
+def _kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISFIFO: "a FIFO (named pipe)",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISDIR: "a folder",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
 
 
 def _is_input(path: Path) -> bool:
@@ -41,6 +82,14 @@ def _is_input(path: Path) -> bool:
     if name.endswith(".gz"):
         name = name[:-3]
     return name.endswith(INPUT_SUFFIXES) and not path.name.startswith((".", "_"))
+
+
+def _regular(path: Path) -> bool:
+    # inside a folder only regular files are inputs; a FIFO or device there is passed over
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
 
 
 def resolve_inputs(patterns: list[str]) -> list[InputFile]:
@@ -56,12 +105,12 @@ def resolve_inputs(patterns: list[str]) -> list[InputFile]:
             raise InputError(f"no file or folder matches {pattern!r}")
         for match in matches:
             candidates = (
-                sorted(p for p in match.rglob("*") if p.is_file()) if match.is_dir() else [match]
+                sorted(p for p in match.rglob("*") if _regular(p)) if match.is_dir() else [match]
             )
             for candidate in candidates:
                 if match.is_dir() and not _is_input(candidate):
                     continue  # inside folders take only JSON inputs; a named file is taken as is
-                info = InputFile.stat(candidate)
+                info = InputFile.readable(candidate)
                 found[info.path] = info
         if not found:
             raise InputError(

@@ -4,6 +4,10 @@ Files are read as bytes in large blocks and split on newlines without decoding e
 Python: the line offsets become an Arrow string array that shares the block's memory. This is
 what keeps a 10M-line file within a fixed memory budget and fast. JSON-array files (one array
 of objects) are unrolled element by element, keeping each element's exact text.
+
+Memory stays bounded whatever the input (`sources.input_limits`): a line longer than the
+record limit is skipped with only its first bytes kept, a gzip stream is stopped when it
+inflates like a bomb, and only a JSON array is ever held whole, up to its own limit.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from digital_finance import native
-from digital_finance.arrow_arrays import all_true, bool_array, int_array, large_strings
+from digital_finance.arrow_arrays import int_array, large_strings
+from digital_finance.contract.schemas import INVALID_UTF8, RECORD_TOO_LARGE
+from digital_finance.sources.input_limits import PREFIX_BYTES, InputLimits
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,18 +39,32 @@ BLOCK_BYTES = 32 * 1024 * 1024
 _BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
 _WHITESPACE = b" \t\r\n"
+_SKIP_BLOCK = 1024 * 1024
+_LOOK_AHEAD = 1024 * 1024  # bytes searched for the "[" that makes a file one JSON array
+DEFAULT_LIMITS = InputLimits()
 
 
 @dataclass(frozen=True)
 class LineChunk:
-    """Raw records of one file: `raw` (text without the line end) and `line_number`."""
+    """Raw records of one file: `raw` (text without the line end) and `line_number`.
 
-    table: pa.Table  # columns: line_number int64, raw large_string, utf8_ok bool
+    `line_reason` is null for a line read whole as UTF-8; otherwise the reader's verdict
+    (`record_too_large`, whose `raw` is then the line's first bytes, or `invalid_utf8`,
+    whose `raw` has the bad bytes escaped).
+    """
+
+    table: pa.Table  # columns: line_number int64, raw large_string, line_reason string
+    lines: int | None = None  # physical lines covered (empty ones dropped); None: num_rows
 
     @property
     def num_rows(self) -> int:
-        """How many physical lines (records and blank lines) the chunk holds."""
+        """How many lines (records and blank lines) the chunk holds."""
         return int(self.table.num_rows)
+
+    @property
+    def lines_covered(self) -> int:
+        """How many lines of the file the chunk covers: where the next chunk's numbers start."""
+        return self.num_rows if self.lines is None else self.lines
 
 
 class _Part(io.RawIOBase):
@@ -54,6 +74,7 @@ class _Part(io.RawIOBase):
         self._file = open(path, "rb")  # noqa: SIM115 - closed with the part
         self._file.seek(start)
         self._left = end - start if end is not None else None
+        self.consumed = 0  # bytes read from the file so far
 
     def readable(self) -> bool:
         return True
@@ -61,11 +82,13 @@ class _Part(io.RawIOBase):
     def readinto(self, buffer: WriteableBuffer) -> int:
         with memoryview(buffer) as view:
             if self._left is None:
-                return self._file.readinto(view)
-            if self._left <= 0:
+                got = self._file.readinto(view)
+            elif self._left <= 0:
                 return 0
-            got = self._file.readinto(view[: self._left])
-            self._left -= got
+            else:
+                got = self._file.readinto(view[: self._left])
+                self._left -= got
+            self.consumed += got
             return got
 
     def close(self) -> None:
@@ -73,26 +96,60 @@ class _Part(io.RawIOBase):
         super().close()
 
 
-def _open(path: str, start: int = 0, end: int | None = None) -> io.BufferedIOBase:
-    raw = io.BufferedReader(_Part(path, start, end))
-    head = raw.peek(2)[:2]
+class _Inflating(io.RawIOBase):
+    """A gzip stream that stops, with a clear error, when it inflates past the limits."""
+
+    def __init__(self, path: str, part: _Part, limits: InputLimits) -> None:
+        self._path, self._part, self._limits = path, part, limits
+        self._gzip = gzip.GzipFile(fileobj=io.BufferedReader(part), mode="rb")
+        self._inflated = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        got = self._gzip.readinto(buffer)
+        self._inflated += got
+        self._limits.check_inflated(self._path, self._inflated, self._part.consumed)
+        return got
+
+    def close(self) -> None:
+        self._gzip.close()
+        self._part.close()
+        super().close()
+
+
+def _open(
+    path: str, start: int = 0, end: int | None = None, limits: InputLimits = DEFAULT_LIMITS
+) -> io.BufferedIOBase:
+    part = _Part(path, start, end)
+    with open(path, "rb") as probe:
+        probe.seek(start)
+        head = probe.read(2)
     if head == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    return raw
+        return io.BufferedReader(_Inflating(path, part, limits), buffer_size=1024 * 1024)
+    return io.BufferedReader(part)
 
 
 def _first_significant_byte(stream: io.BufferedIOBase) -> tuple[bytes, bytes]:
-    """Return (first non-blank byte, everything read so far) without losing any input."""
-    seen = b""
-    while True:
+    """Return (first non-blank byte, everything read so far) without losing any input.
+
+    Only the first `_LOOK_AHEAD` bytes are looked at: a file that is blank for longer is
+    read as NDJSON (its blank lines are ignored), so leading blanks never pile up in memory.
+    """
+    seen = bytearray()
+    while len(seen) < _LOOK_AHEAD:
         block = stream.read(64 * 1024)
         if not block:
-            return b"", seen
+            return b"", bytes(seen)
+        at = len(seen)
         seen += block
-        body = seen[3:] if seen.startswith(_BOM) else seen
+        # the byte-order mark may straddle the first blocks; after them, look at the new block
+        body = seen[at:] if at >= len(_BOM) else seen[3:] if seen.startswith(_BOM) else seen
         stripped = body.lstrip(_WHITESPACE)
         if stripped:
-            return stripped[:1], seen
+            return bytes(stripped[:1]), bytes(seen)
+    return b"", bytes(seen)
 
 
 def read_chunks(
@@ -102,48 +159,66 @@ def read_chunks(
     start: int = 0,
     end: int | None = None,
     first_line: int = 1,
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> Iterator[LineChunk]:
     """Yield the records of bytes [start, end) of the file in chunks of about `block_bytes`.
 
     From the start of a file (`start` 0) every form is read: NDJSON, one JSON array, gzip, a
     byte-order mark. A later part (lines appended after an earlier read, `sources.file_scan`)
-    is plain NDJSON whose lines are numbered on from `first_line`.
+    is plain NDJSON whose lines are numbered on from `first_line`. Raises `FileRefusedError`
+    for a file beyond the limits that no quarantine row can stand for (a bomb, a huge array).
     """
     if start > 0:
-        yield from _part_chunks(path, block_bytes, start, end, first_line)
+        yield from _part_chunks(path, block_bytes, start, end, first_line, limits)
         return
-    with _open(path, 0, end) as stream:
+    with _open(path, 0, end, limits) as stream:
         first, head = _first_significant_byte(stream)
         if first == b"[":
-            data = head + stream.read()
+            data = head + stream.read(max(0, limits.max_array_bytes + 1 - len(head)))
+            limits.check_array(path, len(data))
             chunk = _native_array_chunk(data) or _array_chunk(data)
             if chunk is not None:
-                yield chunk
+                yield _cap(chunk, limits)
                 return
-            yield from _ndjson_chunks(iter([data]))
+            yield from _ndjson_chunks(iter([data]), limits)
             return
         module = native.kernel()
         if module is not None:
-            if not isinstance(stream, gzip.GzipFile):
+            if _is_plain(path, 0):
                 # a small file needs no 32 MB buffer: zeroing one costs more than reading it
                 size = os.path.getsize(path) if end is None else end
                 block_bytes = min(block_bytes, size + 1)
-            yield from _native_chunks(module, stream, head, block_bytes)
+            yield from _native_chunks(module, stream, head, block_bytes, limits)
             return
-        yield from _ndjson_chunks(_blocks(stream, head, block_bytes))
+        yield from _ndjson_chunks(_blocks(stream, head, block_bytes), limits)
+
+
+def _is_plain(path: str, start: int) -> bool:
+    with open(path, "rb") as probe:
+        probe.seek(start)
+        return probe.read(2) != _GZIP_MAGIC
 
 
 def _part_chunks(
-    path: str, block_bytes: int, start: int, end: int | None, first_line: int
+    path: str,
+    block_bytes: int,
+    start: int,
+    end: int | None,
+    first_line: int,
+    limits: InputLimits,
 ) -> Iterator[LineChunk]:
     with _open_plain(path, start, end) as stream:
         module = native.kernel()
         if end is not None:
             block_bytes = min(block_bytes, end - start + 1)
         if module is not None:
-            yield from _native_chunks(module, stream, b"", block_bytes, first_line, bom=False)
+            yield from _native_chunks(
+                module, stream, b"", block_bytes, limits, first_line, bom=False
+            )
         else:
-            yield from _ndjson_chunks(_blocks(stream, b"", block_bytes), first_line, bom=False)
+            yield from _ndjson_chunks(
+                _blocks(stream, b"", block_bytes), limits, first_line, bom=False
+            )
 
 
 def _open_plain(path: str, start: int, end: int | None) -> io.BufferedIOBase:
@@ -166,6 +241,7 @@ def _native_chunks(
     stream: io.BufferedIOBase,
     head: bytes,
     block_bytes: int,
+    limits: InputLimits,
     next_line: int = 1,
     bom: bool = True,
 ) -> Iterator[LineChunk]:
@@ -173,7 +249,8 @@ def _native_chunks(
 
     The kernel copies each block's lines into arrays of their own, so the buffer is filled
     again in place: no block is ever copied in Python, which at 150 MB of input saved
-    hundreds of megabytes of freshly touched memory.
+    hundreds of megabytes of freshly touched memory. The buffer grows for a long line only
+    up to the record limit; a longer line is skipped (`_skip_line`).
     """
     buffer = bytearray(max(block_bytes, len(head), 1))
     buffer[: len(head)] = head
@@ -187,18 +264,78 @@ def _native_chunks(
         at_end = filled < len(buffer)
         cut = buffer.rfind(b"\n", start, filled)
         if cut < 0:
-            if not at_end:  # one line longer than the buffer: make room and read on
+            if filled - start > limits.max_record_bytes:
+                prefix = bytes(buffer[start : start + PREFIX_BYTES])
+                after, at_end = _skip_line(stream)
+                yield _oversize_chunk(prefix, next_line)
+                next_line += 1
+                buffer[: len(after)] = after
+                filled, start = len(after), 0
+            elif not at_end:  # one line longer than the buffer: make room and read on
                 buffer.extend(bytes(len(buffer)))
             continue
         with memoryview(buffer) as view:
             chunk = _native_split(module, view[start : cut + 1], next_line)
-        yield chunk
-        next_line += chunk.num_rows
+        yield _cap(chunk, limits)
+        next_line += chunk.lines_covered
         rest = filled - (cut + 1)
         buffer[:rest] = buffer[cut + 1 : filled]
         filled, start = rest, 0
     if filled > start:
-        yield _native_split(module, bytes(buffer[start:filled]) + b"\n", next_line)
+        last = _native_split(module, bytes(buffer[start:filled]) + b"\n", next_line)
+        yield _cap(last, limits)
+
+
+def _skip_line(stream: io.BufferedIOBase) -> tuple[bytes, bool]:
+    """Read past the end of the current line in small blocks; (what follows it, at the end)."""
+    while True:
+        block = stream.read(_SKIP_BLOCK)
+        if not block:
+            return b"", True
+        cut = block.find(b"\n")
+        if cut >= 0:
+            return block[cut + 1 :], False
+
+
+def _oversize_chunk(prefix: bytes, line: int) -> LineChunk:
+    """One line over the record limit: its first bytes stand for it."""
+    import pyarrow as pa
+
+    text = prefix.decode("utf-8", errors="backslashreplace")
+    return LineChunk(
+        pa.table(
+            {
+                "line_number": int_array([line], pa.int64()),
+                "raw": large_strings([text]),
+                "line_reason": pa.array([RECORD_TOO_LARGE], pa.string()),
+            }
+        )
+    )
+
+
+def _cap(chunk: LineChunk, limits: InputLimits) -> LineChunk:
+    """Replace the lines over the record limit that fit in a block by their first bytes."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    raw = chunk.table.column("raw").combine_chunks()
+    if len(raw) == 0:
+        return chunk
+    offsets = np.frombuffer(raw.buffers()[1], dtype=np.int64)
+    offsets = offsets[raw.offset : raw.offset + len(raw) + 1]
+    over = np.diff(offsets) > limits.max_record_bytes
+    if not over.any():
+        return chunk
+    texts = raw.to_pylist()
+    for i in np.flatnonzero(over).tolist():
+        prefix = texts[i].encode("utf-8")[:PREFIX_BYTES]
+        texts[i] = prefix.decode("utf-8", errors="ignore")
+    reasons = pc.if_else(
+        pa.array(over), pa.scalar(RECORD_TOO_LARGE), chunk.table.column("line_reason")
+    )
+    table = chunk.table.set_column(1, "raw", large_strings(texts))
+    return LineChunk(table.set_column(2, "line_reason", reasons), chunk.lines)
 
 
 def _blocks(stream: io.BufferedIOBase, head: bytes, block_bytes: int) -> Iterator[bytes]:
@@ -213,26 +350,36 @@ def _blocks(stream: io.BufferedIOBase, head: bytes, block_bytes: int) -> Iterato
 
 
 def _ndjson_chunks(
-    blocks: Iterator[bytes], next_line: int = 1, bom: bool = True
+    blocks: Iterator[bytes], limits: InputLimits, next_line: int = 1, bom: bool = True
 ) -> Iterator[LineChunk]:
     carry = b""
     first = bom
+    skipping: bytes | None = None  # the first bytes of an oversize line being skipped
     for block in blocks:
-        data = carry + block
         if first:
             first = False
-            if data.startswith(_BOM):
-                data = data[3:]
+            if block.startswith(_BOM):
+                block = block[3:]
+        if skipping is not None:
+            end = block.find(b"\n")
+            if end < 0:
+                continue
+            yield _oversize_chunk(skipping, next_line)
+            next_line += 1
+            skipping, block = None, block[end + 1 :]
+        data = carry + block
         cut = data.rfind(b"\n")
-        if cut < 0:
-            carry = data
-            continue
+        if cut >= 0:
+            chunk = _cap(_chunk_from_block(data[: cut + 1], next_line), limits)
+            yield chunk
+            next_line += chunk.lines_covered
         carry = data[cut + 1 :]
-        chunk = _chunk_from_block(data[: cut + 1], next_line)
-        yield chunk
-        next_line += chunk.num_rows
-    if carry:
-        yield _chunk_from_block(carry + b"\n", next_line)
+        if len(carry) > limits.max_record_bytes:
+            skipping, carry = carry[:PREFIX_BYTES], b""
+    if skipping is not None:
+        yield _oversize_chunk(skipping, next_line)
+    elif carry:
+        yield _cap(_chunk_from_block(carry + b"\n", next_line), limits)
 
 
 def _chunk_from_block(body: bytes, first_line: int) -> LineChunk:
@@ -250,17 +397,39 @@ def _native_split(module: ModuleType, body: bytes | memoryview, first_line: int)
     import numpy as np
     import pyarrow as pa
 
-    offsets, text, bad_utf8 = module.split_lines(body)
+    offsets, text, bad_utf8, kept, covered = module.split_lines(body)
     count = len(offsets) // 8 - 1
     raw = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(text))
+    bad = np.zeros(count, dtype=bool)
     if bad_utf8:
-        ok = np.ones(count, dtype=bool)
-        ok[bad_utf8] = False
-        utf8_ok = bool_array(ok)
-    else:
-        utf8_ok = all_true(count)
-    numbers = int_array(np.arange(first_line, first_line + count), pa.int64())
-    return LineChunk(pa.table({"line_number": numbers, "raw": raw, "utf8_ok": utf8_ok}))
+        bad[bad_utf8] = True
+    if kept is None:
+        index = np.arange(count, dtype=np.int64)
+    else:  # empty lines were dropped: each kept line's place in the block
+        index = np.frombuffer(kept, dtype=np.int64)
+    numbers = int_array(index + first_line, pa.int64())
+    return LineChunk(
+        pa.table({"line_number": numbers, "raw": raw, "line_reason": invalid_utf8(bad)}),
+        covered,
+    )
+
+
+def invalid_utf8(bad: npt.NDArray[np.bool_]) -> pa.Array:
+    """The `line_reason` column of lines of which `bad` are not UTF-8."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    none = pa.nulls(len(bad), pa.string())
+    if not bad.any():
+        return none
+    return pc.if_else(pa.array(bad), pa.scalar(INVALID_UTF8), none)
+
+
+def no_reasons(count: int) -> pa.Array:
+    """The `line_reason` column of `count` lines read whole as UTF-8."""
+    import pyarrow as pa
+
+    return pa.nulls(count, pa.string())
 
 
 def _chunk_from_lines(body: bytes, ends: Offsets, first_line: int) -> LineChunk:
@@ -288,13 +457,17 @@ def _chunk_from_lines(body: bytes, ends: Offsets, first_line: int) -> LineChunk:
     offsets[:-1] = starts - dropped_before
     offsets[-1] = len(kept)
     raw = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(kept))
-    utf8_ok = all_true(count)
+    reasons = no_reasons(count)
     try:
         raw.validate(full=True)
     except pa.ArrowInvalid:
-        raw, utf8_ok = _repair_utf8(kept, offsets)
+        raw, reasons = _repair_utf8(kept, offsets)
     numbers = int_array(np.arange(first_line, first_line + count), pa.int64())
-    return LineChunk(pa.table({"line_number": numbers, "raw": raw, "utf8_ok": utf8_ok}))
+    table = pa.table({"line_number": numbers, "raw": raw, "line_reason": reasons})
+    empty = offsets[1:] == offsets[:-1]
+    if empty.any():  # dropped, as the kernel drops them: a block of newlines costs no rows
+        table = table.filter(pa.array(~empty))
+    return LineChunk(table, count)
 
 
 def _repair_utf8(kept: Bytes, offsets: Offsets) -> tuple[pa.Array, pa.Array]:
@@ -332,7 +505,7 @@ def _repair_utf8(kept: Bytes, offsets: Offsets) -> tuple[pa.Array, pa.Array]:
         count, pa.py_buffer(new_offsets), pa.py_buffer(b"".join(pieces))
     )
     raw.validate(full=True)
-    return raw, bool_array(ok)
+    return raw, invalid_utf8(~ok)
 
 
 def _native_array_chunk(data: bytes) -> LineChunk | None:
@@ -353,7 +526,9 @@ def _native_array_chunk(data: bytes) -> LineChunk | None:
     count = len(lines) // 8
     raw = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(text))
     numbers = pa.Array.from_buffers(pa.int64(), count, [None, pa.py_buffer(lines)])
-    return LineChunk(pa.table({"line_number": numbers, "raw": raw, "utf8_ok": all_true(count)}))
+    return LineChunk(
+        pa.table({"line_number": numbers, "raw": raw, "line_reason": no_reasons(count)})
+    )
 
 
 def _array_chunk(data: bytes) -> LineChunk | None:
@@ -407,7 +582,7 @@ def _array_chunk(data: bytes) -> LineChunk | None:
             {
                 "line_number": int_array(lines, pa.int64()),
                 "raw": large_strings(raws),
-                "utf8_ok": all_true(len(raws)),
+                "line_reason": no_reasons(len(raws)),
             }
         )
     )

@@ -35,6 +35,7 @@ from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.batch_runner import BatchRunner
 from digital_finance.runs.plan import Batch, PlannedFile
 from digital_finance.runs.report import BatchReport, Progress, RuleFailures
+from digital_finance.sources.base import FileSource
 
 Staged = dict[str, StagedDataset]
 
@@ -130,6 +131,7 @@ class EmbeddedRunner(BatchRunner[Staged]):
                 step.source_tz,
                 self.pipeline.expectations_for(name),
                 self._native_contract(step.spec, step.source_tz),
+                FileSource(limits=self.pipeline.input_limits(name)),
             )
         report.contract = _contract_label([d.native is not None for d in staged.values()])
         total = sum(pf.file.size - pf.start for pf in batch.files)

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from digital_finance.arrow_arrays import all_true, constant_int32, int_array, large_strings
+from digital_finance.arrow_arrays import constant_int32, int_array, large_strings
 from digital_finance.contract import reference
 from digital_finance.contract.compiled_sql import compile_contract, ident, local_to_utc, sql_str
 from digital_finance.contract.native_check import NativeContract, naive_column
@@ -29,7 +29,6 @@ from digital_finance.sources.file_reader import LineChunk
 from digital_finance.sources.prefetch import prefetch
 
 SCAN_BATCH_ROWS = 16 * 1024
-FILES = FileSource()
 _LIST_OF_NAMES = "::VARCHAR[]"
 _NO_RULES = "[]" + _LIST_OF_NAMES
 
@@ -71,8 +70,10 @@ class StagedDataset:
         source_tz: str,
         expectations: Sequence[Expectation],
         native: NativeContract | None = None,
+        files: FileSource | None = None,
     ) -> None:
         self.con = con
+        self.source = files or FileSource()
         self.native = native
         self.spec = spec
         self.tz = source_tz
@@ -87,7 +88,7 @@ class StagedDataset:
                 {
                     "line_number": int_array([], pa.int64()),
                     "raw": large_strings([]),
-                    "utf8_ok": all_true(0),
+                    "line_reason": pa.nulls(0, pa.string()),
                     "file_ordinal": int_array([], pa.int32()),
                 }
             )
@@ -165,7 +166,7 @@ class StagedDataset:
 
         def chunks() -> Iterator[tuple[PlannedFile, LineChunk | None]]:
             for part in files:
-                for chunk in FILES.read(part):
+                for chunk in self.source.read(part):
                     yield part, chunk
                 yield part, None  # the part is read
 
@@ -195,7 +196,7 @@ class StagedDataset:
     def load(self, part: PlannedFile) -> None:
         """Parse one file part into the staging table with the SQL contract."""
         self.con.execute(f"INSERT INTO {self.files} VALUES (?, ?)", [part.ordinal, part.file.path])
-        for chunk in FILES.read(part):
+        for chunk in self.source.read(part):
             table = chunk.table.append_column(
                 "file_ordinal", constant_int32(part.ordinal, chunk.num_rows)
             )

@@ -64,6 +64,7 @@ class SparkRunner(BatchRunner[Staged]):
                     step.source_tz,
                     batch.files_of(name),
                     self.pipeline.expectations_for(name),
+                    self.pipeline.input_limits(name),
                 )
                 staged[name] = dataset
                 records, by_reference, rules = dataset.rule_counts()

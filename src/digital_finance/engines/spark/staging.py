@@ -34,16 +34,17 @@ from digital_finance.runs.plan import PlannedFile
 from digital_finance.runs.report import RuleFailures
 from digital_finance.sources.base import FileSource
 from digital_finance.sources.discovery import InputFile
+from digital_finance.sources.input_limits import InputLimits
 
 ANSI = "spark.sql.ansi.enabled"
 # measured: 4 MB chunks spent a quarter of the time planning the query again and again
 WORKER_BLOCK_BYTES = 16 * 1024 * 1024
 
 
-def _reader(spec: DatasetSpec, tz: str) -> object:
+def _reader(spec: DatasetSpec, tz: str, limits: InputLimits) -> object:
     """The task that turns file parts (ordinal, path, bytes, first line) into checked records."""
 
-    files = FileSource(WORKER_BLOCK_BYTES)
+    files = FileSource(WORKER_BLOCK_BYTES, limits)
 
     def read_files(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
@@ -67,6 +68,7 @@ class SparkStagedDataset:
         source_tz: str,
         files: Sequence[PlannedFile],
         expectations: Sequence[Expectation],
+        limits: InputLimits | None = None,
     ) -> None:
         self.spark = spark
         self.spec = spec
@@ -82,7 +84,7 @@ class SparkStagedDataset:
             spark.sparkContext.parallelize(file_rows, max(1, len(file_rows))),
             "file_ordinal int, path string, start_byte long, end_byte long, first_line long",
         )
-        parsed = listing.mapInArrow(_reader(spec, source_tz), schema)  # type: ignore[arg-type]
+        parsed = listing.mapInArrow(_reader(spec, source_tz, limits or InputLimits()), schema)  # type: ignore[arg-type]
         self.checked = self._with_rules(parsed).persist(StorageLevel.MEMORY_AND_DISK)
 
     def _with_rules(self, parsed: DataFrame) -> DataFrame:
