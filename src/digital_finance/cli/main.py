@@ -183,6 +183,29 @@ def query(
     run_query(sql, output, out, as_of, limit)
 
 
+batch_app = typer.Typer(
+    help="Repair the lakehouse's batches (see docs/RECOVERY.md).", no_args_is_help=True
+)
+app.add_typer(batch_app, name="batch")
+
+
+@batch_app.command("abandon")
+def batch_abandon(
+    batch_id: Annotated[int, typer.Argument(metavar="N", help="The interrupted batch to give up.")],
+    output: OutputOpt = "lakehouse",
+) -> None:
+    """Give up an interrupted batch: every table goes back to where it was before it.
+
+    Use it when a run says a batch cannot be finished because its files are gone or
+    changed. The tables the batch wrote are restored to their version before it (a new
+    Delta commit: the old rows stay readable with `query --as-of`), the batch is logged as
+    abandoned, and its files count as never read.
+    """
+    from digital_finance.cli.batch_command import abandon
+
+    abandon(output, batch_id)
+
+
 def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:
     """Console entry point.
 

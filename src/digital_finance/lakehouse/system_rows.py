@@ -17,6 +17,7 @@ from digital_finance.runs.report import BatchReport
 from digital_finance.sources.discovery import InputFile
 
 UTC_TS = pa.timestamp("us", tz="UTC")
+ABANDONED = "abandoned"  # the run-log status of a batch given up (`runs.abandon`)
 
 BATCHES_SCHEMA = pa.schema(
     [
@@ -65,8 +66,9 @@ RUNS_SCHEMA = pa.schema(
 
 def planned_files(
     batches: pa.Table | None, runs: pa.Table | None
-) -> tuple[list[tuple[int, PlannedFile]], set[int]]:
-    """Every planned file with its batch id, and the ids of batches that succeeded."""
+) -> tuple[list[tuple[int, PlannedFile]], set[int], set[int]]:
+    """Every planned file with its batch id, and the ids of batches that succeeded and of
+    those abandoned (`digital-finance batch abandon`)."""
     planned: list[tuple[int, PlannedFile]] = []
     if batches is not None:
         for row in batches.to_pylist():
@@ -82,11 +84,14 @@ def planned_files(
             )
             planned.append((row["batch_id"], part))
     succeeded: set[int] = set()
+    abandoned: set[int] = set()
     if runs is not None:
         for row in runs.select(["batch_id", "status"]).to_pylist():
             if row["status"] == "succeeded":
                 succeeded.add(row["batch_id"])
-    return planned, succeeded
+            elif row["status"] == ABANDONED:
+                abandoned.add(row["batch_id"])
+    return planned, succeeded, abandoned
 
 
 def plan_rows(batch: Batch, run_id: str, now: datetime) -> pa.Table:
@@ -109,6 +114,13 @@ def plan_rows(batch: Batch, run_id: str, now: datetime) -> pa.Table:
         for pf in batch.files
     ]
     return table_from_rows(rows, BATCHES_SCHEMA)
+
+
+def abandoned_row(batch_id: int, account: str, when: datetime, engine: str) -> pa.Table:
+    """The run log's row that closes an abandoned batch: its files count as never read."""
+    report = BatchReport(batch_id, "abandon", ABANDONED)
+    report.error = account
+    return run_row(report, when, when, "UTC", engine)
 
 
 def run_row(

@@ -30,7 +30,14 @@ from digital_finance.engines.registry import implementation
 from digital_finance.lakehouse.commit_lock import CommitLock, commit_lock
 from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.failpoints import crash_point
-from digital_finance.runs.plan import Batch, Plan, PlannedFile, Scanner, plan_run
+from digital_finance.runs.plan import (
+    Batch,
+    Plan,
+    PlannedFile,
+    Scanner,
+    UnfinishedBatchError,
+    plan_run,
+)
 from digital_finance.runs.report import (
     BatchReport,
     Progress,
@@ -59,14 +66,23 @@ class BatchRunner(ABC, Generic[Staged]):
 
     # --- what an engine provides -------------------------------------------------------
     @abstractmethod
-    def planned_files(self) -> tuple[list[tuple[int, PlannedFile]], set[int]]:
-        """Files of the batches planned so far, and the batches that succeeded."""
+    def planned_files(self) -> tuple[list[tuple[int, PlannedFile]], set[int], set[int]]:
+        """Files of the batches planned so far; the batches that succeeded, and abandoned."""
 
     @abstractmethod
     def stage(
         self, batch: Batch, run_id: str, report: BatchReport
     ) -> AbstractContextManager[Staged]:
         """Parse and check the batch; fill `report.records` and `report.rules`; clean up on exit."""
+
+    @abstractmethod
+    def holds_batch(self, batch_id: int, datasets: tuple[str, ...]) -> bool:
+        """Whether bronze and quarantine of these datasets hold the batch, so that it can be
+        finished from bronze (`stage` then reads a `from_bronze` batch from there)."""
+
+    def clean_up(self, crashed: bool) -> list[str]:
+        """Remove what dead writers left; notes for the summary. Called under the lock."""
+        return []
 
     @abstractmethod
     def commit_plan(self, batch: Batch, run_id: str, now: datetime) -> None:
@@ -95,7 +111,7 @@ class BatchRunner(ABC, Generic[Staged]):
         report = RunReport()
         with contextlib.ExitStack() as ahead:
             scan = _memoized(scan_file)  # both plans of this run hash each file once
-            early = plan_run(inputs, *self.planned_files(), scan)
+            early = self._plan(inputs, scan)
             staged_early: tuple[Batch, Staged, _Attempt] | None = None
             if early.new is not None:
                 attempt = _Attempt.begin(early.new)
@@ -103,9 +119,10 @@ class BatchRunner(ABC, Generic[Staged]):
                 staged_early = (early.new, staged, attempt)
             run_id = staged_early[2].report.run_id if staged_early else uuid.uuid4().hex
             with self.lock.hold(run_id, self.progress.stage):
-                plan = plan_run(inputs, *self.planned_files(), scan)
+                plan = self._plan(inputs, scan)
                 report.skipped_files = plan.skipped_files
                 report.notes = plan.notes
+                report.notes += self.clean_up(crashed=plan.resume is not None)
                 report.taken_by_others = _taken_by_others(early.new, plan)
                 if plan.resume is not None:
                     report.batches.append(self._run_batch(plan.resume))
@@ -119,6 +136,24 @@ class BatchRunner(ABC, Generic[Staged]):
                         report.batches.append(self._run_batch(plan.new))
         report.seconds = time.perf_counter() - started
         return report
+
+    def _plan(self, inputs: dict[str, list[InputFile]], scan: Scanner) -> Plan:
+        """The plan; an interrupted batch whose files changed is finished from bronze when
+        bronze holds it, and otherwise refused with what to do."""
+        planned, succeeded, abandoned = self.planned_files()
+        try:
+            return plan_run(inputs, planned, succeeded, scan, abandoned=abandoned)
+        except UnfinishedBatchError as exc:
+            if not self.holds_batch(exc.batch_id, exc.datasets):
+                raise
+            plan = plan_run(
+                inputs, planned, succeeded, scan, abandoned=abandoned, from_bronze=exc.batch_id
+            )
+            plan.notes.append(
+                f"batch {exc.batch_id}: {exc.path} {exc.what}; the batch is finished from what "
+                "bronze already holds of it"
+            )
+            return plan
 
     def _enter_stage(self, stack: contextlib.ExitStack, batch: Batch, attempt: _Attempt) -> Staged:
         try:

@@ -29,6 +29,24 @@ class BatchClaimError(TransientError):
         return type(self), (self.batch_id,)
 
 
+class UnfinishedBatchError(InputError):
+    """An interrupted batch cannot be finished from its files: one is gone or changed."""
+
+    def __init__(self, batch_id: int, path: str, what: str, datasets: tuple[str, ...]) -> None:
+        super().__init__(
+            f"batch {batch_id} was interrupted and {path} {what}, so the batch cannot be "
+            f"finished from its files. Either put the file back as it was and run again, or "
+            f"give the batch up with `digital-finance batch abandon {batch_id}` (every table "
+            "goes back to where it was before the batch; its files are read as new next time)"
+        )
+        self.batch_id, self.path, self.what, self.datasets = batch_id, path, what, datasets
+
+    def __reduce__(
+        self,
+    ) -> tuple[type[UnfinishedBatchError], tuple[int, str, str, tuple[str, ...]]]:
+        return type(self), (self.batch_id, self.path, self.what, self.datasets)
+
+
 @dataclass(frozen=True)
 class PlannedFile:
     """A file's part in a batch: bytes [start, file.size), with its place in receipt order.
@@ -66,6 +84,8 @@ class Batch:
     batch_id: int
     files: tuple[PlannedFile, ...]
     resumed: bool = False
+    # finished from what bronze holds of it, its files being gone or changed (`plan_run`)
+    from_bronze: bool = False
 
     def files_of(self, dataset: str) -> list[PlannedFile]:
         """The batch's files of one dataset, in receipt order."""
@@ -90,6 +110,9 @@ def plan_run(
     planned: list[tuple[int, PlannedFile]],
     succeeded: set[int],
     scan: Scanner = scan_file,
+    *,
+    abandoned: set[int] | frozenset[int] = frozenset(),
+    from_bronze: int | None = None,
 ) -> Plan:
     """Plan a run from the inputs and the file parts already planned (with their batch ids).
 
@@ -97,12 +120,18 @@ def plan_run(
     last read is not read again; any other is hashed, and skipped when its bytes were
     ingested before (under any path), read from where its last read ended when lines were
     appended to it, and read whole as a new version otherwise. A planned batch without a
-    succeeded run is resumed first, exactly as planned.
+    succeeded run is resumed first, exactly as planned; when its files are gone or changed,
+    `UnfinishedBatchError` says so, unless the caller found that bronze holds the batch and
+    passes its id as `from_bronze`. An abandoned batch's files count as never read; its id
+    is never used again.
     """
     by_batch: dict[int, list[PlannedFile]] = {}
     latest: dict[str, tuple[int, PlannedFile]] = {}  # path -> its newest part, with its batch
     contents: dict[str, tuple[str, int]] = {}  # sha256 -> (path, batch) that held those bytes
+    highest = max((b for b, _ in planned), default=0)
     for batch_id, pf in planned:
+        if batch_id in abandoned:
+            continue
         by_batch.setdefault(batch_id, []).append(pf)
         newest = latest.get(pf.file.path)
         if newest is None or (batch_id, pf.file.size) > (newest[0], newest[1].file.size):
@@ -114,10 +143,12 @@ def plan_run(
     if unfinished:
         batch_id = unfinished[-1]
         files = tuple(by_batch[batch_id])
-        for pf in files:
-            _check_unchanged(batch_id, pf, scan)
-        resume = Batch(batch_id, files, resumed=True)
-    next_id = max(by_batch, default=0) + 1
+        if from_bronze != batch_id:
+            datasets = tuple(sorted({pf.dataset for pf in files}))
+            for pf in files:
+                _check_unchanged(batch_id, pf, scan, datasets)
+        resume = Batch(batch_id, files, resumed=True, from_bronze=from_bronze == batch_id)
+    next_id = highest + 1
     plan = Plan(resume, None)
     new_files: list[PlannedFile] = []
     for dataset, candidates in inputs.items():
@@ -180,22 +211,21 @@ def _new_part(
     return PlannedFile(dataset, ordinal, f, sha256=found.sha256)
 
 
-def _check_unchanged(batch_id: int, pf: PlannedFile, scan: Scanner) -> None:
+def _check_unchanged(
+    batch_id: int, pf: PlannedFile, scan: Scanner, datasets: tuple[str, ...]
+) -> None:
     """An interrupted batch is resumed only from the very bytes it was planned on."""
     path = pf.file.path
     try:
         now = InputFile.stat_path(path)
-    except FileNotFoundError as exc:
-        raise InputError(
-            f"batch {batch_id} was interrupted and needs {path}, which is gone; "
-            "restore the file and run again"
-        ) from exc
+    except OSError as exc:
+        raise UnfinishedBatchError(batch_id, path, "is gone", datasets) from exc
     if pf.sha256 is None:  # planned before files were known by content
         same = now == pf.file
     else:
-        same = now.size >= pf.file.size and scan(path, pf.file.size, None).sha256 == pf.sha256
+        try:
+            same = now.size >= pf.file.size and scan(path, pf.file.size, None).sha256 == pf.sha256
+        except (OSError, FileChangedError):
+            same = False
     if not same:
-        raise InputError(
-            f"batch {batch_id} was interrupted and {path} changed since; "
-            "restore the original file and run again"
-        )
+        raise UnfinishedBatchError(batch_id, path, "changed since it was planned", datasets)

@@ -7,10 +7,12 @@ touched: a negative number is data, not a formula.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
 
+from digital_finance.lakehouse.scratch import scratch_folder
 from digital_finance.lakehouse.storage import Location
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -65,11 +67,9 @@ def export_tables(root: Location, fmt: str) -> list[str]:
         if root.is_local:
             write_file(table, root.path / relative)
         else:
-            local = root.scratch("export") / Path(relative).name
-            try:
+            with scratch_folder(root, f"export-{uuid.uuid4().hex}") as folder:
+                local = folder / Path(relative).name
                 write_file(table, local)
                 root.upload(local, relative)
-            finally:
-                local.unlink(missing_ok=True)
         written.append(root.child(relative).uri)
     return written

@@ -29,7 +29,7 @@ from deltalake import (
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
-from digital_finance.contract.compiled_sql import sql_str
+from digital_finance.contract.compiled_sql import ident
 from digital_finance.lakehouse.layout import APP_ID
 from digital_finance.lakehouse.storage import Location
 
@@ -155,10 +155,12 @@ def write_files(
     folder = root.scratch(f"upload-{uuid.uuid4().hex}") if remote else root.path / table
     folder.mkdir(parents=True, exist_ok=True)
     schema = con.sql(f"SELECT * FROM ({sql}) LIMIT 0").to_arrow_table().schema
-    files = con.sql(
-        f"COPY ({sql}) TO '{folder}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
+    # the folder is a bound parameter: a path is never SQL text, whatever it holds
+    files = con.execute(
+        f"COPY ({sql}) TO ? (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
         f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}, FILE_SIZE_BYTES {TARGET_FILE_BYTES}, "
-        "FILENAME_PATTERN 'part-{uuid}', APPEND true, RETURN_STATS true)"
+        "FILENAME_PATTERN 'part-{uuid}', APPEND true, RETURN_STATS true)",
+        [str(folder)],
     ).fetchall()
     now_ms = int(time.time() * 1000)
     actions = [
@@ -224,18 +226,23 @@ def is_plain(dt: DeltaTable) -> bool:
     return not dt.metadata().partition_columns
 
 
-def read_parquet(files: list[str], filename: bool = False) -> str:
-    """DuckDB's `read_parquet` over these files, with each row's file when `filename`.
+def parquet_view(
+    con: duckdb.DuckDBPyConnection, name: str, files: list[str], filename: bool = False
+) -> str:
+    """A view `name` over DuckDB's Parquet reader of these files, with each row's file when
+    `filename`; returns the quoted name to use in SQL.
 
-    Files written before a column was added lack it: `union_by_name` reads it as NULL.
+    The view is made from a relation (`read_parquet` called from Python), so the paths reach
+    DuckDB as values, never as SQL text. Files written before a column was added lack it:
+    `union_by_name` reads it as NULL.
     """
-    listed = ", ".join(sql_str(f) for f in files)
-    named = ", filename = true" if filename else ""
-    return f"read_parquet([{listed}], union_by_name = true{named})"
+    relation = con.read_parquet(files, union_by_name=True, filename=filename)
+    relation.create_view(name, replace=True)
+    return ident(name)
 
 
-def parquet_scan(dt: DeltaTable) -> str | None:
-    """A DuckDB `read_parquet` over the table's current files, where that reads it exactly.
+def parquet_scan(con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable) -> str | None:
+    """A view over the table's current files, where DuckDB's reader reads it exactly.
 
     DuckDB's own Parquet reader is parallel and skips pyarrow's dataset layer (whose import
     alone costs a tenth of a second). None for a table that is not plain (`is_plain`) or
@@ -244,7 +251,7 @@ def parquet_scan(dt: DeltaTable) -> str | None:
     if not is_plain(dt):
         return None
     files = dt.file_uris()
-    return read_parquet(files) if files else None
+    return parquet_view(con, name, files) if files else None
 
 
 def table_rows(dt: DeltaTable) -> int:

@@ -50,7 +50,7 @@ def rewrite_touched(
     keys = ", ".join(ident(k) for k in rule.key)
     ev = ident(rule.event_time)
     batch = ident(rule.receipt_across_batches)
-    scan = delta_io.read_parquet(dt.file_uris(), filename=True)
+    scan = delta_io.parquet_view(con, "_silver_files", dt.file_uris(), filename=True)
     # the current row of every candidate key, with the file that holds it
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _current AS SELECT {keys}, {ev}, {batch}, filename "
@@ -73,11 +73,10 @@ def rewrite_touched(
     # files written by Spark may hold INT96 times, which DuckDB reads without a zone
     fix = ", ".join(f"{ident(c)}::TIMESTAMPTZ AS {ident(c)}" for c in timestamps)
     star = f"* REPLACE ({fix})" if fix else "*"
-    kept = (
-        f"SELECT {star} FROM {delta_io.read_parquet(touched)} ANTI JOIN _winners USING ({keys})"
-        if touched
-        else None
-    )
+    kept = None
+    if touched:
+        source = delta_io.parquet_view(con, "_touched_files", touched)
+        kept = f"SELECT {star} FROM {source} ANTI JOIN _winners USING ({keys})"
     rows = f"{kept} UNION ALL BY NAME SELECT * FROM _winners" if kept else "SELECT * FROM _winners"
     adds, _ = delta_io.write_files(root, table, con, rows)
     now_ms = int(time.time() * 1000)

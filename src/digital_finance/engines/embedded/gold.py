@@ -7,13 +7,15 @@ next to parsing; an incremental gold is a later optimisation.
 
 from __future__ import annotations
 
-import shutil
+from pathlib import Path
 
 import duckdb
+from deltalake import DeltaTable
 
-from digital_finance.contract.compiled_sql import ident, sql_str
+from digital_finance.contract.compiled_sql import ident
 from digital_finance.definition.steps import JoinGold
 from digital_finance.engines.embedded import delta_io
+from digital_finance.lakehouse.scratch import scratch_folder
 from digital_finance.lakehouse.storage import Location
 
 
@@ -21,20 +23,28 @@ def rebuild(root: Location, step: JoinGold, batch_id: int) -> tuple[int, int]:
     """Overwrite gold; returns (rows written or -1 when already done, holdings without stock)."""
     holdings = delta_io.open_table(root, step.holdings)
     stocks = delta_io.open_table(root, step.stocks)
-    temp = root.scratch(f"gold-{batch_id}")
+    with scratch_folder(root, f"gold-{batch_id}") as temp:
+        return _rebuild(root, step, batch_id, holdings, stocks, temp)
+
+
+def _rebuild(
+    root: Location,
+    step: JoinGold,
+    batch_id: int,
+    holdings: DeltaTable | None,
+    stocks: DeltaTable | None,
+    temp: Path,
+) -> tuple[int, int]:
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     # a join larger than memory spills here, not into a `.tmp` of the current directory
-    con.execute(f"SET temp_directory = {sql_str(str(temp))}")
+    con.execute("SET temp_directory = ?", [str(temp)])
     try:
         if holdings is None or stocks is None:
             return (-1 if delta_io.committed_batch(root, step.table) >= batch_id else 0), 0
         for name, table in (("h", holdings), ("s", stocks)):
-            scan = delta_io.parquet_scan(table)
-            if scan is None:
+            if delta_io.parquet_scan(con, name, table) is None:
                 con.register(name, table.to_pyarrow_dataset())
-            else:
-                con.execute(f"CREATE VIEW {name} AS SELECT * FROM {scan}")
         on = ident(step.on)
         select = ", ".join(
             f"s.{ident(c)}" if c in step.from_stocks else f"h.{ident(c)}" for c in step.columns
@@ -52,4 +62,3 @@ def rebuild(root: Location, step: JoinGold, batch_id: int) -> tuple[int, int]:
         return rows, orphans
     finally:
         con.close()
-        shutil.rmtree(temp, ignore_errors=True)

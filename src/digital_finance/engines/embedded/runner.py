@@ -8,7 +8,6 @@ order of a batch is the shared one in `runs.batch_runner`.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,11 +30,13 @@ from digital_finance.definition.steps import (
 from digital_finance.engines.embedded import delta_io, gold, silver_merge, system_tables
 from digital_finance.engines.embedded.staging import StagedDataset, connect
 from digital_finance.errors import TerminalError
+from digital_finance.lakehouse import orphans, scratch
 from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.batch_runner import BatchRunner
 from digital_finance.runs.plan import Batch, PlannedFile
 from digital_finance.runs.report import BatchReport, Progress, RuleFailures
-from digital_finance.sources.base import FileSource
+from digital_finance.sources.base import FileSource, Source
+from digital_finance.sources.bronze_source import BronzeSource
 
 Staged = dict[str, StagedDataset]
 
@@ -78,22 +79,21 @@ class EmbeddedRunner(BatchRunner[Staged]):
         self.root = output
         self.options = options
 
-    def planned_files(self) -> tuple[list[tuple[int, PlannedFile]], set[int]]:
+    def planned_files(self) -> tuple[list[tuple[int, PlannedFile]], set[int], set[int]]:
         if self.root.is_local:
             self.root.path.mkdir(parents=True, exist_ok=True)
         return system_tables.planned_files(self.root)
 
     @contextlib.contextmanager
     def stage(self, batch: Batch, run_id: str, report: BatchReport) -> Iterator[Staged]:
-        temp = self.root.scratch(run_id)
-        con = connect(temp, self.options.memory_limit, self.options.threads)
-        try:
-            yield self._stage(con, batch, report)
-        finally:
-            # a write that failed mid-stream leaves a cursor busy; its own error is raised
-            with contextlib.suppress(duckdb.Error):
-                con.close()
-            shutil.rmtree(temp, ignore_errors=True)
+        with scratch.scratch_folder(self.root, run_id) as temp:
+            con = connect(temp, self.options.memory_limit, self.options.threads)
+            try:
+                yield self._stage(con, batch, report)
+            finally:
+                # a write that failed mid-stream leaves a cursor busy; its own error is raised
+                with contextlib.suppress(duckdb.Error):
+                    con.close()
 
     def _native_contract(self, spec: DatasetSpec, source_tz: str) -> NativeContract | None:
         if self.options.contract == "sql":
@@ -131,7 +131,7 @@ class EmbeddedRunner(BatchRunner[Staged]):
                 step.source_tz,
                 self.pipeline.expectations_for(name),
                 self._native_contract(step.spec, step.source_tz),
-                FileSource(limits=self.pipeline.input_limits(name)),
+                self._source(batch, name),
             )
         report.contract = _contract_label([d.native is not None for d in staged.values()])
         total = sum(pf.file.size - pf.start for pf in batch.files)
@@ -154,6 +154,41 @@ class EmbeddedRunner(BatchRunner[Staged]):
                     RuleFailures(name, count.rule, count.action.value, count.failures)
                 )
         return staged
+
+    def _source(self, batch: Batch, dataset: str) -> Source:
+        if batch.from_bronze:
+            bronze, rejected = self._landing_tables(dataset)
+            return BronzeSource(self.root, bronze, rejected, batch.batch_id)
+        return FileSource(limits=self.pipeline.input_limits(dataset))
+
+    def _landing_tables(self, dataset: str) -> tuple[str, str]:
+        """The bronze and quarantine tables of a dataset."""
+        bronze = next(s.table for s in self.pipeline.steps_of(LandBronze) if s.dataset == dataset)
+        rejected = next(
+            s.table for s in self.pipeline.steps_of(WriteQuarantine) if s.dataset == dataset
+        )
+        return bronze, rejected
+
+    def holds_batch(self, batch_id: int, datasets: tuple[str, ...]) -> bool:
+        tables = [t for d in datasets for t in self._landing_tables(d)]
+        return all(delta_io.committed_batch(self.root, t) >= batch_id for t in tables)
+
+    def clean_up(self, crashed: bool) -> list[str]:
+        notes = []
+        left = scratch.remove_leftovers(self.root)
+        if left.folders:
+            notes.append(
+                f"removed {left.folders} scratch folder(s) of interrupted runs "
+                f"({left.bytes / 2**20:,.1f} MiB)"
+            )
+        if crashed or left.folders:
+            found = orphans.sweep(self.root)
+            if found.files:
+                notes.append(
+                    f"removed {found.files} data file(s) no commit refers to, left by an "
+                    f"interrupted write ({found.bytes / 2**20:,.1f} MiB)"
+                )
+        return notes
 
     def commit_plan(self, batch: Batch, run_id: str, now: datetime) -> None:
         system_tables.commit_plan(self.root, batch, run_id, now)

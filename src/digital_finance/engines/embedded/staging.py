@@ -24,7 +24,7 @@ from digital_finance.definition.expectations import Action, Expectation, Expecta
 from digital_finance.definition.rules import LINEAGE, LatestWins
 from digital_finance.engines.embedded.arrow_schemas import sql_type
 from digital_finance.runs.plan import PlannedFile
-from digital_finance.sources.base import FileSource
+from digital_finance.sources.base import FileSource, Source
 from digital_finance.sources.file_reader import LineChunk
 from digital_finance.sources.prefetch import prefetch
 
@@ -51,8 +51,8 @@ def connect(temp_dir: Path, memory_limit: str, threads: int | None) -> duckdb.Du
     """A DuckDB connection for one batch, spilling to `temp_dir`."""
     temp_dir.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(":memory:")
-    con.execute(f"SET memory_limit = {sql_str(memory_limit)}")
-    con.execute(f"SET temp_directory = {sql_str(str(temp_dir))}")
+    con.execute("SET memory_limit = ?", [memory_limit])
+    con.execute("SET temp_directory = ?", [str(temp_dir)])
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET TimeZone = 'UTC'")
     if threads:
@@ -70,10 +70,10 @@ class StagedDataset:
         source_tz: str,
         expectations: Sequence[Expectation],
         native: NativeContract | None = None,
-        files: FileSource | None = None,
+        files: Source | None = None,
     ) -> None:
         self.con = con
-        self.source = files or FileSource()
+        self.source: Source = files or FileSource()
         self.native = native
         self.spec = spec
         self.tz = source_tz

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from digital_finance.engines.embedded import delta_io
 from digital_finance.lakehouse import system_rows
@@ -12,8 +13,10 @@ from digital_finance.runs.plan import Batch, BatchClaimError, PlannedFile
 from digital_finance.runs.report import BatchReport
 
 
-def planned_files(root: Location) -> tuple[list[tuple[int, PlannedFile]], set[int]]:
-    """Every planned file with its batch id, and the ids of batches that succeeded."""
+def planned_files(
+    root: Location,
+) -> tuple[list[tuple[int, PlannedFile]], set[int], set[int]]:
+    """Every planned file with its batch id; the ids of batches succeeded and abandoned."""
     return system_rows.planned_files(
         delta_io.read_table(root, TABLES.batches), delta_io.read_table(root, TABLES.runs)
     )
@@ -25,6 +28,20 @@ def commit_plan(root: Location, batch: Batch, run_id: str, now: datetime) -> Non
     # the plan's app transaction is the claim: delta-rs re-checks it inside the commit
     if not delta_io.append(root, TABLES.batches, table.to_reader(), batch.batch_id):
         raise BatchClaimError(batch.batch_id)
+
+
+def log_abandoned(root: Location, batch_id: int, account: str, when: datetime, engine: str) -> None:
+    """Close an abandoned batch in `_system/pipeline_runs` (no app transaction: a log row)."""
+    _append_log_row(root, system_rows.abandoned_row(batch_id, account, when, engine))
+
+
+def _append_log_row(root: Location, table: Any) -> None:
+    from deltalake import write_deltalake
+
+    where = root.child(TABLES.runs)
+    write_deltalake(
+        where.uri, table, mode="append", schema_mode="merge", storage_options=where.storage_options
+    )
 
 
 def log_run(
@@ -39,13 +56,4 @@ def log_run(
     if report.status == "succeeded":
         delta_io.append(root, TABLES.runs, table.to_reader(), report.batch_id)
     else:
-        from deltalake import write_deltalake
-
-        where = root.child(TABLES.runs)
-        write_deltalake(
-            where.uri,
-            table,
-            mode="append",
-            schema_mode="merge",
-            storage_options=where.storage_options,
-        )
+        _append_log_row(root, table)

@@ -47,8 +47,13 @@ class SparkRunner(BatchRunner[Staged]):
         self.root = output
         self.spark = spark
 
-    def planned_files(self) -> tuple[list[tuple[int, PlannedFile]], set[int]]:
+    def planned_files(self) -> tuple[list[tuple[int, PlannedFile]], set[int], set[int]]:
         return system_tables.planned_files(self.spark, self.root)
+
+    def holds_batch(self, batch_id: int, datasets: tuple[str, ...]) -> bool:
+        # Finishing from bronze is the embedded engine's (docs/DECISIONS.md); on Spark an
+        # interrupted batch whose files changed is restored or abandoned.
+        return False
 
     @contextlib.contextmanager
     def stage(self, batch: Batch, run_id: str, report: BatchReport) -> Iterator[Staged]:

@@ -19,8 +19,10 @@ def _read(spark: SparkSession, root: str, table: str) -> pa.Table | None:
     return None if df is None else df.toArrow()
 
 
-def planned_files(spark: SparkSession, root: str) -> tuple[list[tuple[int, PlannedFile]], set[int]]:
-    """Every planned file with its batch id, and the ids of batches that succeeded."""
+def planned_files(
+    spark: SparkSession, root: str
+) -> tuple[list[tuple[int, PlannedFile]], set[int], set[int]]:
+    """Every planned file with its batch id; the ids of batches succeeded and abandoned."""
     return system_rows.planned_files(
         _read(spark, root, TABLES.batches), _read(spark, root, TABLES.runs)
     )

@@ -1,0 +1,88 @@
+"""Data files that no commit of a table refers to: what a writer killed mid-write leaves.
+
+A batch writes its Parquet files and then commits them; a crash in between leaves files that
+no version of the table mentions. Readers never see them, but they take space for ever
+(VACUUM would only remove them after its retention, seven days by default, together with the
+files old versions need). They are removed here by the next run, under the commit lock —
+every data file is written under that lock, so no other writer has files in flight — and
+only when no commit, in the log or its checkpoints, has ever named them: time travel to any
+version keeps working.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+from digital_finance.lakehouse.layout import TABLES
+from digital_finance.lakehouse.storage import Location
+
+_LOG = "_delta_log"
+
+
+@dataclass(frozen=True)
+class Orphans:
+    """What a sweep removed."""
+
+    files: int
+    bytes: int
+
+
+def referenced(table: Path) -> set[str]:
+    """Every data file (relative path) that a commit or checkpoint of the table names."""
+    import pyarrow.parquet as pq
+
+    named: set[str] = set()
+    log = table / _LOG
+    for entry in sorted(log.iterdir()):
+        if entry.name.endswith(".json"):
+            with entry.open(encoding="utf-8") as f:
+                for line in f:
+                    action = json.loads(line)
+                    for kind in ("add", "remove"):
+                        if kind in action:
+                            named.add(unquote(action[kind]["path"]))
+        elif ".checkpoint" in entry.name and entry.name.endswith(".parquet"):
+            columns = pq.read_schema(entry).names
+            read = [c for c in ("add", "remove") if c in columns]
+            for kind, column in zip(read, pq.read_table(entry, columns=read).columns, strict=True):
+                for item in column.to_pylist():
+                    if item is not None and item.get("path"):
+                        named.add(unquote(item["path"]))
+                del kind
+    return named
+
+
+def sweep_table(table: Path) -> Orphans:
+    """Remove the table's Parquet files that no commit names; local tables only."""
+    if not (table / _LOG).is_dir():
+        return Orphans(0, 0)
+    named = referenced(table)
+    files = size = 0
+    for dirpath, dirnames, names in os.walk(table):
+        dirnames[:] = [d for d in dirnames if not d.startswith(("_", "."))]
+        for name in names:
+            if not name.endswith(".parquet") or name.startswith(("_", ".")):
+                continue
+            path = Path(dirpath) / name
+            if str(path.relative_to(table)) in named:
+                continue
+            size += path.stat().st_size
+            path.unlink()
+            files += 1
+    return Orphans(files, size)
+
+
+def sweep(root: Location) -> Orphans:
+    """Remove unreferenced data files from every table of a local lakehouse."""
+    if not root.is_local:
+        return Orphans(0, 0)  # object stores: left to VACUUM (docs/STORAGE.md)
+    files = size = 0
+    for name in TABLES.all():
+        found = sweep_table(root.path / name)
+        files += found.files
+        size += found.bytes
+    return Orphans(files, size)
