@@ -48,11 +48,10 @@ def referenced(table: Path) -> set[str]:
         elif ".checkpoint" in entry.name and entry.name.endswith(".parquet"):
             columns = pq.read_schema(entry).names
             read = [c for c in ("add", "remove") if c in columns]
-            for kind, column in zip(read, pq.read_table(entry, columns=read).columns, strict=True):
+            for column in pq.read_table(entry, columns=read).columns:
                 for item in column.to_pylist():
                     if item is not None and item.get("path"):
                         named.add(unquote(item["path"]))
-                del kind
     return named
 
 

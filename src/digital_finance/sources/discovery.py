@@ -100,7 +100,12 @@ def resolve_inputs(patterns: list[str]) -> list[InputFile]:
     """
     found: dict[str, InputFile] = {}
     for pattern in patterns:
-        matches = [Path(p) for p in glob.glob(os.path.expanduser(pattern), recursive=True)]
+        expanded = os.path.expanduser(pattern)
+        # a path that exists is taken as it is: its name may hold `[`, `*` or `?`
+        if os.path.lexists(expanded):
+            matches = [Path(expanded)]
+        else:
+            matches = [Path(p) for p in glob.glob(expanded, recursive=True)]
         if not matches:
             raise InputError(f"no file or folder matches {pattern!r}")
         for match in matches:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import duckdb
 import pyarrow as pa
@@ -250,8 +251,17 @@ def parquet_scan(con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable) -> s
     """
     if not is_plain(dt):
         return None
-    files = dt.file_uris()
+    files = local_files(dt)
     return parquet_view(con, name, files) if files else None
+
+
+def local_files(dt: DeltaTable) -> list[str]:
+    """The current files of a local table as paths DuckDB opens.
+
+    `file_uris` percent-encodes the table's folder (`a b` becomes `a%20b`) although the
+    result is a plain path: decoded here, or a lakehouse under such a folder is unreadable.
+    """
+    return [unquote(uri) for uri in dt.file_uris()]
 
 
 def table_rows(dt: DeltaTable) -> int:

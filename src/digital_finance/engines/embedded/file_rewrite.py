@@ -50,7 +50,7 @@ def rewrite_touched(
     keys = ", ".join(ident(k) for k in rule.key)
     ev = ident(rule.event_time)
     batch = ident(rule.receipt_across_batches)
-    scan = delta_io.parquet_view(con, "_silver_files", dt.file_uris(), filename=True)
+    scan = delta_io.parquet_view(con, "_silver_files", delta_io.local_files(dt), filename=True)
     # the current row of every candidate key, with the file that holds it
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _current AS SELECT {keys}, {ev}, {batch}, filename "
