@@ -204,7 +204,7 @@ def test_a_record_over_the_limit_keeps_its_first_bytes_and_its_line(
         assert got[1][1] == exact and got[4][1] == '{"z": 2}'
         kept = got[3][1].encode()
         assert huge.encode().startswith(kept) and len(kept) <= PREFIX_BYTES
-        assert len(kept) >= PREFIX_BYTES - 3  # cut only to end on a whole character
+        assert len(kept) >= PREFIX_BYTES - 3  # cut back only to end on a whole character
     finally:
         monkeypatch.delenv(native.ENV_SWITCH)
         native.kernel.cache_clear()

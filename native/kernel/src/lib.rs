@@ -215,12 +215,19 @@ impl Kernel {
 
 /// Split a block that ends with a newline into its non-empty lines: (int64 offsets, text
 /// bytes, indices of the lines that were not UTF-8 and now carry backslash escapes, and
-/// int64 indices of the kept lines in the block, or None when no line was empty, and the
-/// number of lines in the block).
+/// int64 indices of the kept lines in the block, or None when no line was empty, the
+/// number of lines in the block, and the indices of the lines over `max_record` bytes,
+/// which keep only their first `prefix` bytes).
 #[pyfunction]
-fn split_lines<'py>(py: Python<'py>, block: PyBuffer<u8>) -> PyResult<Bound<'py, PyTuple>> {
+#[pyo3(signature = (block, max_record=usize::MAX, prefix=4096))]
+fn split_lines<'py>(
+    py: Python<'py>,
+    block: PyBuffer<u8>,
+    max_record: usize,
+    prefix: usize,
+) -> PyResult<Bound<'py, PyTuple>> {
     let data = view(&block)?;
-    let lines = py.detach(|| lines::split(data));
+    let lines = py.detach(|| lines::split(data, max_record, prefix));
     let offsets = owned(py, Data::I64(lines.offsets))?;
     let text = owned(py, Data::U8(lines.data))?;
     let bad = PyList::new(py, lines.bad_utf8)?;
@@ -229,7 +236,8 @@ fn split_lines<'py>(py: Python<'py>, block: PyBuffer<u8>) -> PyResult<Bound<'py,
         None => py.None().into_bound(py),
     };
     let count = lines.count.into_pyobject(py)?.into_any();
-    PyTuple::new(py, [offsets.into_any(), text.into_any(), bad.into_any(), index, count])
+    let big = PyList::new(py, lines.too_large)?.into_any();
+    PyTuple::new(py, [offsets.into_any(), text.into_any(), bad.into_any(), index, count, big])
 }
 
 /// The elements of a file that is one JSON array: (int64 offsets, text bytes, int64 start

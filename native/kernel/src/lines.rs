@@ -11,6 +11,9 @@ pub struct Lines {
     pub line_index: Option<Vec<i64>>,
     /// lines in the block, empty ones included
     pub count: usize,
+    /// indices (among the lines kept) of the lines longer than the record limit, whose text
+    /// is only their first `prefix` bytes (escaped where they are not UTF-8)
+    pub too_large: Vec<usize>,
 }
 
 fn escape_invalid(mut line: &[u8], out: &mut Vec<u8>) {
@@ -37,14 +40,33 @@ fn escape_invalid(mut line: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// `head` without a multi-byte character that the cut at its end split.
+pub fn whole_chars(head: &[u8]) -> &[u8] {
+    for cut in 1..=head.len().min(3) {
+        let lead = head[head.len() - cut];
+        if lead & 0xC0 != 0x80 {
+            let need = match lead {
+                0xF0..=0xFF => 4,
+                0xE0..=0xEF => 3,
+                0xC0..=0xDF => 2,
+                _ => 1,
+            };
+            return if need > cut { &head[..head.len() - cut] } else { head };
+        }
+    }
+    head
+}
+
 /// Split `block`, which ends with a newline (the reader guarantees it). Empty lines are
 /// dropped here (the contract ignores them), so a block of newlines costs no rows; the
-/// kept lines' indices then say where each was.
-pub fn split(block: &[u8]) -> Lines {
+/// kept lines' indices then say where each was. A line of more than `max_record` bytes (as
+/// read, before any escaping) keeps only its first `prefix` bytes.
+pub fn split(block: &[u8], max_record: usize, prefix: usize) -> Lines {
     let mut offsets = Vec::new();
     let mut data = Vec::with_capacity(block.len());
     let mut bad_utf8 = Vec::new();
     let mut line_index: Option<Vec<i64>> = None;
+    let mut too_large = Vec::new();
     offsets.push(0);
     let mut start = 0;
     let mut count = 0;
@@ -62,6 +84,12 @@ pub fn split(block: &[u8]) -> Lines {
         if let Some(kept) = line_index.as_mut() {
             kept.push(index as i64);
         }
+        if line.len() > max_record {
+            too_large.push(offsets.len() - 1);
+            escape_invalid(whole_chars(&line[..prefix.min(line.len())]), &mut data);
+            offsets.push(data.len() as i64);
+            continue;
+        }
         if line.is_ascii() || std::str::from_utf8(line).is_ok() {
             data.extend_from_slice(line);
         } else {
@@ -70,7 +98,7 @@ pub fn split(block: &[u8]) -> Lines {
         }
         offsets.push(data.len() as i64);
     }
-    Lines { offsets, data, bad_utf8, line_index, count }
+    Lines { offsets, data, bad_utf8, line_index, count, too_large }
 }
 
 /// The elements of a file that is one JSON array: each element's exact text and the line
@@ -145,15 +173,24 @@ mod tests {
 
     #[test]
     fn crlf_and_bad_bytes() {
-        let l = split(b"{\"a\":1}\r\n\n\xff\xe2\x82A\n");
+        let l = split(b"{\"a\":1}\r\n\n\xff\xe2\x82A\n", usize::MAX, 4096);
         // the empty second line is dropped; the kept lines say where they were
         assert_eq!(l.offsets, vec![0, 7, 7 + 13]);
         assert_eq!(&l.data[7..], b"\\xff\\xe2\\x82A");
         assert_eq!(l.bad_utf8, vec![1]);
         assert_eq!(l.line_index, Some(vec![0, 2]));
-        assert_eq!(split(b"a\nb\n").line_index, None);
-        assert_eq!(split(b"\n\n\r\n").offsets, vec![0]);
-        assert_eq!(split(b"\n\n\r\n").count, 3);
+        assert_eq!(split(b"a\nb\n", 10, 4).line_index, None);
+        assert_eq!(split(b"\n\n\r\n", 10, 4).offsets, vec![0]);
+        assert_eq!(split(b"\n\n\r\n", 10, 4).count, 3);
+        // over the limit by its bytes as read: the first bytes kept, escaped like the rest
+        let big = split(b"abcdef\r\n\xffbcd\nabc\n", 3, 2);
+        assert_eq!(big.too_large, vec![0, 1]);
+        assert_eq!(big.data, b"ab\\xffbabc");
+        assert!(big.bad_utf8.is_empty());
+        assert_eq!(whole_chars("aé".as_bytes()), "aé".as_bytes());
+        assert_eq!(whole_chars(&"aé".as_bytes()[..2]), b"a");
+        assert_eq!(whole_chars(&"a雪".as_bytes()[..3]), b"a");
+        assert_eq!(whole_chars(b"ab"), b"ab");
         assert_eq!(l.count, 3);
     }
 }

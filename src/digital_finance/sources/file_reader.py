@@ -264,9 +264,9 @@ def _native_chunks(
         at_end = filled < len(buffer)
         cut = buffer.rfind(b"\n", start, filled)
         if cut < 0:
-            if filled - start > limits.max_record_bytes:
-                prefix = bytes(buffer[start : start + PREFIX_BYTES])
-                after, at_end = _skip_line(stream)
+            # one byte of grace: a `\r` before the newline is not part of the record
+            if filled - start > limits.max_record_bytes + 1:
+                prefix, after, at_end = _skip_line(stream, bytes(buffer[start:filled]))
                 yield _oversize_chunk(prefix, next_line)
                 next_line += 1
                 buffer[: len(after)] = after
@@ -275,33 +275,59 @@ def _native_chunks(
                 buffer.extend(bytes(len(buffer)))
             continue
         with memoryview(buffer) as view:
-            chunk = _native_split(module, view[start : cut + 1], next_line)
-        yield _cap(chunk, limits)
+            chunk = _native_split(module, view[start : cut + 1], next_line, limits)
+        yield chunk
         next_line += chunk.lines_covered
         rest = filled - (cut + 1)
         buffer[:rest] = buffer[cut + 1 : filled]
         filled, start = rest, 0
     if filled > start:
-        last = _native_split(module, bytes(buffer[start:filled]) + b"\n", next_line)
-        yield _cap(last, limits)
+        yield _native_split(module, bytes(buffer[start:filled]) + b"\n", next_line, limits)
 
 
-def _skip_line(stream: io.BufferedIOBase) -> tuple[bytes, bool]:
-    """Read past the end of the current line in small blocks; (what follows it, at the end)."""
+def _skip_line(stream: io.BufferedIOBase, head: bytes) -> tuple[bytes, bytes, bool]:
+    """Read past the end of the current line, of which `head` was read, in small blocks.
+
+    Returns the line's first `PREFIX_BYTES` (topped up from what is read), what follows the
+    line, and whether the stream ended.
+    """
+    prefix, seen = head[:PREFIX_BYTES], len(head)
     while True:
         block = stream.read(_SKIP_BLOCK)
         if not block:
-            return b"", True
+            return _without_cr(prefix, seen), b"", True
         cut = block.find(b"\n")
+        part = block if cut < 0 else block[:cut]
+        prefix += part[: max(0, PREFIX_BYTES - len(prefix))]
+        seen += len(part)
         if cut >= 0:
-            return block[cut + 1 :], False
+            return _without_cr(prefix, seen), block[cut + 1 :], False
+
+
+def _without_cr(prefix: bytes, line_bytes: int) -> bytes:
+    # when the prefix is the whole line, its `\r` is the line end, not the record's
+    return prefix[:-1] if line_bytes <= PREFIX_BYTES and prefix.endswith(b"\r") else prefix
+
+
+def prefix_text(head: bytes) -> str:
+    """What stands for a record over the limit: its first bytes, as the kernel keeps them —
+    without a character the cut split, and escaped where they are not UTF-8."""
+    head = head[:PREFIX_BYTES]
+    for cut in range(1, min(3, len(head)) + 1):
+        lead = head[-cut]
+        if lead & 0xC0 != 0x80:
+            need = 4 if lead >= 0xF0 else 3 if lead >= 0xE0 else 2 if lead >= 0xC0 else 1
+            if need > cut:
+                head = head[:-cut]
+            break
+    return head.decode("utf-8", errors="backslashreplace")
 
 
 def _oversize_chunk(prefix: bytes, line: int) -> LineChunk:
     """One line over the record limit: its first bytes stand for it."""
     import pyarrow as pa
 
-    text = prefix.decode("utf-8", errors="backslashreplace")
+    text = prefix_text(prefix)
     return LineChunk(
         pa.table(
             {
@@ -314,10 +340,12 @@ def _oversize_chunk(prefix: bytes, line: int) -> LineChunk:
 
 
 def _cap(chunk: LineChunk, limits: InputLimits) -> LineChunk:
-    """Replace the lines over the record limit that fit in a block by their first bytes."""
+    """Replace the array elements over the record limit by their first bytes.
+
+    NDJSON lines are measured by the splitter, on their bytes as read; an element of an
+    array is exact UTF-8 text, so its text's length is its size.
+    """
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     raw = chunk.table.column("raw").combine_chunks()
     if len(raw) == 0:
@@ -329,11 +357,8 @@ def _cap(chunk: LineChunk, limits: InputLimits) -> LineChunk:
         return chunk
     texts = raw.to_pylist()
     for i in np.flatnonzero(over).tolist():
-        prefix = texts[i].encode("utf-8")[:PREFIX_BYTES]
-        texts[i] = prefix.decode("utf-8", errors="ignore")
-    reasons = pc.if_else(
-        pa.array(over), pa.scalar(RECORD_TOO_LARGE), chunk.table.column("line_reason")
-    )
+        texts[i] = prefix_text(texts[i].encode("utf-8"))
+    reasons = _too_large(over, chunk.table.column("line_reason").combine_chunks())
     table = chunk.table.set_column(1, "raw", large_strings(texts))
     return LineChunk(table.set_column(2, "line_reason", reasons), chunk.lines)
 
@@ -355,6 +380,7 @@ def _ndjson_chunks(
     carry = b""
     first = bom
     skipping: bytes | None = None  # the first bytes of an oversize line being skipped
+    skipped = 0  # how many bytes of it were read
     for block in blocks:
         if first:
             first = False
@@ -362,42 +388,49 @@ def _ndjson_chunks(
                 block = block[3:]
         if skipping is not None:
             end = block.find(b"\n")
+            part = block if end < 0 else block[:end]
+            skipped += len(part)
+            skipping += part[: max(0, PREFIX_BYTES - len(skipping))]
             if end < 0:
                 continue
-            yield _oversize_chunk(skipping, next_line)
+            yield _oversize_chunk(_without_cr(skipping, skipped), next_line)
             next_line += 1
             skipping, block = None, block[end + 1 :]
         data = carry + block
         cut = data.rfind(b"\n")
         if cut >= 0:
-            chunk = _cap(_chunk_from_block(data[: cut + 1], next_line), limits)
+            chunk = _chunk_from_block(data[: cut + 1], next_line, limits)
             yield chunk
             next_line += chunk.lines_covered
         carry = data[cut + 1 :]
-        if len(carry) > limits.max_record_bytes:
-            skipping, carry = carry[:PREFIX_BYTES], b""
+        if len(carry) > limits.max_record_bytes + 1:  # + 1: a `\r` before the newline
+            skipping, skipped, carry = carry[:PREFIX_BYTES], len(carry), b""
     if skipping is not None:
-        yield _oversize_chunk(skipping, next_line)
+        yield _oversize_chunk(_without_cr(skipping, skipped), next_line)
     elif carry:
-        yield _cap(_chunk_from_block(carry + b"\n", next_line), limits)
+        yield _chunk_from_block(carry + b"\n", next_line, limits)
 
 
-def _chunk_from_block(body: bytes, first_line: int) -> LineChunk:
+def _chunk_from_block(body: bytes, first_line: int, limits: InputLimits) -> LineChunk:
     """The lines of a block that ends in a newline: split natively where the kernel is."""
     import numpy as np
 
     module = native.kernel()
     if module is None:
         ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
-        return _chunk_from_lines(body, ends, first_line)
-    return _native_split(module, body, first_line)
+        return _chunk_from_lines(body, ends, first_line, limits)
+    return _native_split(module, body, first_line, limits)
 
 
-def _native_split(module: ModuleType, body: bytes | memoryview, first_line: int) -> LineChunk:
+def _native_split(
+    module: ModuleType, body: bytes | memoryview, first_line: int, limits: InputLimits
+) -> LineChunk:
     import numpy as np
     import pyarrow as pa
 
-    offsets, text, bad_utf8, kept, covered = module.split_lines(body)
+    offsets, text, bad_utf8, kept, covered, too_large = module.split_lines(
+        body, limits.max_record_bytes, PREFIX_BYTES
+    )
     count = len(offsets) // 8 - 1
     raw = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(text))
     bad = np.zeros(count, dtype=bool)
@@ -408,10 +441,21 @@ def _native_split(module: ModuleType, body: bytes | memoryview, first_line: int)
     else:  # empty lines were dropped: each kept line's place in the block
         index = np.frombuffer(kept, dtype=np.int64)
     numbers = int_array(index + first_line, pa.int64())
+    reasons = invalid_utf8(bad)
+    if too_large:
+        big = np.zeros(count, dtype=bool)
+        big[too_large] = True
+        reasons = _too_large(big, reasons)
     return LineChunk(
-        pa.table({"line_number": numbers, "raw": raw, "line_reason": invalid_utf8(bad)}),
-        covered,
+        pa.table({"line_number": numbers, "raw": raw, "line_reason": reasons}), covered
     )
+
+
+def _too_large(big: npt.NDArray[np.bool_], reasons: pa.Array) -> pa.Array:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.if_else(pa.array(big), pa.scalar(RECORD_TOO_LARGE), reasons)
 
 
 def invalid_utf8(bad: npt.NDArray[np.bool_]) -> pa.Array:
@@ -432,7 +476,9 @@ def no_reasons(count: int) -> pa.Array:
     return pa.nulls(count, pa.string())
 
 
-def _chunk_from_lines(body: bytes, ends: Offsets, first_line: int) -> LineChunk:
+def _chunk_from_lines(
+    body: bytes, ends: Offsets, first_line: int, limits: InputLimits
+) -> LineChunk:
     """Build the chunk table from a block that ends in a newline.
 
     The line ends (`\\n`, and a `\\r` right before it) are dropped by one vectorised copy of
@@ -463,6 +509,14 @@ def _chunk_from_lines(body: bytes, ends: Offsets, first_line: int) -> LineChunk:
     except pa.ArrowInvalid:
         raw, reasons = _repair_utf8(kept, offsets)
     numbers = int_array(np.arange(first_line, first_line + count), pa.int64())
+    lengths = ends - starts - has_cr  # each line's bytes as read
+    big = lengths > limits.max_record_bytes
+    if big.any():  # over the limit: only the first bytes, escaped like the kernel does
+        texts = raw.to_pylist()
+        for i in np.flatnonzero(big).tolist():
+            head = body[starts[i] : starts[i] + min(PREFIX_BYTES, int(lengths[i]))]
+            texts[i] = prefix_text(head)
+        raw, reasons = large_strings(texts), _too_large(big, reasons)
     table = pa.table({"line_number": numbers, "raw": raw, "line_reason": reasons})
     empty = offsets[1:] == offsets[:-1]
     if empty.any():  # dropped, as the kernel drops them: a block of newlines costs no rows
