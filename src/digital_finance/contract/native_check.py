@@ -117,16 +117,22 @@ _LINE_OK = 1
 
 def line_codes(reasons: pa.Array) -> npt.NDArray[np.uint8] | None:
     """The kernel's byte per line for the reader's `line_reason`; None when all are null."""
-    import numpy as np
-    import pyarrow.compute as pc
-
     if reasons.null_count == len(reasons):
         return None
-    codes = np.full(len(reasons), _LINE_OK, dtype=np.uint8)
-    for reason, code in _LINE_CODES.items():
-        hit = pc.fill_null(pc.equal(reasons, reason), False).to_numpy(zero_copy_only=False)
-        codes[hit] = code
-    return codes
+    import numpy as np
+
+    # through the dictionary's buffers: to_numpy and compute on scalars import pandas
+    encoded = reasons.dictionary_encode()
+    names = encoded.dictionary.to_pylist()
+    lookup = np.array([_LINE_CODES.get(n, _LINE_OK) for n in names] + [_LINE_OK], np.uint8)
+    indices = encoded.indices
+    start, n = indices.offset, len(indices)
+    which = np.frombuffer(indices.buffers()[1], dtype=np.int32)[start : start + n].copy()
+    validity = indices.buffers()[0]
+    if validity is not None:
+        bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+        which[~bits[start : start + n].astype(bool)] = len(names)
+    return np.ascontiguousarray(lookup[which])
 
 
 class NativeContract:

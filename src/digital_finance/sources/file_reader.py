@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from digital_finance import native
-from digital_finance.arrow_arrays import int_array, large_strings
+from digital_finance.arrow_arrays import coded_strings, int_array, large_strings
 from digital_finance.contract.schemas import INVALID_UTF8, RECORD_TOO_LARGE
 from digital_finance.sources.input_limits import PREFIX_BYTES, InputLimits
 
@@ -358,7 +358,8 @@ def _cap(chunk: LineChunk, limits: InputLimits) -> LineChunk:
     texts = raw.to_pylist()
     for i in np.flatnonzero(over).tolist():
         texts[i] = prefix_text(texts[i].encode("utf-8"))
-    reasons = _too_large(over, chunk.table.column("line_reason").combine_chunks())
+    # an array element is exact UTF-8 text: no other verdict to keep
+    reasons = _too_large(over, np.zeros(len(over), dtype=bool))
     table = chunk.table.set_column(1, "raw", large_strings(texts))
     return LineChunk(table.set_column(2, "line_reason", reasons), chunk.lines)
 
@@ -441,32 +442,25 @@ def _native_split(
     else:  # empty lines were dropped: each kept line's place in the block
         index = np.frombuffer(kept, dtype=np.int64)
     numbers = int_array(index + first_line, pa.int64())
-    reasons = invalid_utf8(bad)
     if too_large:
         big = np.zeros(count, dtype=bool)
         big[too_large] = True
-        reasons = _too_large(big, reasons)
+        reasons = _too_large(big, bad)
+    else:
+        reasons = invalid_utf8(bad)
     return LineChunk(
         pa.table({"line_number": numbers, "raw": raw, "line_reason": reasons}), covered
     )
 
 
-def _too_large(big: npt.NDArray[np.bool_], reasons: pa.Array) -> pa.Array:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    return pc.if_else(pa.array(big), pa.scalar(RECORD_TOO_LARGE), reasons)
+def _too_large(big: npt.NDArray[np.bool_], bad: npt.NDArray[np.bool_]) -> pa.Array:
+    """The `line_reason` column: `record_too_large` wins over `invalid_utf8`."""
+    return coded_strings(len(big), [(bad, INVALID_UTF8), (big, RECORD_TOO_LARGE)])
 
 
 def invalid_utf8(bad: npt.NDArray[np.bool_]) -> pa.Array:
     """The `line_reason` column of lines of which `bad` are not UTF-8."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    none = pa.nulls(len(bad), pa.string())
-    if not bad.any():
-        return none
-    return pc.if_else(pa.array(bad), pa.scalar(INVALID_UTF8), none)
+    return coded_strings(len(bad), [(bad, INVALID_UTF8)] if bad.any() else [])
 
 
 def no_reasons(count: int) -> pa.Array:
@@ -503,11 +497,12 @@ def _chunk_from_lines(
     offsets[:-1] = starts - dropped_before
     offsets[-1] = len(kept)
     raw = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(kept))
-    reasons = no_reasons(count)
+    bad = np.zeros(count, dtype=bool)
     try:
         raw.validate(full=True)
     except pa.ArrowInvalid:
-        raw, reasons = _repair_utf8(kept, offsets)
+        raw, bad = _repair_utf8(kept, offsets)
+    reasons = invalid_utf8(bad)
     numbers = int_array(np.arange(first_line, first_line + count), pa.int64())
     lengths = ends - starts - has_cr  # each line's bytes as read
     big = lengths > limits.max_record_bytes
@@ -516,7 +511,7 @@ def _chunk_from_lines(
         for i in np.flatnonzero(big).tolist():
             head = body[starts[i] : starts[i] + min(PREFIX_BYTES, int(lengths[i]))]
             texts[i] = prefix_text(head)
-        raw, reasons = large_strings(texts), _too_large(big, reasons)
+        raw, reasons = large_strings(texts), _too_large(big, bad)
     table = pa.table({"line_number": numbers, "raw": raw, "line_reason": reasons})
     empty = offsets[1:] == offsets[:-1]
     if empty.any():  # dropped, as the kernel drops them: a block of newlines costs no rows
@@ -524,7 +519,7 @@ def _chunk_from_lines(
     return LineChunk(table, count)
 
 
-def _repair_utf8(kept: Bytes, offsets: Offsets) -> tuple[pa.Array, pa.Array]:
+def _repair_utf8(kept: Bytes, offsets: Offsets) -> tuple[pa.Array, npt.NDArray[np.bool_]]:
     """Find the lines that are not UTF-8 and replace their text by an escaped copy.
 
     Only lines with a byte of 0x80 or above can be invalid, so only those are decoded in
@@ -559,7 +554,7 @@ def _repair_utf8(kept: Bytes, offsets: Offsets) -> tuple[pa.Array, pa.Array]:
         count, pa.py_buffer(new_offsets), pa.py_buffer(b"".join(pieces))
     )
     raw.validate(full=True)
-    return raw, invalid_utf8(~ok)
+    return raw, ~ok
 
 
 def _native_array_chunk(data: bytes) -> LineChunk | None:
