@@ -6,12 +6,22 @@ data/mutual_funds.json as in the seed.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "src"))
 
-from digital_finance.cli.main import main as cli_main
+try:
+    from digital_finance.cli.main import main as cli_main
+except ImportError as missing:  # run by a Python without the project's dependencies
+    venv = HERE / ".venv"
+    venv_python = venv / "bin" / "python"
+    # the project's own environment, made by `make setup`, when this is not it already
+    if venv_python.exists() and Path(sys.prefix).resolve() != venv.resolve():
+        os.execv(str(venv_python), [str(venv_python), __file__, *sys.argv[1:]])  # noqa: S606
+    sys.exit(f"transform.py needs the project's dependencies ({missing}): run `make setup` first")
 
 
 def main(argv: list[str]) -> None:

@@ -157,6 +157,11 @@ class Lakehouse:
             raise TerminalError(f"{name} does not exist yet: no batch has written it") from exc
         return dt.to_pyarrow_table(columns=list(columns) if columns is not None else None)
 
+    @property
+    def claimed_batch(self) -> int | None:
+        """The batch this lakehouse object claimed and has not finished (after an interrupt)."""
+        return self._runner.claimed if self._runner is not None else None
+
     def query(
         self,
         sql: str,

@@ -168,3 +168,19 @@ def test_resume_of_a_batch_planned_before_content_hashes_uses_the_file_stat(tmp_
 def test_a_pattern_that_matches_nothing_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no file or folder matches"):
         resolve_inputs([str(tmp_path / "missing-*.jsonl")])
+
+
+def test_a_forgotten_path_is_read_again_whole(tmp_path: Path) -> None:
+    path = tmp_path / "f.jsonl"
+    first = plan_run({"stocks": [_write(path, '{"a": 1}\n')]}, [], set())
+    planned = _committed(first)
+    again = InputFile.stat(path)
+    assert plan_run({"stocks": [again]}, planned, {1}).new is None
+    plan = plan_run({"stocks": [again]}, planned, {1}, forgotten={str(path.resolve()): 1})
+    assert plan.new is not None and plan.new.batch_id == 2
+    assert [pf.start for pf in plan.new.files] == [0]
+    # a later read of it is known again: forgetting covered batches up to 1 only
+    later = _committed(first) + _committed(plan, 2)
+    assert (
+        plan_run({"stocks": [again]}, later, {1, 2}, forgotten={str(path.resolve()): 1}).new is None
+    )

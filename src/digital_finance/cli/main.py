@@ -15,7 +15,37 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
+    pretty_exceptions_enable=False,  # cli/errors.py says what went wrong; --debug shows where
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"digital-finance {version('digital-finance')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="On an unexpected error, print the traceback too."),
+    ] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Turn JSON financial events into clean, exact, de-duplicated Delta Lake tables."""
+    import os
+
+    if debug:
+        os.environ["DIGITAL_FINANCE_DEBUG"] = "1"
+
 
 OutputOpt = Annotated[
     str,
@@ -104,8 +134,10 @@ def run(
 ) -> None:
     """Ingest new input files into bronze, quarantine, silver and gold.
 
-    Files ingested before (same path, size and modification time) are skipped, so running
-    again on the same files changes nothing. An interrupted batch is finished first.
+    Bytes ingested before are never read again (files are known by content), so running
+    again on the same files changes nothing; lines appended to a file are read alone. An
+    interrupted batch is finished first. `--stocks a.json b.json` takes several paths, so
+    an unquoted glob works.
     """
     from digital_finance.cli.run_command import run_pipeline
 
@@ -167,20 +199,47 @@ def query(
     output: OutputOpt = "lakehouse",
     out: Annotated[
         Path | None,
-        typer.Option("--out", metavar="FILE", help="Write the result to a .csv or .parquet file."),
+        typer.Option(
+            "--out", metavar="FILE", help="Write the whole result to .csv, .parquet or .json."
+        ),
     ] = None,
     as_of: Annotated[
         int | None,
         typer.Option("--as-of", metavar="VERSION", help="Read every table at this Delta version."),
     ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", metavar="N", help="Rows to print (not for --out).")
+        int, typer.Option("--limit", metavar="N", help="Rows to print as a table.")
     ] = 50,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="table|csv|json",
+            help="How to print: a table fitted to the terminal, CSV, or JSON lines.",
+        ),
+    ] = "table",
 ) -> None:
-    """Run SQL over the lakehouse (tables appear as bronze.stocks, silver.stocks, gold.…)."""
+    """Run one read-only SELECT over the lakehouse (tables appear as bronze.stocks,
+    silver.stocks, gold.stock_fund_holdings, _system.pipeline_runs, …)."""
     from digital_finance.cli.query_command import run_query
 
-    run_query(sql, output, out, as_of, limit)
+    run_query(sql, output, out, as_of, limit, fmt)
+
+
+@app.command()
+def forget(
+    files: Annotated[list[str], typer.Argument(metavar="FILE...", help="Files ingested before.")],
+    output: OutputOpt = "lakehouse",
+) -> None:
+    """Read these files again on the next run, as new (after giving one to the wrong option).
+
+    What the files already put in the tables stays: bronze and quarantine keep the earlier
+    read's rows; in silver the records read again compete by event time, and on equal
+    times the new read wins.
+    """
+    from digital_finance.cli.forget_command import forget as forget_files
+
+    forget_files(output, files)
 
 
 batch_app = typer.Typer(
@@ -206,6 +265,33 @@ def batch_abandon(
     abandon(output, batch_id)
 
 
+_MANY = ("--stocks", "--funds")
+
+
+def spread_paths(args: list[str]) -> list[str]:
+    """`--stocks a b c` becomes `--stocks a --stocks b --stocks c`.
+
+    A shell expands `--stocks data/*.json` into several words; `run` takes no positional
+    argument, so every word after `--stocks` or `--funds` up to the next option is a path.
+    """
+    out: list[str] = []
+    taking = False
+    for arg in args:
+        name, equals, value = arg.partition("=")
+        if name in _MANY and equals:  # `--stocks=a b` as `--stocks a b`
+            out += [name, value]
+            taking = True
+            continue
+        if arg.startswith("-") and arg != "-":
+            taking = arg in _MANY
+            out.append(arg)
+            continue
+        if taking and out and out[-1] not in _MANY:
+            out.append(next(o for o in reversed(out) if o in _MANY))
+        out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:
     """Console entry point.
 
@@ -218,11 +304,16 @@ def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:
     import os
     import sys
 
+    from digital_finance.cli import errors
+
     code = 0
+    args = spread_paths(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, prog_name=prog_name, standalone_mode=True)
+        app(args=args, prog_name=prog_name, standalone_mode=True)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception as exc:  # what escaped the command: said in a line or two
+        code = errors.report(exc)
     sys.stdout.flush()
     sys.stderr.flush()
     if "DATABRICKS_RUNTIME_VERSION" in os.environ:

@@ -13,34 +13,65 @@ from rich.table import Table
 
 from digital_finance.api import Lakehouse
 from digital_finance.cli.console import console, err_console, fail
-from digital_finance.config import ConfigError, load_config
-from digital_finance.definition.pipeline import build_pipeline
+from digital_finance.cli.interrupts import (
+    Interrupted,
+    interrupted_message,
+    received,
+    signals_raise,
+)
+from digital_finance.config import ConfigError, RunConfig, load_config
+from digital_finance.definition.pipeline import REFERENTIAL_INTEGRITY, build_pipeline
 from digital_finance.errors import TerminalError, TransientError
-from digital_finance.lakehouse.storage import StorageError, location
+from digital_finance.lakehouse.storage import Location, StorageError, location
 from digital_finance.runs.report import BatchReport, RuleFailedError, RunReport
-from digital_finance.sources.discovery import InputError, resolve_inputs
+from digital_finance.sources.discovery import InputError, InputFile, resolve_inputs
 
 EXIT_TRY_AGAIN = 75  # EX_TEMPFAIL: a scheduler may simply run the command again
 
 
 class RichProgress:
-    """Progress on stderr: a byte bar while reading, a line per stage after."""
+    """Progress on stderr: a byte bar on a terminal; plain, timed lines in a log file.
+
+    A run whose stderr goes to a file (cron, CI, Airflow) gets a line per stage and, while
+    reading, one every `LOG_EVERY` seconds with how far it is, instead of a bar nobody sees.
+    """
+
+    LOG_EVERY = 10.0
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.task = progress.add_task("starting", total=None)
+        self.last = "starting"
+        self.plain = not err_console.is_terminal
+        self.started = self.logged = time.monotonic()
+        self.total = self.done = 0
 
     def stage(self, message: str) -> None:
         """Show the stage."""
+        self.last = message
         self.progress.update(self.task, description=message)
+        if self.plain:
+            self._line(message)
 
     def start_bytes(self, total: int) -> None:
         """Reset the bar to a new total."""
+        self.total, self.done = total, 0
         self.progress.update(self.task, total=total, completed=0)
 
     def advance_bytes(self, done: int) -> None:
         """Move the bar."""
+        self.done += done
         self.progress.advance(self.task, done)
+        now = time.monotonic()
+        if self.plain and self.total and now - self.logged >= self.LOG_EVERY:
+            share = 100 * self.done / self.total
+            self._line(f"{self.last}: {share:.0f}% ({self.done / 2**20:,.0f} of "
+                       f"{self.total / 2**20:,.0f} MiB)")  # fmt: skip
+
+    def _line(self, message: str) -> None:
+        self.logged = time.monotonic()
+        elapsed = self.logged - self.started
+        err_console.print(f"[{elapsed:6.1f}s] {message}", markup=False, highlight=False)
 
 
 def run_pipeline(
@@ -81,6 +112,49 @@ def run_pipeline(
         fail(str(exc))
 
     started = time.perf_counter()
+    try:
+        with signals_raise():
+            report = _ingest(where, config, inputs, engine, master, spark_conf)
+    except Exception as exc:
+        stop = received()
+        if stop is None:
+            raise
+        return _stopped(stop, exc)
+    except Interrupted as stop:
+        return _stopped(stop, stop)
+    if fmt != "delta" and report.batches:
+        from digital_finance.sinks.export import export_tables
+
+        for path in export_tables(where, fmt):
+            console.print(f"exported {path}")
+    _print_report(report, time.perf_counter() - started, output)
+    return 0 if report.ok else 1
+
+
+def _stopped(stop: Interrupted, raised: BaseException) -> int:
+    # the stage and the claimed batch were left on the objects the run was using
+    stage, claimed = _where_it_stopped()
+    err_console.print(interrupted_message(stage, claimed), markup=False, soft_wrap=True)
+    return stop.code
+
+
+_RUNNING: dict[str, Any] = {}  # the progress and lakehouse of the run in this process
+
+
+def _where_it_stopped() -> tuple[str, int | None]:
+    progress, lake = _RUNNING.get("progress"), _RUNNING.get("lake")
+    stage = progress.last if progress is not None else "starting"
+    return stage, lake.claimed_batch if lake is not None else None
+
+
+def _ingest(
+    where: Location,
+    config: RunConfig,
+    inputs: dict[str, list[InputFile]],
+    engine: str,
+    master: str | None,
+    spark_conf: dict[str, str] | None,
+) -> RunReport:
     with (
         Progress(
             TextColumn("{task.description}"),
@@ -92,9 +166,11 @@ def run_pipeline(
         ) as bar,
         _session(engine, progress := RichProgress(bar), master, spark_conf) as spark,
     ):
+        _RUNNING["progress"] = progress
         try:
             lake = Lakehouse(where, config, engine=engine, spark=spark, progress=progress)
-            report = lake.ingest(inputs)
+            _RUNNING["lake"] = lake
+            return lake.ingest(inputs)
         except RuleFailedError as exc:
             _print_batch(exc.report)
             fail(str(exc), code=1)
@@ -102,13 +178,6 @@ def run_pipeline(
             fail(str(exc))
         except TransientError as exc:  # nothing was committed that a retry would double
             fail(f"{exc}", code=EXIT_TRY_AGAIN)
-    if fmt != "delta" and report.batches:
-        from digital_finance.sinks.export import export_tables
-
-        for path in export_tables(where, fmt):
-            console.print(f"exported {path}")
-    _print_report(report, time.perf_counter() - started, output)
-    return 0 if report.ok else 1
 
 
 @contextmanager
@@ -143,21 +212,39 @@ def _print_batch(b: BatchReport) -> None:
     title = f"batch {b.batch_id}" + (" (resumed after an interruption)" if b.resumed else "")
     table = Table(title=title, title_justify="left")
     table.add_column("table")
-    table.add_column("rows written", justify="right")
+    table.add_column("rows written by this batch", justify="right")
     for name, rows in b.written.items():
-        table.add_row(name, f"{rows:,}")
+        if name.startswith("gold/"):  # gold is rebuilt: its count is the whole table
+            table.add_row(f"{name} (rebuilt)", f"{rows:,} in all")
+        else:
+            table.add_row(name, f"{rows:,}")
     for name in b.skipped_tables:
         table.add_row(name, "already committed")
     console.print(table)
-    rules = Table(title="rules", title_justify="left")
+    rules = Table(
+        title="rules broken (a record may break several, so these add up to more than the "
+        "records quarantined)",
+        title_justify="left",
+    )
     for col in ("dataset", "rule", "action"):
         rules.add_column(col)
     rules.add_column("records", justify="right")
+    rules.add_column("counted over")
+    passed = []
     for r in b.rules:
+        over = "all of silver" if r.rule == REFERENTIAL_INTEGRITY else "this batch"
         if r.failures:
-            rules.add_row(r.dataset, r.rule, r.action, f"{r.failures:,}")
+            rules.add_row(r.dataset, r.rule, r.action, f"{r.failures:,}", over)
+        else:
+            passed.append(r.rule)
     if rules.row_count:
         console.print(rules)
+    if passed:
+        console.print(
+            f"no failures ({len(passed)} rules): {', '.join(sorted(set(passed)))}",
+            markup=False,
+            soft_wrap=True,
+        )
     if b.timings:
         spent = ", ".join(f"{k} {v:.1f}s" for k, v in b.timings.items())
         console.print(f"time per step: {spent}")
@@ -165,6 +252,8 @@ def _print_batch(b: BatchReport) -> None:
         console.print(f"records decided by {b.contract}", markup=False)
     read = ", ".join(f"{k} {v:,}" for k, v in b.records.items())
     console.print(f"records read: {read}; files: {b.files}")
+    for warning in b.warnings:
+        err_console.print(f"warning: {warning}", markup=False, soft_wrap=True)
 
 
 def _print_report(report: RunReport, seconds: float, output: str) -> None:

@@ -34,3 +34,8 @@ def list_tables(root: str) -> None:
         updated = datetime.fromtimestamp(info.updated_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(name, str(info.version), f"{info.rows:,}", updated)
     console.print(table)
+    from digital_finance.runs.abandon import unfinished_batch, unfinished_note
+
+    unfinished = unfinished_batch(where)
+    if unfinished is not None:
+        console.print(unfinished_note(unfinished), markup=False)

@@ -15,6 +15,7 @@ class TableLayout:
     gold: str = "gold/stock_fund_holdings"
     runs: str = "_system/pipeline_runs"
     batches: str = "_system/batches"
+    forgotten: str = "_system/forgotten"
 
     def bronze(self, dataset: str) -> str:
         """Bronze table of a dataset."""
@@ -33,7 +34,7 @@ class TableLayout:
         tables: list[str] = []
         for kind in (self.bronze, self.quarantine, self.silver):
             tables += [kind("stocks"), kind("mutual_funds")]
-        return [*tables, self.gold, self.runs, self.batches]
+        return [*tables, self.gold, self.runs, self.batches, self.forgotten]
 
 
 TABLES = TableLayout()

@@ -12,7 +12,7 @@ from datetime import datetime
 import pyarrow as pa
 
 from digital_finance.arrow_arrays import table_from_rows
-from digital_finance.runs.plan import Batch, PlannedFile
+from digital_finance.runs.plan import Batch, History, PlannedFile
 from digital_finance.runs.report import BatchReport
 from digital_finance.sources.discovery import InputFile
 
@@ -34,6 +34,10 @@ BATCHES_SCHEMA = pa.schema(
         ("sha256", pa.string()),  # of the file's bytes [0, size)
         ("source", pa.string()),  # the kind of source (`file`); `path` is its partition
     ]
+)
+
+FORGOTTEN_SCHEMA = pa.schema(
+    [("path", pa.string()), ("up_to_batch", pa.int64()), ("forgotten_at", UTC_TS)]
 )
 
 RULE = pa.struct(
@@ -64,11 +68,11 @@ RUNS_SCHEMA = pa.schema(
 )
 
 
-def planned_files(
-    batches: pa.Table | None, runs: pa.Table | None
-) -> tuple[list[tuple[int, PlannedFile]], set[int], set[int]]:
-    """Every planned file with its batch id, and the ids of batches that succeeded and of
-    those abandoned (`digital-finance batch abandon`)."""
+def history(
+    batches: pa.Table | None, runs: pa.Table | None, forgotten: pa.Table | None = None
+) -> History:
+    """Every planned file with its batch id; the batches that succeeded, those abandoned
+    (`batch abandon`), and the paths forgotten (`forget`) up to which batch."""
     planned: list[tuple[int, PlannedFile]] = []
     if batches is not None:
         for row in batches.to_pylist():
@@ -91,7 +95,18 @@ def planned_files(
                 succeeded.add(row["batch_id"])
             elif row["status"] == ABANDONED:
                 abandoned.add(row["batch_id"])
-    return planned, succeeded, abandoned
+    forgot: dict[str, int] = {}
+    if forgotten is not None:
+        for row in forgotten.select(["path", "up_to_batch"]).to_pylist():
+            forgot[row["path"]] = max(forgot.get(row["path"], 0), row["up_to_batch"])
+    return History(planned, succeeded, abandoned, forgot)
+
+
+def forgotten_rows(paths: list[str], up_to_batch: int, when: datetime) -> pa.Table:
+    """`_system/forgotten` rows: these paths' parts up to the batch count as never read."""
+    rows = [{"path": p, "up_to_batch": up_to_batch, "forgotten_at": when.isoformat()}
+            for p in paths]  # fmt: skip
+    return table_from_rows(rows, FORGOTTEN_SCHEMA)
 
 
 def plan_rows(batch: Batch, run_id: str, now: datetime) -> pa.Table:

@@ -72,7 +72,7 @@ def abandon_batch(root: Location, batch_id: int, runs_engine: str = "embedded") 
     """Roll the lakehouse back from an unfinished batch; the caller holds the commit lock."""
     from digital_finance.engines.embedded import system_tables
 
-    planned, succeeded, abandoned = system_tables.planned_files(root)
+    planned, succeeded, abandoned, _ = system_tables.history(root)
     files = sorted({pf.file.path for b, pf in planned if b == batch_id})
     known = sorted({b for b, _ in planned})
     if batch_id in abandoned:
@@ -144,3 +144,21 @@ def _summary(account: Abandoned) -> str:
         for r in account.rolled_back
     ]
     return "abandoned by `digital-finance batch abandon`: " + ("; ".join(parts) or "no table")
+
+
+def unfinished_batch(root: Location) -> int | None:
+    """The batch that was claimed and neither finished nor abandoned, if there is one."""
+    from digital_finance.engines.embedded import system_tables
+
+    planned, succeeded, abandoned, _ = system_tables.history(root)
+    open_ = sorted({b for b, _ in planned} - succeeded - abandoned)
+    return open_[-1] if open_ else None
+
+
+def unfinished_note(batch_id: int) -> str:
+    """What `tables` and `query` say of a lakehouse with an unfinished batch."""
+    return (
+        f"note: batch {batch_id} is unfinished (interrupted): some tables may hold part of it. "
+        f"Run the same `digital-finance run` again to finish it, or "
+        f"`digital-finance batch abandon {batch_id}` to give it up."
+    )

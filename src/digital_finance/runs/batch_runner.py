@@ -32,8 +32,8 @@ from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.failpoints import crash_point
 from digital_finance.runs.plan import (
     Batch,
+    History,
     Plan,
-    PlannedFile,
     Scanner,
     UnfinishedBatchError,
     plan_run,
@@ -63,11 +63,13 @@ class BatchRunner(ABC, Generic[Staged]):
         self.pipeline = pipeline
         self.progress = progress
         self.lock: CommitLock = commit_lock(root)
+        # the batch claimed and not yet logged done: what an interruption leaves unfinished
+        self.claimed: int | None = None
 
     # --- what an engine provides -------------------------------------------------------
     @abstractmethod
-    def planned_files(self) -> tuple[list[tuple[int, PlannedFile]], set[int], set[int]]:
-        """Files of the batches planned so far; the batches that succeeded, and abandoned."""
+    def history(self) -> History:
+        """What the `_system` tables say of the batches so far."""
 
     @abstractmethod
     def stage(
@@ -140,15 +142,25 @@ class BatchRunner(ABC, Generic[Staged]):
     def _plan(self, inputs: dict[str, list[InputFile]], scan: Scanner) -> Plan:
         """The plan; an interrupted batch whose files changed is finished from bronze when
         bronze holds it, and otherwise refused with what to do."""
-        planned, succeeded, abandoned = self.planned_files()
+        past = self.history()
+
+        def planned(from_bronze: int | None = None) -> Plan:
+            return plan_run(
+                inputs,
+                past.planned,
+                past.succeeded,
+                scan,
+                abandoned=past.abandoned,
+                forgotten=past.forgotten,
+                from_bronze=from_bronze,
+            )
+
         try:
-            return plan_run(inputs, planned, succeeded, scan, abandoned=abandoned)
+            return planned()
         except UnfinishedBatchError as exc:
             if not self.holds_batch(exc.batch_id, exc.datasets):
                 raise
-            plan = plan_run(
-                inputs, planned, succeeded, scan, abandoned=abandoned, from_bronze=exc.batch_id
-            )
+            plan = planned(from_bronze=exc.batch_id)
             plan.notes.append(
                 f"batch {exc.batch_id}: {exc.path} {exc.what}; the batch is finished from what "
                 "bronze already holds of it"
@@ -157,10 +169,21 @@ class BatchRunner(ABC, Generic[Staged]):
 
     def _enter_stage(self, stack: contextlib.ExitStack, batch: Batch, attempt: _Attempt) -> Staged:
         try:
-            return stack.enter_context(self.stage(batch, attempt.report.run_id, attempt.report))
+            staged = stack.enter_context(self.stage(batch, attempt.report.run_id, attempt.report))
         except Exception as exc:
             self._log_failure(attempt, exc)
             raise
+        self._count_every_rule(attempt.report)
+        crash_point("after_staging")
+        return staged
+
+    def _count_every_rule(self, report: BatchReport) -> None:
+        """Give each rule of the batch's datasets a count, zero when no record broke it."""
+        counted = {(r.dataset, r.rule) for r in report.rules}
+        gold_checks = {g.integrity_check.name for g in self.pipeline.steps_of(JoinGold)}
+        for e in self.pipeline.expectations:
+            if e.name not in gold_checks and (e.dataset, e.name) not in counted:
+                report.rules.append(RuleFailures(e.dataset, e.name, e.action.value, 0))
 
     def _run_batch(self, batch: Batch) -> BatchReport:
         attempt = _Attempt.begin(batch)
@@ -176,10 +199,12 @@ class BatchRunner(ABC, Generic[Staged]):
             if not batch.resumed:
                 self.progress.stage(f"claiming batch {batch.batch_id}")
                 self.commit_plan(batch, report.run_id, attempt.started_at)
+                self.claimed = batch.batch_id
                 parts = len(batch.files)
                 log.info("batch %d claimed: %d part(s)", batch.batch_id, parts, extra=context)
                 crash_point("after_plan")
             else:
+                self.claimed = batch.batch_id
                 log.info("batch %d resumed after an interruption", batch.batch_id, extra=context)
             self._commit(staged, batch.batch_id, report.run_id, attempt.started_at, report)
         except Exception as exc:
@@ -188,6 +213,7 @@ class BatchRunner(ABC, Generic[Staged]):
         report.status = "succeeded"
         report.seconds = time.perf_counter() - attempt.clock
         self.log_run(report, attempt.started_at, datetime.now(UTC))
+        self.claimed = None
         return report
 
     def _log_failure(self, attempt: _Attempt, exc: Exception) -> None:

@@ -6,8 +6,9 @@ content of the input files (`sources.file_scan`), so every engine plans the same
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from digital_finance.errors import TransientError
 from digital_finance.sources.discovery import InputError, InputFile
@@ -92,6 +93,15 @@ class Batch:
         return sorted((f for f in self.files if f.dataset == dataset), key=lambda f: f.ordinal)
 
 
+class History(NamedTuple):
+    """What the `_system` tables say of the batches so far."""
+
+    planned: list[tuple[int, PlannedFile]]  # every planned file part, with its batch id
+    succeeded: set[int]
+    abandoned: set[int]
+    forgotten: dict[str, int]  # path -> parts of it up to this batch count as never read
+
+
 @dataclass
 class Plan:
     """What this run does."""
@@ -113,6 +123,7 @@ def plan_run(
     *,
     abandoned: set[int] | frozenset[int] = frozenset(),
     from_bronze: int | None = None,
+    forgotten: Mapping[str, int] | None = None,
 ) -> Plan:
     """Plan a run from the inputs and the file parts already planned (with their batch ids).
 
@@ -123,8 +134,10 @@ def plan_run(
     succeeded run is resumed first, exactly as planned; when its files are gone or changed,
     `UnfinishedBatchError` says so, unless the caller found that bronze holds the batch and
     passes its id as `from_bronze`. An abandoned batch's files count as never read; its id
-    is never used again.
+    is never used again. So do the parts of a forgotten path planned before it was forgotten
+    (`digital-finance forget`), for what the next runs read.
     """
+    forgot = forgotten or {}
     by_batch: dict[int, list[PlannedFile]] = {}
     latest: dict[str, tuple[int, PlannedFile]] = {}  # path -> its newest part, with its batch
     contents: dict[str, tuple[str, int]] = {}  # sha256 -> (path, batch) that held those bytes
@@ -133,6 +146,8 @@ def plan_run(
         if batch_id in abandoned:
             continue
         by_batch.setdefault(batch_id, []).append(pf)
+        if batch_id <= forgot.get(pf.file.path, 0):
+            continue  # resumed as planned if unfinished, but no longer known as read
         newest = latest.get(pf.file.path)
         if newest is None or (batch_id, pf.file.size) > (newest[0], newest[1].file.size):
             latest[pf.file.path] = (batch_id, pf)

@@ -50,6 +50,7 @@ class BatchReport:
     seconds: float = 0.0
     error: str | None = None
     resumed: bool = False
+    warnings: list[str] = field(default_factory=list)  # e.g. a file given as the wrong dataset
 
 
 @dataclass

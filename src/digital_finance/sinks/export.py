@@ -8,6 +8,7 @@ touched: a negative number is data, not a formula.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,18 +35,40 @@ def escape_formulas(table: pa.Table) -> pa.Table:
     return pa.table(columns, names=table.column_names)
 
 
+FILE_SUFFIXES = (".csv", ".parquet", ".json", ".jsonl")
+
+
+def check_suffix(path: Path) -> None:
+    """Refuse, before any work, a file ending `write_file` cannot write."""
+    if path.suffix not in FILE_SUFFIXES:
+        raise ValueError(
+            f"{path}: the file's ending says its format; use one of {', '.join(FILE_SUFFIXES)}"
+        )
+
+
 def write_file(table: pa.Table, path: Path) -> None:
-    """Write one Arrow table as .parquet or .csv (by the file's ending)."""
+    """Write one Arrow table as .parquet, .csv or JSON lines (.json, .jsonl) by its ending."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
+    check_suffix(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         pq.write_table(table, path)
     elif path.suffix == ".csv":
         pacsv.write_csv(escape_formulas(table), path)
     else:
-        raise ValueError(f"{path}: write .csv or .parquet")
+        with path.open("w", encoding="utf-8") as f:
+            for line in json_lines(table):
+                f.write(line + "\n")
+
+
+def json_lines(table: pa.Table) -> Iterator[str]:
+    """One JSON object per row; decimals and times as strings, so no value loses digits."""
+    import json
+
+    for row in table.to_pylist():
+        yield json.dumps(row, default=str, ensure_ascii=False)
 
 
 def export_tables(root: Location, fmt: str) -> list[str]:

@@ -33,7 +33,7 @@ from digital_finance.errors import TerminalError
 from digital_finance.lakehouse import orphans, scratch
 from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.batch_runner import BatchRunner
-from digital_finance.runs.plan import Batch, PlannedFile
+from digital_finance.runs.plan import Batch, History
 from digital_finance.runs.report import BatchReport, Progress, RuleFailures
 from digital_finance.sources.base import FileSource, Source
 from digital_finance.sources.bronze_source import BronzeSource
@@ -67,6 +67,17 @@ def _contract_label(uses_kernel: list[bool]) -> str:
     return "DuckDB SQL"
 
 
+def wholly_rejected_warnings(dataset: str, files: list[tuple[str, int]]) -> list[str]:
+    """The summary's warning for each file none of whose records fit the dataset."""
+    option = "--stocks" if dataset == "stocks" else "--funds"
+    return [
+        f"all {n:,} records of {path} broke the {dataset} contract: was it given to the wrong "
+        f"option ({option})? To read it again as another dataset: `digital-finance forget "
+        f"{path}`, then run with the right option"
+        for path, n in files
+    ]
+
+
 class EmbeddedRunner(BatchRunner[Staged]):
     """Executes a `Pipeline` with DuckDB and deltalake."""
 
@@ -79,10 +90,10 @@ class EmbeddedRunner(BatchRunner[Staged]):
         self.root = output
         self.options = options
 
-    def planned_files(self) -> tuple[list[tuple[int, PlannedFile]], set[int], set[int]]:
+    def history(self) -> History:
         if self.root.is_local:
             self.root.path.mkdir(parents=True, exist_ok=True)
-        return system_tables.planned_files(self.root)
+        return system_tables.history(self.root)
 
     @contextlib.contextmanager
     def stage(self, batch: Batch, run_id: str, report: BatchReport) -> Iterator[Staged]:
@@ -145,6 +156,7 @@ class EmbeddedRunner(BatchRunner[Staged]):
             )
             report.reference_rows += dataset.resolve_with_reference()
             report.records[name] = dataset.records()
+            report.warnings += wholly_rejected_warnings(name, dataset.wholly_rejected())
             report.timings[f"contract_{name}"] = time.perf_counter() - clock
             clock = time.perf_counter()
             counts = dataset.rule_counts()

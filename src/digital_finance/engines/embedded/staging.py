@@ -325,6 +325,19 @@ class StagedDataset:
             f"WHERE len(reasons) > 0 OR len({user_failed}) > 0"
         )
 
+    def wholly_rejected(self) -> list[tuple[str, int]]:
+        """Files of which every record broke the contract: (path, records), in file order.
+
+        A file given as the wrong dataset (`--funds stocks.json`) looks like this; the run
+        says so, since nothing else would.
+        """
+        rows = self.con.execute(
+            f"SELECT f.source_file, count(*) FROM {self.parsed} p "
+            f"JOIN {self.files} f USING (file_ordinal) GROUP BY f.file_ordinal, f.source_file "
+            "HAVING count(*) = count(*) FILTER (WHERE len(p.reasons) > 0) ORDER BY f.file_ordinal"
+        ).fetchall()
+        return [(str(path), int(n)) for path, n in rows]
+
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own to the staged batch, for one output query."""
         return self.con.cursor()

@@ -9,17 +9,26 @@ from digital_finance.engines.embedded import delta_io
 from digital_finance.lakehouse import system_rows
 from digital_finance.lakehouse.layout import TABLES
 from digital_finance.lakehouse.storage import Location
-from digital_finance.runs.plan import Batch, BatchClaimError, PlannedFile
+from digital_finance.runs.plan import Batch, BatchClaimError, History
 from digital_finance.runs.report import BatchReport
 
 
-def planned_files(
-    root: Location,
-) -> tuple[list[tuple[int, PlannedFile]], set[int], set[int]]:
-    """Every planned file with its batch id; the ids of batches succeeded and abandoned."""
-    return system_rows.planned_files(
-        delta_io.read_table(root, TABLES.batches), delta_io.read_table(root, TABLES.runs)
+def history(root: Location) -> History:
+    """What `_system` says of the batches so far (`system_rows.history`)."""
+    return system_rows.history(
+        delta_io.read_table(root, TABLES.batches),
+        delta_io.read_table(root, TABLES.runs),
+        delta_io.read_table(root, TABLES.forgotten),
     )
+
+
+def forget(root: Location, paths: list[str], up_to_batch: int, when: datetime) -> None:
+    """Record that these paths' parts so far count as never read (no app transaction)."""
+    from deltalake import write_deltalake
+
+    where = root.child(TABLES.forgotten)
+    rows = system_rows.forgotten_rows(paths, up_to_batch, when)
+    write_deltalake(where.uri, rows, mode="append", storage_options=where.storage_options)
 
 
 def commit_plan(root: Location, batch: Batch, run_id: str, now: datetime) -> None:

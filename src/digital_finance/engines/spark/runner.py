@@ -28,7 +28,7 @@ from digital_finance.engines.spark.staging import SparkStagedDataset
 from digital_finance.lakehouse.commit_lock import commit_lock
 from digital_finance.lakehouse.layout import table_uri
 from digital_finance.runs.batch_runner import BatchRunner
-from digital_finance.runs.plan import Batch, PlannedFile
+from digital_finance.runs.plan import Batch, History
 from digital_finance.runs.report import BatchReport, Progress
 
 Staged = dict[str, SparkStagedDataset]
@@ -47,8 +47,8 @@ class SparkRunner(BatchRunner[Staged]):
         self.root = output
         self.spark = spark
 
-    def planned_files(self) -> tuple[list[tuple[int, PlannedFile]], set[int], set[int]]:
-        return system_tables.planned_files(self.spark, self.root)
+    def history(self) -> History:
+        return system_tables.history(self.spark, self.root)
 
     def holds_batch(self, batch_id: int, datasets: tuple[str, ...]) -> bool:
         # Finishing from bronze is the embedded engine's (docs/DECISIONS.md); on Spark an

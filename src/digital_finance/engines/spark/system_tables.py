@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 from digital_finance.engines.spark import delta_writes
 from digital_finance.lakehouse import system_rows
 from digital_finance.lakehouse.layout import TABLES, table_uri
-from digital_finance.runs.plan import Batch, BatchClaimError, PlannedFile
+from digital_finance.runs.plan import Batch, BatchClaimError, History
 from digital_finance.runs.report import BatchReport
 
 
@@ -19,12 +19,12 @@ def _read(spark: SparkSession, root: str, table: str) -> pa.Table | None:
     return None if df is None else df.toArrow()
 
 
-def planned_files(
-    spark: SparkSession, root: str
-) -> tuple[list[tuple[int, PlannedFile]], set[int], set[int]]:
-    """Every planned file with its batch id; the ids of batches succeeded and abandoned."""
-    return system_rows.planned_files(
-        _read(spark, root, TABLES.batches), _read(spark, root, TABLES.runs)
+def history(spark: SparkSession, root: str) -> History:
+    """What `_system` says of the batches so far (`system_rows.history`)."""
+    return system_rows.history(
+        _read(spark, root, TABLES.batches),
+        _read(spark, root, TABLES.runs),
+        _read(spark, root, TABLES.forgotten),
     )
 
 
