@@ -191,3 +191,24 @@ def test_a_run_logged_to_a_file_gets_timed_progress_lines(tmp_path: Path) -> Non
     stages = [line for line in done.stderr.splitlines() if PROGRESS.match(line)]
     assert any("reading 2 file(s)" in line for line in stages), done.stderr
     assert any("writing silver/stocks" in line for line in stages), done.stderr
+
+
+def test_config_check_prints_each_setting_with_its_source_and_no_secret(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        'source_tz = "America/New_York"\n[engine]\nmemory_limit = "2GB"\n'
+        '[storage.options]\naccount_key = { secret = "lake-key" }\n'
+    )
+    canary = "canary-7f3a9c"
+    env = {"DIGITAL_FINANCE_SECRET_LAKE_KEY": canary, "DIGITAL_FINANCE_ENGINE__THREADS": "2",
+           "COLUMNS": "300"}  # fmt: skip
+    checked = cli_process("config", "check", str(config), env=env)
+    assert checked.returncode == 0, checked.stderr
+    out = checked.stdout
+    assert 'source_tz = "America/New_York"    (file)' in out
+    assert "engine.threads = 2    (environment: DIGITAL_FINANCE_ENGINE__THREADS)" in out
+    assert 'engine.silver_write = "auto"    (default)' in out
+    assert 'secret "lake-key" (value not shown)' in out
+    assert canary not in out + checked.stderr
+    missing = cli_process("config", "check", str(config), env={"COLUMNS": "300"})
+    assert missing.returncode == 2 and "lake-key" in missing.stderr  # a secret not found

@@ -242,6 +242,23 @@ def forget(
     forget_files(output, files)
 
 
+config_app = typer.Typer(help="Check a configuration file.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(
+    file: Annotated[
+        Path | None, typer.Argument(metavar="[FILE]", help="The TOML file (none: defaults).")
+    ] = None,
+) -> None:
+    """Check FILE as a run would, then print every setting with where it came from
+    (environment, file or default); secrets are named, never shown."""
+    from digital_finance.cli.config_command import check
+
+    check(file)
+
+
 batch_app = typer.Typer(
     help="Repair the lakehouse's batches (see docs/RECOVERY.md).", no_args_is_help=True
 )
