@@ -82,6 +82,12 @@ MISTAKES = [
             "--master", "local[2]"], 2, ("add --engine spark",)),
     Mistake("--conf without KEY=VALUE", lambda t: ["run", "--stocks", STOCKS, "--engine",
             "spark", "--conf", "spark.driver.memory"], 2, ("KEY=VALUE",)),
+    Mistake("a Spark memory size that is not a size", lambda t: ["run", "--stocks", STOCKS,
+            "--engine", "spark", "--conf", "spark.driver.memory=lots"], 2,
+            ("spark.driver.memory=lots", "2g")),
+    Mistake("a Spark SQL setting of the wrong type", lambda t: ["run", "--stocks", STOCKS,
+            "--engine", "spark", "--conf", "spark.sql.shuffle.partitions=abc", "--output",
+            str(t / "sparked")], 2, ("spark.sql.shuffle.partitions=abc", "'int'")),
     Mistake("SQL that does not parse", lambda t: ["query", "SELEC 1", "--output",
             str(t / "lake")], 2, ("does not parse",)),
     Mistake("SQL that writes", lambda t: ["query", "DELETE FROM silver.stocks", "--output",
@@ -135,7 +141,10 @@ def test_each_mistake_is_explained(mistake: Mistake, lakehouse: Path, tmp_path: 
     assert "Traceback" not in said, said
     for word in mistake.words:
         assert word in said, said
-    lines = [line for line in result.stderr.splitlines()
+    # the message, from its first line on (Spark's JVM writes its own log lines before it)
+    err = result.stderr
+    message = err[err.find("error:") :] if "error:" in err else err
+    lines = [line for line in message.splitlines()
              if line.strip() and "─" not in line and not PROGRESS.match(line)]  # fmt: skip
     assert len(lines) <= 4, result.stderr  # a line or two (click frames its usage errors)
 

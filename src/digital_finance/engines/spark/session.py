@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from digital_finance.engines.spark.jars import delta_jars
+from digital_finance.engines.spark.jars import SparkSetupError, delta_jars
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -60,6 +61,33 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DIGITAL_FINANCE_CACHE", ".cache")).absolute()
 
 
+_SIZE = re.compile(r"[0-9]+[kmgtp]?b?", re.IGNORECASE)
+
+
+def check_conf(conf: Mapping[str, str]) -> None:
+    """Refuse, before a JVM starts, memory sizes the JVM would die on without naming them."""
+    for key, value in conf.items():
+        if key.endswith((".memory", ".memoryOverhead", ".maxResultSize")) and not _SIZE.fullmatch(
+            value.strip()
+        ):
+            raise SparkSetupError(
+                f"--conf {key}={value}: a size is a number with an optional unit, e.g. 2g or 512m"
+            )
+
+
+def _apply_checked(session: SparkSession, conf: Mapping[str, str]) -> None:
+    """Set each SQL setting again on the live session: Spark checks its type only then, and
+    otherwise fails the first query with a trace that never names the setting."""
+    for key, value in conf.items():
+        if not key.startswith("spark.sql."):
+            continue
+        try:
+            session.conf.set(key, value)
+        except Exception as exc:  # pyspark raises its IllegalArgumentException wrapper
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SparkSetupError(f"--conf {key}={value}: {first}") from None
+
+
 def engine_session(master: str | None, conf: Mapping[str, str]) -> tuple[SparkSession, bool]:
     """The session a run uses, and whether the run owns it (and so stops it).
 
@@ -69,10 +97,26 @@ def engine_session(master: str | None, conf: Mapping[str, str]) -> tuple[SparkSe
     """
     from pyspark.sql import SparkSession
 
+    check_conf(conf)
     active = SparkSession.getActiveSession()
     if active is not None or (master is None and on_cluster()):
         session = active or SparkSession.builder.getOrCreate()
         for key, value in conf.items():
             session.conf.set(key, value)
         return session, False
-    return local_session(cache_dir(), master or "local[2]", conf), True
+    try:
+        session = local_session(cache_dir(), master or "local[2]", conf)
+    except SparkSetupError:
+        raise
+    except Exception as exc:  # the JVM did not start: its own words, and what was passed
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        given = ", ".join(f"{k}={v}" for k, v in conf.items()) or "none"
+        raise SparkSetupError(
+            f"Spark did not start ({first}); the --conf settings given: {given}"
+        ) from None
+    try:
+        _apply_checked(session, conf)
+    except SparkSetupError:
+        session.stop()
+        raise
+    return session, True
