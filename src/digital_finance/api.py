@@ -147,8 +147,8 @@ class Lakehouse:
         from deltalake.exceptions import TableNotFoundError
 
         table = name.replace(".", "/", 1)
-        if table not in TABLES.all():
-            known = ", ".join(t.replace("/", ".") for t in TABLES.all())
+        if table not in TABLES.every():
+            known = ", ".join(t.replace("/", ".") for t in TABLES.every())
             raise TerminalError(f"no table named {name!r}; the tables are {known}")
         where = self.root.child(table)
         try:

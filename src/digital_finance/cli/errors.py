@@ -79,7 +79,7 @@ def _os_error(exc: BaseException) -> OSError | None:
 def _path_in(text: str) -> str | None:
     for token in text.replace('"', " ").replace("'", " ").split():
         if token.startswith("/"):
-            return token.rstrip(":,.)")
+            return token.rstrip(":,.)\\")
     return None
 
 

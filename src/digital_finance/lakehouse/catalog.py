@@ -45,7 +45,7 @@ def register_tables(con: Any, root: Location, as_of: int | None = None) -> list[
     from deltalake.exceptions import TableNotFoundError
 
     names = []
-    for name in TABLES.all():
+    for name in TABLES.every():
         where = root.child(name)
         try:
             dt = DeltaTable(where.uri, version=as_of, storage_options=where.storage_options)

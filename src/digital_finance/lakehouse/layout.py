@@ -30,11 +30,15 @@ class TableLayout:
         return f"quarantine/{dataset}"
 
     def all(self) -> list[str]:
-        """Every table, in data-flow order."""
+        """Every table a run writes, in data-flow order."""
         tables: list[str] = []
         for kind in (self.bronze, self.quarantine, self.silver):
             tables += [kind("stocks"), kind("mutual_funds")]
-        return [*tables, self.gold, self.runs, self.batches, self.forgotten]
+        return [*tables, self.gold, self.runs, self.batches]
+
+    def every(self) -> list[str]:
+        """Every table, with those only some commands make (`forget`'s)."""
+        return [*self.all(), self.forgotten]
 
 
 TABLES = TableLayout()

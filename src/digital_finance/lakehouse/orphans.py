@@ -80,7 +80,7 @@ def sweep(root: Location) -> Orphans:
     if not root.is_local:
         return Orphans(0, 0)  # object stores: left to VACUUM (docs/STORAGE.md)
     files = size = 0
-    for name in TABLES.all():
+    for name in TABLES.every():
         found = sweep_table(root.path / name)
         files += found.files
         size += found.bytes
