@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import uuid
 
-from digital_finance.cli.console import console, err_console, fail
-from digital_finance.lakehouse.storage import StorageError, location
+from digital_finance.cli.console import console, err_console, existing_lakehouse, fail
 
 
 def abandon(root: str, batch_id: int) -> None:
     """Roll every table back from batch `batch_id` under the commit lock and say what changed."""
-    from digital_finance.config import ConfigError, load_config
     from digital_finance.lakehouse import orphans
     from digital_finance.lakehouse.commit_lock import commit_lock
     from digital_finance.runs.abandon import AbandonError, abandon_batch
 
-    try:
-        where = location(root, load_config(None).plain_storage_options())
-    except (StorageError, ConfigError) as exc:
-        fail(str(exc))
-    if where.is_local and not (where.path / "_system").exists():
-        fail(f"{root} holds no lakehouse; pass the lakehouse with --output")
+    where = existing_lakehouse(root)
     try:
         with commit_lock(where).hold(uuid.uuid4().hex, lambda m: err_console.print(m)):
             account = abandon_batch(where, batch_id)

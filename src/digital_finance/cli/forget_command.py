@@ -6,8 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digital_finance.cli.console import console, err_console, fail
-from digital_finance.lakehouse.storage import StorageError, location
+from digital_finance.cli.console import console, err_console, existing_lakehouse, fail
 
 EXPLAINED = (
     "The next run given them reads them again, whole, as new records. What they already put "
@@ -20,16 +19,10 @@ EXPLAINED = (
 
 def forget(root: str, files: list[str]) -> None:
     """Mark the files as never read, under the commit lock, and say what that means."""
-    from digital_finance.config import ConfigError, load_config
     from digital_finance.engines.embedded import system_tables
     from digital_finance.lakehouse.commit_lock import commit_lock
 
-    try:
-        where = location(root, load_config(None).plain_storage_options())
-    except (StorageError, ConfigError) as exc:
-        fail(str(exc))
-    if where.is_local and not (where.path / "_system").exists():
-        fail(f"{root} holds no lakehouse; pass the lakehouse with --output")
+    where = existing_lakehouse(root)
     paths = [str(Path(f).expanduser().absolute().resolve()) for f in files]
     with commit_lock(where).hold(uuid.uuid4().hex, lambda m: err_console.print(m)):
         past = system_tables.history(where)
