@@ -53,6 +53,12 @@ class RichProgress:
         if self.plain:
             self._line(message)
 
+    def detail(self, text: str) -> None:
+        """What the current stage is doing now (the Spark engine's task counts)."""
+        self.progress.update(self.task, description=f"{self.last} ({text})")
+        if self.plain and time.monotonic() - self.logged >= self.LOG_EVERY:
+            self._line(f"{self.last}: {text}")
+
     def start_bytes(self, total: int) -> None:
         """Reset the bar to a new total."""
         self.total, self.done = total, 0

@@ -24,12 +24,14 @@ from digital_finance.definition.steps import (
     WriteQuarantine,
 )
 from digital_finance.engines.spark import delta_writes, enrich, gold, system_tables
+from digital_finance.engines.spark.progress import SparkTasks
 from digital_finance.engines.spark.staging import SparkStagedDataset
 from digital_finance.lakehouse.commit_lock import commit_lock
 from digital_finance.lakehouse.layout import table_uri
 from digital_finance.runs.batch_runner import BatchRunner
 from digital_finance.runs.plan import Batch, History
-from digital_finance.runs.report import BatchReport, Progress
+from digital_finance.runs.report import BatchReport, Progress, RunReport
+from digital_finance.sources.discovery import InputFile
 
 Staged = dict[str, SparkStagedDataset]
 
@@ -49,6 +51,11 @@ class SparkRunner(BatchRunner[Staged]):
 
     def history(self) -> History:
         return system_tables.history(self.spark, self.root)
+
+    def run(self, inputs: dict[str, list[InputFile]]) -> RunReport:
+        """As every engine runs; Spark's task counts go to the progress meanwhile."""
+        with SparkTasks(self.spark, self.progress):
+            return super().run(inputs)
 
     def holds_batch(self, batch_id: int, datasets: tuple[str, ...]) -> bool:
         # Finishing from bronze is the embedded engine's (docs/DECISIONS.md); on Spark an
