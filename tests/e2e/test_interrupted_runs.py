@@ -76,3 +76,19 @@ def test_sigterm_exits_143_with_the_same_line(generated: Path, clean: Path, tmp_
     assert cli_process(*_args(generated, lake)).returncode == 0
     for table in DATA:
         assert rows(lake, table) == rows(clean, table), table
+
+
+def test_sigint_on_the_spark_engine_is_the_same_line(tmp_path: Path) -> None:
+    """PySpark installs a SIGINT handler of its own; the run still says where it stopped."""
+    from tests.conftest import REPO
+
+    lake = tmp_path / "lake"
+    args = ["run", "--engine", "spark", "--stocks", str(REPO / "data" / "stocks.json"),
+            "--output", str(lake)]  # fmt: skip
+    stopped = cli_process(*args, env={"DIGITAL_FINANCE_SIGNAL_AT": "before_silver_stocks", **WIDE})
+    assert stopped.returncode == 130, stopped.stderr
+    message = stopped.stderr[stopped.stderr.find("interrupted while") :]
+    assert message.startswith("interrupted while writing silver/stocks; batch 1 is claimed")
+    assert "Traceback" not in stopped.stderr and "Aborted" not in stopped.stderr
+    assert cli_process(*args).returncode == 0
+    assert len(rows(lake, "silver/stocks")) == 3

@@ -179,3 +179,52 @@ def test_what_dead_writers_left_is_removed_and_live_work_is_kept(
     _same_data(lake, clean)
     for version in range(DeltaTable(str(table)).version() + 1):  # every version still reads
         DeltaTable(str(table), version=version).to_pyarrow_table()
+
+
+def test_an_abandon_cut_short_blocks_runs_until_it_is_finished(
+    generated: Path, clean: Path, tmp_path: Path
+) -> None:
+    inputs, lake = _inputs(generated, tmp_path / "in"), tmp_path / "lake"
+    assert _run(inputs, lake, **{CRASH: "before_gold_stock_fund_holdings"}).returncode == 137
+    cut = cli_process("batch", "abandon", "1", "--output", str(lake),
+                      env={CRASH: "abandon_silver/stocks"})  # fmt: skip
+    assert cut.returncode == 137  # bronze and quarantine restored, silver not yet
+    blocked = _run(inputs, lake)
+    assert blocked.returncode == 2
+    assert "abandoning batch 1 was cut short" in blocked.stderr
+    assert "digital-finance batch abandon 1" in blocked.stderr
+    done = cli_process("batch", "abandon", "1", "--output", str(lake))
+    assert done.returncode == 0, done.stderr
+    out = " ".join(done.stdout.split())
+    assert "finishing an abandon that was cut short" in out
+    assert "silver/stocks: emptied" in out
+    assert "restored by the attempt that was cut short: bronze/stocks" in out
+    for table in DATA:
+        if (lake / table).exists():
+            assert rows(lake, table) == [], table
+    again = _run(inputs, lake)
+    assert again.returncode == 0, again.stderr
+    _same_data(lake, clean)
+
+
+def test_finishing_from_bronze_keeps_the_valid_elements_of_a_one_line_array(
+    tmp_path: Path,
+) -> None:
+    good = '{"stock_id": %d, "company_id": 7, "symbol": "S%d", "price": 1, "timestamp": 0}'
+    elements = [good % (i, i) for i in range(1, 5)] + ['{"stock_id": "x"}', '{"stock_id": 9}']
+    source = tmp_path / "array.json"
+    source.write_text("[" + ",".join(elements) + "]")  # every element on line 1
+    clean, lake = tmp_path / "clean", tmp_path / "lake"
+    assert cli_process("run", "--stocks", str(source), "--output", str(clean)).returncode == 0
+    crashed = cli_process("run", "--stocks", str(source), "--output", str(lake),
+                          env={CRASH: "before_silver_stocks"})  # fmt: skip
+    assert crashed.returncode == 137
+    source.write_text("[]")  # changed: the batch can only be finished from bronze
+    other = tmp_path / "other.jsonl"
+    other.write_text("")
+    again = cli_process("run", "--stocks", str(other), "--output", str(lake))
+    assert again.returncode == 0, again.stderr
+    assert "finished from what bronze already holds" in again.stdout
+    for table in ("silver/stocks", "quarantine/stocks", "bronze/stocks"):
+        assert rows(lake, table, PATHS) == rows(clean, table, PATHS), table
+    assert len(rows(lake, "silver/stocks")) == 4

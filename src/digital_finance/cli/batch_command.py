@@ -23,7 +23,8 @@ def abandon(root: str, batch_id: int) -> None:
     if account.already:
         console.print(f"batch {batch_id} was abandoned before; nothing to do")
         return
-    console.print(f"batch {batch_id} abandoned:")
+    finished = " (finishing an abandon that was cut short)" if account.resumed else ""
+    console.print(f"batch {batch_id} abandoned{finished}:")
     for r in account.rolled_back:
         where_to = (
             f"back to version {r.restored_to}"
@@ -31,6 +32,8 @@ def abandon(root: str, batch_id: int) -> None:
             else "emptied (the batch created it)"
         )
         console.print(f"  {r.table}: {where_to}, {r.rows_before:,} → {r.rows_after:,} rows")
+    if account.earlier:
+        console.print(f"  restored by the attempt that was cut short: {', '.join(account.earlier)}")
     if account.untouched:
         console.print(f"  not written by the batch, unchanged: {', '.join(account.untouched)}")
     if swept.files:

@@ -38,6 +38,7 @@ def received() -> Interrupted | None:
 @contextmanager
 def signals_raise() -> Iterator[None]:
     """SIGINT and SIGTERM raise `Interrupted` inside the block (in the main thread)."""
+    _RECEIVED.clear()  # a process may run many commands (notebooks, tests)
     previous = {n: signal.signal(n, _raise) for n in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield

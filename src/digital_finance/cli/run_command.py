@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -128,6 +129,8 @@ def run_pipeline(
         return _stopped(stop, exc)
     except Interrupted as stop:
         return _stopped(stop, stop)
+    except KeyboardInterrupt as stop:  # PySpark puts its own SIGINT handler in place of ours
+        return _stopped(Interrupted(signal.SIGINT), stop)
     if fmt != "delta" and report.batches:
         from digital_finance.sinks.export import export_tables
 

@@ -76,11 +76,16 @@ def sweep_table(table: Path) -> Orphans:
 
 
 def sweep(root: Location) -> Orphans:
-    """Remove unreferenced data files from every table of a local lakehouse."""
+    """Remove unreferenced data files from the data tables of a local lakehouse.
+
+    Only the data tables: every write to them happens under the commit lock. `_system`
+    tables are left alone, since a failed run logs its row there without the lock, and a
+    file of that row's commit in flight would look unreferenced.
+    """
     if not root.is_local:
         return Orphans(0, 0)  # object stores: left to VACUUM (docs/STORAGE.md)
     files = size = 0
-    for name in TABLES.every():
+    for name in (t for t in TABLES.all() if not t.startswith("_system/")):
         found = sweep_table(root.path / name)
         files += found.files
         size += found.bytes

@@ -15,6 +15,7 @@ import fcntl
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,19 @@ _UNMARKED_GRACE_SECONDS = 600
 def scratch_folder(root: Location, name: str) -> Iterator[Path]:
     """A scratch folder marked in use while the block runs, removed after it."""
     path = root.scratch(name)
-    path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path / IN_USE, os.O_CREAT | os.O_RDWR, 0o644)
-    try:
+    while True:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / IN_USE, os.O_CREAT | os.O_RDWR, 0o644)
         fcntl.flock(fd, fcntl.LOCK_SH)
+        # a clean-up may have taken the folder between the open and the lock: then the
+        # marker locked is no longer the folder's, and the folder is made again
+        try:
+            if os.fstat(fd).st_ino == os.stat(path / IN_USE).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
@@ -55,30 +65,52 @@ def remove_leftovers(root: Location) -> Leftovers:
         return Leftovers(0, 0)
     folders = size = 0
     for entry in sorted(base.iterdir()):
-        if not entry.is_dir() or not _abandoned(entry):
+        if not entry.is_dir() or entry.name.startswith(".removing-"):
             continue
-        size += _size(entry)
-        shutil.rmtree(entry, ignore_errors=True)
+        gone = _take(entry)
+        if gone is None:
+            continue
+        size += _size(gone)
+        shutil.rmtree(gone, ignore_errors=True)
         folders += 1
+    for stale in base.glob(".removing-*"):  # a clean-up that was itself cut short
+        shutil.rmtree(stale, ignore_errors=True)
     return Leftovers(folders, size)
 
 
-def _abandoned(folder: Path) -> bool:
+def _take(folder: Path) -> Path | None:
+    """Move a dead writer's folder out of the way (None when its owner is alive).
+
+    The move happens while the folder's lock is held exclusively, so a writer that opens
+    the old marker afterwards finds it moved and makes its folder again.
+    """
     marker = folder / IN_USE
     try:
         fd = os.open(marker, os.O_RDWR)
     except FileNotFoundError:
         try:
-            return time.time() - folder.stat().st_mtime > _UNMARKED_GRACE_SECONDS
+            old = time.time() - folder.stat().st_mtime > _UNMARKED_GRACE_SECONDS
         except FileNotFoundError:
-            return False
+            return None
+        return _moved(folder) if old else None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return False  # a live process holds it
+        os.close(fd)
+        return None  # a live process holds it
+    try:
+        return _moved(folder)
     finally:
-        os.close(fd)  # closing drops the lock we may have taken
-    return True
+        os.close(fd)
+
+
+def _moved(folder: Path) -> Path | None:
+    target = folder.with_name(f".removing-{uuid.uuid4().hex}")
+    try:
+        folder.rename(target)
+    except FileNotFoundError:
+        return None
+    return target
 
 
 def _size(folder: Path) -> int:

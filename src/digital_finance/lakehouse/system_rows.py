@@ -18,6 +18,7 @@ from digital_finance.sources.discovery import InputFile
 
 UTC_TS = pa.timestamp("us", tz="UTC")
 ABANDONED = "abandoned"  # the run-log status of a batch given up (`runs.abandon`)
+ABANDONING = "abandoning"  # written first: an abandon under way, or cut short
 
 BATCHES_SCHEMA = pa.schema(
     [
@@ -89,17 +90,20 @@ def history(
             planned.append((row["batch_id"], part))
     succeeded: set[int] = set()
     abandoned: set[int] = set()
+    abandoning: set[int] = set()
     if runs is not None:
         for row in runs.select(["batch_id", "status"]).to_pylist():
             if row["status"] == "succeeded":
                 succeeded.add(row["batch_id"])
             elif row["status"] == ABANDONED:
                 abandoned.add(row["batch_id"])
+            elif row["status"] == ABANDONING:
+                abandoning.add(row["batch_id"])
     forgot: dict[str, int] = {}
     if forgotten is not None:
         for row in forgotten.select(["path", "up_to_batch"]).to_pylist():
             forgot[row["path"]] = max(forgot.get(row["path"], 0), row["up_to_batch"])
-    return History(planned, succeeded, abandoned, forgot)
+    return History(planned, succeeded, abandoned, forgot, abandoning - abandoned)
 
 
 def forgotten_rows(paths: list[str], up_to_batch: int, when: datetime) -> pa.Table:
@@ -131,9 +135,11 @@ def plan_rows(batch: Batch, run_id: str, now: datetime) -> pa.Table:
     return table_from_rows(rows, BATCHES_SCHEMA)
 
 
-def abandoned_row(batch_id: int, account: str, when: datetime, engine: str) -> pa.Table:
-    """The run log's row that closes an abandoned batch: its files count as never read."""
-    report = BatchReport(batch_id, "abandon", ABANDONED)
+def abandoned_row(
+    batch_id: int, status: str, account: str, when: datetime, engine: str
+) -> pa.Table:
+    """The run log's row of an abandon (`abandoning`, then `abandoned`, which closes it)."""
+    report = BatchReport(batch_id, "abandon", status)
     report.error = account
     return run_row(report, when, when, "UTC", engine)
 

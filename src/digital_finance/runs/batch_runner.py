@@ -27,6 +27,7 @@ from typing import ClassVar, Generic, TypeVar
 from digital_finance.definition.pipeline import Pipeline
 from digital_finance.definition.steps import JoinGold, LandBronze, MergeSilver, WriteQuarantine
 from digital_finance.engines.registry import implementation
+from digital_finance.errors import TerminalError
 from digital_finance.lakehouse.commit_lock import CommitLock, commit_lock
 from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.failpoints import crash_point
@@ -50,6 +51,12 @@ from digital_finance.sources.discovery import InputFile
 from digital_finance.sources.file_scan import FileScan, scan_file
 
 log = logging.getLogger(__name__)
+
+
+class AbandonCutShortError(TerminalError):
+    """An abandon began and did not finish: running it again finishes it."""
+
+
 Staged = TypeVar("Staged")
 TableStep = LandBronze | WriteQuarantine | MergeSilver
 
@@ -143,6 +150,12 @@ class BatchRunner(ABC, Generic[Staged]):
         """The plan; an interrupted batch whose files changed is finished from bronze when
         bronze holds it, and otherwise refused with what to do."""
         past = self.history()
+        if past.abandoning:
+            batch = max(past.abandoning)
+            raise AbandonCutShortError(
+                f"abandoning batch {batch} was cut short; finish it with "
+                f"`digital-finance batch abandon {batch}` before the next run"
+            )
 
         def planned(from_bronze: int | None = None) -> Plan:
             return plan_run(

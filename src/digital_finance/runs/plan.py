@@ -7,6 +7,7 @@ content of the input files (`sources.file_scan`), so every engine plans the same
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -100,6 +101,7 @@ class History(NamedTuple):
     succeeded: set[int]
     abandoned: set[int]
     forgotten: dict[str, int]  # path -> parts of it up to this batch count as never read
+    abandoning: AbstractSet[int] = frozenset()  # an abandon begun, not finished: no planning
 
 
 @dataclass

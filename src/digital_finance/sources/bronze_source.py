@@ -49,9 +49,24 @@ class BronzeSource:
         import pyarrow.compute as pc
 
         landed = self._lines(self.bronze, part, "record")
-        rejected = self._lines(self.quarantine, part, None)
-        keep = pc.invert(pc.is_in(landed.column("line_number"), rejected.column("line_number")))
-        rows = landed.filter(keep).sort_by("line_number")
+        rejected = self._lines(self.quarantine, part, "raw")
+        # by line and text: the elements of a JSON array written on one line share a line
+        # number, and records with the same text always got the same verdict
+        gone = set(
+            zip(
+                rejected.column("line_number").to_pylist(),
+                rejected.column("raw").to_pylist(),
+                strict=True,
+            )
+        )
+        lines = landed.column("line_number")
+        maybe = pc.is_in(lines, rejected.column("line_number")).to_pylist()
+        texts = landed.column("record")
+        keep = [
+            not (hit and (lines[i].as_py(), texts[i].as_py()) in gone)
+            for i, hit in enumerate(maybe)
+        ]
+        rows = landed.filter(pa.array(keep, pa.bool_())).sort_by("line_number")
         yield LineChunk(
             pa.table(
                 {

@@ -39,9 +39,11 @@ def commit_plan(root: Location, batch: Batch, run_id: str, now: datetime) -> Non
         raise BatchClaimError(batch.batch_id)
 
 
-def log_abandoned(root: Location, batch_id: int, account: str, when: datetime, engine: str) -> None:
-    """Close an abandoned batch in `_system/pipeline_runs` (no app transaction: a log row)."""
-    _append_log_row(root, system_rows.abandoned_row(batch_id, account, when, engine))
+def log_abandoned(
+    root: Location, batch_id: int, status: str, account: str, when: datetime, engine: str
+) -> None:
+    """An abandon's row in `_system/pipeline_runs` (no app transaction: a log row)."""
+    _append_log_row(root, system_rows.abandoned_row(batch_id, status, account, when, engine))
 
 
 def _append_log_row(root: Location, table: Any) -> None:
