@@ -7,22 +7,14 @@ import time
 from typing import Any
 
 from digital_finance.engines.spark.progress import SparkTasks
+from tests.spark.conftest import QuietProgress
 
 
-class Recorder:
-    """Progress that keeps what it was told."""
+class Recorder(QuietProgress):
+    """Progress that keeps the details it was told."""
 
     def __init__(self) -> None:
         self.details: list[str] = []
-
-    def stage(self, message: str) -> None:
-        pass
-
-    def start_bytes(self, total: int) -> None:
-        pass
-
-    def advance_bytes(self, done: int) -> None:
-        pass
 
     def detail(self, text: str) -> None:
         self.details.append(text)

@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from digital_finance import native
 from digital_finance.contract.arrow_records import check_lines
 from digital_finance.contract.schemas import INVALID_UTF8, RECORD_TOO_LARGE, STOCKS
-from digital_finance.sources.file_reader import prefix_text, read_chunks
+from digital_finance.sources.file_reader import read_chunks
 from digital_finance.sources.input_limits import InputLimits
+from digital_finance.sources.line_chunk import prefix_text
 
 LIMIT = 160
 GOOD = (

@@ -29,7 +29,7 @@ from digital_finance.contract.native_check import NativeContract
 from digital_finance.contract.schemas import FUNDS, STOCKS, DatasetSpec, FieldKind
 from digital_finance.engines.embedded.staging import StagedDataset, connect
 from digital_finance.runs.plan import PlannedFile
-from digital_finance.sources import file_reader
+from digital_finance.sources import file_reader, json_arrays
 from digital_finance.sources.discovery import InputFile
 from tests.unit.test_engine_matches_reference import EXTRA, GARBAGE, POOLS, ZONES
 
@@ -281,8 +281,8 @@ def array_files(draw: st.DrawFn) -> bytes:
 def test_native_array_files_match_python(data: bytes) -> None:
     """Where the kernel unrolls an array file it gives Python's elements and lines exactly;
     where it declines (NaN, broken text) Python's reader decides as before."""
-    native_chunk = file_reader._native_array_chunk(data)
-    python_chunk = file_reader._array_chunk(data)
+    native_chunk = json_arrays.native_array_chunk(data)
+    python_chunk = json_arrays.array_chunk(data)
     if native_chunk is not None:
         assert python_chunk is not None
         assert native_chunk.table.equals(python_chunk.table)
@@ -291,7 +291,7 @@ def test_native_array_files_match_python(data: bytes) -> None:
 @needs_kernel
 def test_native_array_file_takes_plain_arrays() -> None:
     data = b'\xef\xbb\xbf[\n {"a": 1},\r\n {"b": [2, 3]}\n]\n'
-    chunk = file_reader._native_array_chunk(data)
+    chunk = json_arrays.native_array_chunk(data)
     assert chunk is not None
-    assert chunk.table.equals(file_reader._array_chunk(data).table)  # type: ignore[union-attr]
+    assert chunk.table.equals(json_arrays.array_chunk(data).table)  # type: ignore[union-attr]
     assert chunk.table.column("line_number").to_pylist() == [2, 3]

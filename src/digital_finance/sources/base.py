@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from digital_finance.sources.file_reader import BLOCK_BYTES, LineChunk, read_chunks
+from digital_finance.sources.file_reader import BLOCK_BYTES, read_chunks
 from digital_finance.sources.input_limits import InputLimits
+from digital_finance.sources.line_chunk import LineChunk
 
 
 class SourcePart(Protocol):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from digital_finance.lakehouse.storage import Location
 from digital_finance.sources.base import SourcePart
-from digital_finance.sources.file_reader import LineChunk, no_reasons
+from digital_finance.sources.line_chunk import LineChunk, no_reasons
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -8,28 +8,30 @@ of objects) are unrolled element by element, keeping each element's exact text.
 Memory stays bounded whatever the input (`sources.input_limits`): a line longer than the
 record limit is skipped with only its first bytes kept, a gzip stream is stopped when it
 inflates like a bomb, and only a JSON array is ever held whole, up to its own limit.
+
+This module streams the bytes; `line_chunk` holds what a chunk is, `json_arrays` unrolls
+array files, and `numpy_lines` splits lines where the native kernel is not installed.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
-import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from digital_finance import native
-from digital_finance.arrow_arrays import coded_strings, int_array, large_strings
-from digital_finance.contract.schemas import INVALID_UTF8, RECORD_TOO_LARGE
+from digital_finance.arrow_arrays import int_array
 from digital_finance.sources.input_limits import PREFIX_BYTES, InputLimits
+from digital_finance.sources.json_arrays import array_chunk, cap_elements, native_array_chunk
+from digital_finance.sources.line_chunk import LineChunk, invalid_utf8, oversize_chunk, too_large
+from digital_finance.sources.numpy_lines import chunk_from_lines
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
-    import pyarrow as pa
     from _typeshed import WriteableBuffer
 
     Offsets = npt.NDArray[np.int64]
@@ -42,29 +44,6 @@ _WHITESPACE = b" \t\r\n"
 _SKIP_BLOCK = 1024 * 1024
 _LOOK_AHEAD = 1024 * 1024  # bytes searched for the "[" that makes a file one JSON array
 DEFAULT_LIMITS = InputLimits()
-
-
-@dataclass(frozen=True)
-class LineChunk:
-    """Raw records of one file: `raw` (text without the line end) and `line_number`.
-
-    `line_reason` is null for a line read whole as UTF-8; otherwise the reader's verdict
-    (`record_too_large`, whose `raw` is then the line's first bytes, or `invalid_utf8`,
-    whose `raw` has the bad bytes escaped).
-    """
-
-    table: pa.Table  # columns: line_number int64, raw large_string, line_reason string
-    lines: int | None = None  # physical lines covered (empty ones dropped); None: num_rows
-
-    @property
-    def num_rows(self) -> int:
-        """How many lines (records and blank lines) the chunk holds."""
-        return int(self.table.num_rows)
-
-    @property
-    def lines_covered(self) -> int:
-        """How many lines of the file the chunk covers: where the next chunk's numbers start."""
-        return self.num_rows if self.lines is None else self.lines
 
 
 class _Part(io.RawIOBase):
@@ -176,9 +155,9 @@ def read_chunks(
         if first == b"[":
             data = head + stream.read(max(0, limits.max_array_bytes + 1 - len(head)))
             limits.check_array(path, len(data))
-            chunk = _native_array_chunk(data) or _array_chunk(data)
+            chunk = native_array_chunk(data) or array_chunk(data)
             if chunk is not None:
-                yield _cap(chunk, limits)
+                yield cap_elements(chunk, limits)
                 return
             yield from _ndjson_chunks(iter([data]), limits)
             return
@@ -267,7 +246,7 @@ def _native_chunks(
             # one byte of grace: a `\r` before the newline is not part of the record
             if filled - start > limits.max_record_bytes + 1:
                 prefix, after, at_end = _skip_line(stream, bytes(buffer[start:filled]))
-                yield _oversize_chunk(prefix, next_line)
+                yield oversize_chunk(prefix, next_line)
                 next_line += 1
                 buffer[: len(after)] = after
                 filled, start = len(after), 0
@@ -309,61 +288,6 @@ def _without_cr(prefix: bytes, line_bytes: int) -> bytes:
     return prefix[:-1] if line_bytes <= PREFIX_BYTES and prefix.endswith(b"\r") else prefix
 
 
-def prefix_text(head: bytes) -> str:
-    """What stands for a record over the limit: its first bytes, as the kernel keeps them —
-    without a character the cut split, and escaped where they are not UTF-8."""
-    head = head[:PREFIX_BYTES]
-    for cut in range(1, min(3, len(head)) + 1):
-        lead = head[-cut]
-        if lead & 0xC0 != 0x80:
-            need = 4 if lead >= 0xF0 else 3 if lead >= 0xE0 else 2 if lead >= 0xC0 else 1
-            if need > cut:
-                head = head[:-cut]
-            break
-    return head.decode("utf-8", errors="backslashreplace")
-
-
-def _oversize_chunk(prefix: bytes, line: int) -> LineChunk:
-    """One line over the record limit: its first bytes stand for it."""
-    import pyarrow as pa
-
-    text = prefix_text(prefix)
-    return LineChunk(
-        pa.table(
-            {
-                "line_number": int_array([line], pa.int64()),
-                "raw": large_strings([text]),
-                "line_reason": pa.array([RECORD_TOO_LARGE], pa.string()),
-            }
-        )
-    )
-
-
-def _cap(chunk: LineChunk, limits: InputLimits) -> LineChunk:
-    """Replace the array elements over the record limit by their first bytes.
-
-    NDJSON lines are measured by the splitter, on their bytes as read; an element of an
-    array is exact UTF-8 text, so its text's length is its size.
-    """
-    import numpy as np
-
-    raw = chunk.table.column("raw").combine_chunks()
-    if len(raw) == 0:
-        return chunk
-    offsets = np.frombuffer(raw.buffers()[1], dtype=np.int64)
-    offsets = offsets[raw.offset : raw.offset + len(raw) + 1]
-    over = np.diff(offsets) > limits.max_record_bytes
-    if not over.any():
-        return chunk
-    texts = raw.to_pylist()
-    for i in np.flatnonzero(over).tolist():
-        texts[i] = prefix_text(texts[i].encode("utf-8"))
-    # an array element is exact UTF-8 text: no other verdict to keep
-    reasons = _too_large(over, np.zeros(len(over), dtype=bool))
-    table = chunk.table.set_column(1, "raw", large_strings(texts))
-    return LineChunk(table.set_column(2, "line_reason", reasons), chunk.lines)
-
-
 def _blocks(stream: io.BufferedIOBase, head: bytes, block_bytes: int) -> Iterator[bytes]:
     first = head + stream.read(block_bytes)
     if first:
@@ -394,7 +318,7 @@ def _ndjson_chunks(
             skipping += part[: max(0, PREFIX_BYTES - len(skipping))]
             if end < 0:
                 continue
-            yield _oversize_chunk(_without_cr(skipping, skipped), next_line)
+            yield oversize_chunk(_without_cr(skipping, skipped), next_line)
             next_line += 1
             skipping, block = None, block[end + 1 :]
         data = carry + block
@@ -407,7 +331,7 @@ def _ndjson_chunks(
         if len(carry) > limits.max_record_bytes + 1:  # + 1: a `\r` before the newline
             skipping, skipped, carry = carry[:PREFIX_BYTES], len(carry), b""
     if skipping is not None:
-        yield _oversize_chunk(_without_cr(skipping, skipped), next_line)
+        yield oversize_chunk(_without_cr(skipping, skipped), next_line)
     elif carry:
         yield _chunk_from_block(carry + b"\n", next_line, limits)
 
@@ -419,7 +343,7 @@ def _chunk_from_block(body: bytes, first_line: int, limits: InputLimits) -> Line
     module = native.kernel()
     if module is None:
         ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
-        return _chunk_from_lines(body, ends, first_line, limits)
+        return chunk_from_lines(body, ends, first_line, limits)
     return _native_split(module, body, first_line, limits)
 
 
@@ -429,7 +353,7 @@ def _native_split(
     import numpy as np
     import pyarrow as pa
 
-    offsets, text, bad_utf8, kept, covered, too_large = module.split_lines(
+    offsets, text, bad_utf8, kept, covered, oversize = module.split_lines(
         body, limits.max_record_bytes, PREFIX_BYTES
     )
     count = len(offsets) // 8 - 1
@@ -442,196 +366,12 @@ def _native_split(
     else:  # empty lines were dropped: each kept line's place in the block
         index = np.frombuffer(kept, dtype=np.int64)
     numbers = int_array(index + first_line, pa.int64())
-    if too_large:
+    if oversize:
         big = np.zeros(count, dtype=bool)
-        big[too_large] = True
-        reasons = _too_large(big, bad)
+        big[oversize] = True
+        reasons = too_large(big, bad)
     else:
         reasons = invalid_utf8(bad)
     return LineChunk(
         pa.table({"line_number": numbers, "raw": raw, "line_reason": reasons}), covered
-    )
-
-
-def _too_large(big: npt.NDArray[np.bool_], bad: npt.NDArray[np.bool_]) -> pa.Array:
-    """The `line_reason` column: `record_too_large` wins over `invalid_utf8`."""
-    return coded_strings(len(big), [(bad, INVALID_UTF8), (big, RECORD_TOO_LARGE)])
-
-
-def invalid_utf8(bad: npt.NDArray[np.bool_]) -> pa.Array:
-    """The `line_reason` column of lines of which `bad` are not UTF-8."""
-    return coded_strings(len(bad), [(bad, INVALID_UTF8)] if bad.any() else [])
-
-
-def no_reasons(count: int) -> pa.Array:
-    """The `line_reason` column of `count` lines read whole as UTF-8."""
-    import pyarrow as pa
-
-    return pa.nulls(count, pa.string())
-
-
-def _chunk_from_lines(
-    body: bytes, ends: Offsets, first_line: int, limits: InputLimits
-) -> LineChunk:
-    """Build the chunk table from a block that ends in a newline.
-
-    The line ends (`\\n`, and a `\\r` right before it) are dropped by one vectorised copy of
-    the block, so each record's text is exactly the line without its line end.
-    """
-    import numpy as np
-    import pyarrow as pa
-
-    data = np.frombuffer(body, dtype=np.uint8)
-    count = len(ends)
-    starts = np.empty(count, dtype=np.int64)
-    starts[0:1] = 0
-    starts[1:] = ends[:-1] + 1
-    has_cr = (ends > starts) & (data[np.maximum(ends - 1, 0)] == 13)
-    drop = np.zeros(len(data), dtype=bool)
-    drop[ends] = True
-    drop[ends[has_cr] - 1] = True
-    kept = data[~drop]
-    # each earlier line dropped its newline and, for CRLF, its carriage return
-    dropped_before = np.arange(count, dtype=np.int64) + np.cumsum(has_cr) - has_cr
-    offsets = np.empty(count + 1, dtype=np.int64)
-    offsets[:-1] = starts - dropped_before
-    offsets[-1] = len(kept)
-    raw = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(kept))
-    bad = np.zeros(count, dtype=bool)
-    try:
-        raw.validate(full=True)
-    except pa.ArrowInvalid:
-        raw, bad = _repair_utf8(kept, offsets)
-    reasons = invalid_utf8(bad)
-    numbers = int_array(np.arange(first_line, first_line + count), pa.int64())
-    lengths = ends - starts - has_cr  # each line's bytes as read
-    big = lengths > limits.max_record_bytes
-    if big.any():  # over the limit: only the first bytes, escaped like the kernel does
-        texts = raw.to_pylist()
-        for i in np.flatnonzero(big).tolist():
-            head = body[starts[i] : starts[i] + min(PREFIX_BYTES, int(lengths[i]))]
-            texts[i] = prefix_text(head)
-        raw, reasons = large_strings(texts), _too_large(big, bad)
-    table = pa.table({"line_number": numbers, "raw": raw, "line_reason": reasons})
-    empty = offsets[1:] == offsets[:-1]
-    if empty.any():  # dropped, as the kernel drops them: a block of newlines costs no rows
-        table = table.filter(pa.array(~empty))
-    return LineChunk(table, count)
-
-
-def _repair_utf8(kept: Bytes, offsets: Offsets) -> tuple[pa.Array, npt.NDArray[np.bool_]]:
-    """Find the lines that are not UTF-8 and replace their text by an escaped copy.
-
-    Only lines with a byte of 0x80 or above can be invalid, so only those are decoded in
-    Python; a bad line's text becomes its bytes with backslash escapes for the bad bytes.
-    """
-    import numpy as np
-    import pyarrow as pa
-
-    count = len(offsets) - 1
-    high = np.flatnonzero(kept >= 0x80)
-    candidates = np.unique(np.searchsorted(offsets, high, side="right") - 1)
-    ok = np.ones(count, dtype=bool)
-    fixed: dict[int, bytes] = {}
-    for line in candidates.tolist():
-        chunk = kept[offsets[line] : offsets[line + 1]].tobytes()
-        try:
-            chunk.decode("utf-8")
-        except UnicodeDecodeError:
-            ok[line] = False
-            fixed[line] = chunk.decode("utf-8", errors="backslashreplace").encode("utf-8")
-    pieces: list[bytes] = []
-    lengths = np.diff(offsets)
-    cursor = 0
-    for line, replacement in sorted(fixed.items()):
-        pieces.append(kept[cursor : offsets[line]].tobytes())
-        pieces.append(replacement)
-        cursor = int(offsets[line + 1])
-        lengths[line] = len(replacement)
-    pieces.append(kept[cursor:].tobytes())
-    new_offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-    raw = pa.LargeStringArray.from_buffers(
-        count, pa.py_buffer(new_offsets), pa.py_buffer(b"".join(pieces))
-    )
-    raw.validate(full=True)
-    return raw, ~ok
-
-
-def _native_array_chunk(data: bytes) -> LineChunk | None:
-    """A JSON-array file unrolled by the kernel, where the kernel is and the array is plain.
-
-    The kernel takes strict RFC 8259 arrays only; anything else (NaN, deep nesting, broken
-    text) returns None, and `_array_chunk` decides as it always has.
-    """
-    module = native.kernel()
-    if module is None:
-        return None
-    found = module.split_array(data)
-    if found is None:
-        return None
-    import pyarrow as pa
-
-    offsets, text, lines = found
-    count = len(lines) // 8
-    raw = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(text))
-    numbers = pa.Array.from_buffers(pa.int64(), count, [None, pa.py_buffer(lines)])
-    return LineChunk(
-        pa.table({"line_number": numbers, "raw": raw, "line_reason": no_reasons(count)})
-    )
-
-
-def _array_chunk(data: bytes) -> LineChunk | None:
-    """Unroll a JSON-array file; None when the text is not exactly one JSON array."""
-    import pyarrow as pa
-
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    # numbers stay text: Python refuses to convert integers of more than 4,300 digits
-    decoder = json.JSONDecoder(parse_int=str, parse_float=str)
-    ws = " \t\r\n"
-    pos = len(text) - len(text.lstrip(ws)) + 1  # just past "["
-    raws: list[str] = []
-    lines: list[int] = []
-    line = 1 + text.count("\n", 0, pos)
-    counted_to = pos
-    try:
-        while True:
-            while pos < len(text) and text[pos] in ws:
-                pos += 1
-            if not raws and pos < len(text) and text[pos] == "]":
-                pos += 1
-                break
-            _, end = decoder.raw_decode(text, pos)
-            line += text.count("\n", counted_to, pos)
-            counted_to = pos
-            raws.append(text[pos:end])
-            lines.append(line)
-            pos = end
-            while pos < len(text) and text[pos] in ws:
-                pos += 1
-            if pos < len(text) and text[pos] == ",":
-                pos += 1
-                continue
-            if pos < len(text) and text[pos] == "]":
-                pos += 1
-                break
-            return None
-    except (ValueError, RecursionError):
-        # not one array Python's decoder can follow (RecursionError: nesting too deep):
-        # the file is read as NDJSON, and its lines end up in quarantine
-        return None
-    if text[pos:].strip(ws):
-        return None
-    return LineChunk(
-        pa.table(
-            {
-                "line_number": int_array(lines, pa.int64()),
-                "raw": large_strings(raws),
-                "line_reason": no_reasons(len(raws)),
-            }
-        )
     )

@@ -25,7 +25,7 @@ from digital_finance.definition.rules import LINEAGE, LatestWins
 from digital_finance.engines.embedded.arrow_schemas import sql_type
 from digital_finance.runs.plan import PlannedFile
 from digital_finance.sources.base import FileSource, Source
-from digital_finance.sources.file_reader import LineChunk
+from digital_finance.sources.line_chunk import LineChunk
 from digital_finance.sources.prefetch import prefetch
 
 SCAN_BATCH_ROWS = 16 * 1024
