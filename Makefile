@@ -13,7 +13,7 @@ KERNEL_SRC   := native/kernel/Cargo.toml native/kernel/Cargo.lock native/kernel/
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,spark,azure]'
+	$(BIN)/pip install --quiet -e '.[dev,spark,azure,kafka,mqtt]'
 	$(BIN)/python -m compileall -q src  # as pip does for a regular install (see bench/README.md)
 	touch $(STAMP)
 
@@ -37,7 +37,33 @@ $(AZURITE):
 		echo "warning: no npm on PATH; the Azure storage tests (tests/e2e/test_azure_storage.py) will fail"; \
 	fi
 
-setup: $(STAMP) $(KERNEL_STAMP) $(AZURITE)  ## create .venv, install the package, its native kernel and test tools
+# A single-node Kafka broker's jars (Maven Central, once) for the streaming tests and demo.
+KAFKA_LIBS := .cache/kafka/libs/.complete
+$(KAFKA_LIBS): tests/services/kafka-pom.xml
+	@if command -v mvn >/dev/null 2>&1; then \
+		echo "fetching Kafka's jars (Maven Central) into .cache/kafka/libs"; \
+		mvn -q -B -Dmaven.repo.local=.cache/kafka/m2 -f tests/services/kafka-pom.xml \
+			org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
+			-DoutputDirectory=.cache/kafka/libs && touch $(KAFKA_LIBS); \
+	else \
+		echo "warning: no mvn on PATH; the Kafka streaming tests will fail"; \
+	fi
+
+# Mosquitto (Debian's package) for the MQTT streaming tests and demo.
+MOSQUITTO_STAMP := .cache/.mosquitto
+$(MOSQUITTO_STAMP):
+	@mkdir -p .cache
+	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then \
+		touch $(MOSQUITTO_STAMP); \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing mosquitto (apt-get)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends mosquitto >/dev/null \
+			&& touch $(MOSQUITTO_STAMP); \
+	else \
+		echo "warning: no mosquitto; install it (sudo apt-get install mosquitto) for the MQTT tests"; \
+	fi
+
+setup: $(STAMP) $(KERNEL_STAMP) $(AZURITE) $(KAFKA_LIBS) $(MOSQUITTO_STAMP)  ## create .venv, install the package, its native kernel and test tools
 
 demo: setup  ## generate sample data, run the pipeline on it, list the tables
 	$(BIN)/digital-finance generate --stocks 200000 --funds 20000 --out data/generated --seed 7

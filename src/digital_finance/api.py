@@ -117,7 +117,9 @@ class Lakehouse:
 
     def ingest(self, inputs: dict[str, list[InputFile]]) -> RunReport:
         """Ingest listed files per dataset (`stocks`, `mutual_funds`); see `ingest_files`."""
-        report = self._batch_runner().run(inputs)
+        return self._logged(self._batch_runner().run(inputs))
+
+    def _logged(self, report: RunReport) -> RunReport:
         for batch in report.batches:
             log.info(
                 "batch %d %s: %s",
@@ -127,6 +129,70 @@ class Lakehouse:
                 extra={"run_id": batch.run_id, "batch_id": batch.batch_id},
             )
         return report
+
+    def ingest_stream(self, source: str, records: pa.Table) -> RunReport:
+        """Ingest a stream's records (`sources.stream_records.schema()`) as one batch.
+
+        `source` is the kind of stream (`kafka`, `mqtt`); records at positions some batch
+        already holds are dropped, so handing the same records over twice (a retry, two
+        consumers after a rebalance) never doubles a row. An unfinished batch of any source
+        is finished first; an empty table only does that.
+        """
+        from digital_finance.runs.intake import StreamIntake
+
+        return self._logged(self._batch_runner().run_intake(StreamIntake(source, records)))
+
+    def stream_positions(self, source: str) -> dict[str, int]:
+        """Where each partition of a stream stands in the tables: partition -> the position
+        of the next record to read (the end of its last batch's part)."""
+        from digital_finance.runs.plan import reached_positions
+
+        past = self._batch_runner().history()
+        reached = reached_positions(past.planned, past.abandoned)
+        return {partition: end for (kind, partition), end in reached.items() if kind == source}
+
+    def recent_stream_records(
+        self, source: str, prefix: str, records: int
+    ) -> list[tuple[str, str]]:
+        """(partition, record text) of what bronze holds of the last batches, at least
+        `records` records, with parts of `source` partitions starting with `prefix`: what a
+        broker that does not replay may deliver again after a crash (`streaming.mqtt_feed`)."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        past = self._batch_runner().history()
+        sizes: dict[int, int] = {}
+        for b, pf in past.planned:
+            if pf.source == source and pf.partition.startswith(prefix) and b not in past.abandoned:
+                sizes[b] = sizes.get(b, 0) + pf.end - pf.start
+        ids: list[int] = []
+        covered = 0
+        for b in sorted(sizes, reverse=True):
+            if covered >= records:
+                break
+            ids.append(b)
+            covered += sizes[b]
+        if not ids:
+            return []
+        found: list[tuple[int, int, str, str]] = []
+        for dataset in ("stocks", "mutual_funds"):
+            where = self.root.child(TABLES.bronze(dataset))
+            try:
+                dt = DeltaTable(where.uri, storage_options=where.storage_options)
+            except TableNotFoundError:
+                continue
+            t = dt.to_pyarrow_table(
+                columns=["_batch_id", "line_number", "source_file", "record"],
+                filters=[("_batch_id", "in", ids)],
+            )
+            for b, line, p, r in zip(
+                t["_batch_id"].to_pylist(), t["line_number"].to_pylist(),
+                t["source_file"].to_pylist(), t["record"].to_pylist(), strict=True,
+            ):  # fmt: skip
+                if p is not None and p.startswith(prefix):
+                    found.append((b, line, p, r))
+        found.sort(key=lambda row: (row[0], row[1]))  # oldest first: a window drops those
+        return [(p, r) for _, _, p, r in found]
 
     def tables(self) -> dict[str, TableInfo]:
         """Every existing table with its Delta version, row count and last commit time."""

@@ -78,6 +78,24 @@ def large_strings(values: Sequence[str]) -> pa.Array:
     return pa.LargeStringArray.from_buffers(len(encoded), pa.py_buffer(offsets), data)
 
 
+def large_binaries(values: Sequence[bytes]) -> pa.Array:
+    """A large_binary array of `values`, without nulls."""
+    import numpy as np
+    import pyarrow as pa
+
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum([len(v) for v in values], out=offsets[1:])
+    data = pa.py_buffer(b"".join(values))
+    return pa.Array.from_buffers(
+        pa.large_binary(), len(values), [None, pa.py_buffer(offsets), data]
+    )
+
+
+def strings(values: Sequence[str]) -> pa.Array:
+    """A string array of `values`, without nulls."""
+    return large_strings(values).cast("string")
+
+
 def table_from_rows(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     """A small table of JSON-able rows, typed exactly by `schema`.
 

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 
 SETTINGS_SECTIONS = (
-    "source_tz", "engine", "input", "storage", "secrets", "expectations", "rules",
+    "source_tz", "engine", "input", "storage", "secrets", "stream", "expectations", "rules",
     "enrichments",
 )  # fmt: skip
 
@@ -68,6 +68,9 @@ class RunConfig:
     # [storage] options with secrets resolved; values are pydantic SecretStr (masked in repr)
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     input_limits: InputLimits = field(default_factory=InputLimits)
+    # the validated settings (`settings.Settings`), for what only some commands read
+    # (`[stream]`); None when a run had none and pydantic was not imported
+    settings: Any = field(default=None, compare=False)
 
     def plain_storage_options(self) -> dict[str, str]:
         """The storage options with their secret values, for the storage clients only."""
@@ -153,6 +156,7 @@ def load_config(path: Path | None, source_tz: str | None = None) -> RunConfig:
         enrichments=enrichments,
         storage_options=options,
         input_limits=found.input.limits(),
+        settings=found,
     )
 
 

@@ -84,6 +84,47 @@ class SecretsSettings(_Section):
     key_vault_url: str | None = None
 
 
+class KafkaSettings(_Section):
+    """`[stream.kafka]`: a Kafka broker or Azure Event Hubs' Kafka endpoint (docs/STREAMING.md)."""
+
+    bootstrap_servers: str | None = None
+    group: str = "digital-finance"
+    # topic -> dataset; the default reads topics named as the datasets
+    topics: dict[str, str] = {}
+    # Event Hubs: the namespace's connection string (SASL PLAIN, user `$ConnectionString`)
+    event_hubs_connection_string: SecretRef | None = None
+    # Event Hubs with Entra ID (OAUTHBEARER, azure-identity's default credential)
+    entra_id: bool = False
+    # any librdkafka setting (`security.protocol`, `ssl.ca.location`, …); secrets allowed
+    options: dict[str, str | SecretRef] = {}
+
+
+class MqttSettings(_Section):
+    """`[stream.mqtt]`: an MQTT broker (Mosquitto) or Azure IoT Hub (docs/STREAMING.md)."""
+
+    broker: str | None = None  # host:port
+    client_id: str = "digital-finance"
+    # topic filter -> dataset
+    topics: dict[str, str] = {}
+    username: str | None = None
+    password: SecretRef | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    # how many of the last committed messages a redelivery is matched against: at least
+    # the broker's limit of unacknowledged messages per client (Mosquitto's
+    # max_inflight_messages), which bounds what a broker can deliver again
+    redelivery_window: PositiveInt = 20_000
+
+
+class StreamSettings(_Section):
+    """`[stream]`: micro-batches of `digital-finance stream`."""
+
+    trigger_seconds: float = 1.0
+    max_batch_records: PositiveInt = 50_000
+    kafka: KafkaSettings = KafkaSettings()
+    mqtt: MqttSettings = MqttSettings()
+
+
 class ExpectationEntry(_Section):
     """One `[[expectations]]` table."""
 
@@ -105,6 +146,7 @@ class Settings(BaseSettings):
     input: InputSettings = InputSettings()
     storage: StorageSettings = StorageSettings()
     secrets: SecretsSettings = SecretsSettings()
+    stream: StreamSettings = StreamSettings()
     expectations: list[ExpectationEntry] = []
     rules: dict[str, Any] = {}  # rule name -> action, checked by config.load_config
     enrichments: Any = []  # [[enrichments]] tables, checked by enrichment.load_enrichments
@@ -216,6 +258,15 @@ def _from_key_vault(vault_url: str, name: str) -> str:
     if value is None:
         raise SettingsError(f"secret {name!r} in {vault_url} has no value")
     return str(value)
+
+
+def resolved(value: str | SecretRef | None, settings: Settings) -> SecretStr | None:
+    """A setting that may name a secret, as a secret value."""
+    if value is None:
+        return None
+    if isinstance(value, SecretRef):
+        return resolve_secret(value.secret, settings.secrets)
+    return SecretStr(value)
 
 
 def storage_options(settings: Settings) -> dict[str, SecretStr]:

@@ -160,6 +160,107 @@ def run(
 
 
 @app.command()
+def stream(
+    source: Annotated[
+        str,
+        typer.Option("--source", metavar="kafka|mqtt|folder", help="Where the events come from."),
+    ],
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="DIR|URI",
+            help="Root of the lakehouse tables: a folder, or abfss://… / az://….",
+        ),
+    ] = "lakehouse",
+    trigger: Annotated[
+        float | None,
+        typer.Option(
+            "--trigger",
+            metavar="SECONDS",
+            help="Commit a micro-batch every SECONDS (default 1, or [stream] trigger_seconds).",
+        ),
+    ] = None,
+    max_batch_records: Annotated[
+        int | None,
+        typer.Option(
+            "--max-batch-records",
+            metavar="N",
+            help="Commit early once a batch holds N records (default 50,000).",
+        ),
+    ] = None,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once", help="Take everything available now, commit, exit 0 (for cron and tests)."
+        ),
+    ] = False,
+    topic: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--topic",
+            metavar="TOPIC[=DATASET]",
+            help="Kafka topic (MQTT: topic filter) and its dataset; repeatable. Default: the "
+            "topics stocks and mutual_funds.",
+        ),
+    ] = None,
+    bootstrap_servers: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap-servers",
+            metavar="HOST:PORT",
+            help="Kafka brokers (Event Hubs: <namespace>.servicebus.windows.net:9093).",
+        ),
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            metavar="ID",
+            help="Kafka consumer group: processes in one group share the partitions.",
+        ),
+    ] = None,
+    broker: Annotated[
+        str | None, typer.Option("--broker", metavar="HOST:PORT", help="MQTT broker.")
+    ] = None,
+    path: Annotated[
+        Path | None,
+        typer.Option(
+            "--path",
+            metavar="DIR",
+            help="Landing folder (--source folder): DIR/stocks/ and DIR/mutual_funds/.",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", metavar="FILE", help="TOML file: rules, [stream] settings."),
+    ] = None,
+    source_tz: Annotated[
+        str | None,
+        typer.Option(
+            "--source-tz", metavar="ZONE", help="IANA zone of timestamps without an offset."
+        ),
+    ] = None,
+) -> None:
+    """Ingest a stream into the lakehouse in micro-batches, exactly once, until stopped.
+
+    Each micro-batch goes through the same pipeline as `run`: bronze, contract, quarantine,
+    expectations, silver MERGE, gold. Positions are kept in the tables, so a restart (after
+    a crash too) goes on where the tables stand, and any number of streams and runs may
+    write one lakehouse. SIGTERM or Ctrl-C commits the batch under way and exits 0.
+    """
+    from digital_finance.cli.stream_command import StreamRequest
+    from digital_finance.cli.stream_command import stream as run_stream
+
+    request = StreamRequest(
+        source, output, config, trigger, max_batch_records, once, topic or [],
+        bootstrap_servers, group, broker, path, source_tz,
+    )  # fmt: skip
+    raise typer.Exit(run_stream(request))
+
+
+@app.command()
 def generate(
     out: Annotated[
         Path, typer.Option("--out", metavar="DIR", help="Folder to write the data into.")

@@ -160,7 +160,7 @@ class ObjectStoreLock:
                 pass
             try:
                 meta = obstore.head(store, self.key)
-            except NotFoundError:
+            except (NotFoundError, FileNotFoundError):  # obstore raises the built-in one
                 continue  # let go of between the two calls: try again at once
             now = time.monotonic()
             if seen is None or seen[0] != meta["e_tag"]:
@@ -176,7 +176,10 @@ class ObjectStoreLock:
                 return _version(put)
             waited = now - started
             if not reminded or waited - reminded >= REMIND_SECONDS:
-                holder = _describe(bytes(obstore.get(store, self.key).bytes()))
+                try:
+                    holder = _describe(bytes(obstore.get(store, self.key).bytes()))
+                except (NotFoundError, FileNotFoundError):
+                    continue  # let go of meanwhile: try to take it at once
                 message = f"waiting for another writer to finish committing ({holder})"
                 log.info(message)
                 waiting(message)

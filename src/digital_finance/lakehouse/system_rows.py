@@ -86,6 +86,7 @@ def history(
                 row.get("start_byte") or 0,
                 row.get("first_line") or 1,
                 row.get("sha256"),
+                row.get("source") or "file",
             )
             planned.append((row["batch_id"], part))
     succeeded: set[int] = set()

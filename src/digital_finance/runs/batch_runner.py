@@ -31,14 +31,8 @@ from digital_finance.errors import TerminalError
 from digital_finance.lakehouse.commit_lock import CommitLock, commit_lock
 from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.failpoints import crash_point
-from digital_finance.runs.plan import (
-    Batch,
-    History,
-    Plan,
-    Scanner,
-    UnfinishedBatchError,
-    plan_run,
-)
+from digital_finance.runs.intake import FileIntake, Intake
+from digital_finance.runs.plan import Batch, History, Plan, UnfinishedBatchError
 from digital_finance.runs.report import (
     BatchReport,
     Progress,
@@ -48,7 +42,7 @@ from digital_finance.runs.report import (
     check_fail_rules,
 )
 from digital_finance.sources.discovery import InputFile
-from digital_finance.sources.file_scan import FileScan, scan_file
+from digital_finance.sources.stream_records import StreamRecords
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +83,23 @@ class BatchRunner(ABC, Generic[Staged]):
         """Whether bronze and quarantine of these datasets hold the batch, so that it can be
         finished from bronze (`stage` then reads a `from_bronze` batch from there)."""
 
-    def clean_up(self, crashed: bool) -> list[str]:
-        """Remove what dead writers left; notes for the summary. Called under the lock."""
+    def clean_up(self, crashed: bool, spooled: set[str]) -> list[str]:
+        """Remove what dead writers left, keeping the spool files `spooled` (an unfinished
+        batch's); notes for the summary. Called under the lock."""
         return []
+
+    def spooled(self, sha256: str) -> bool:
+        """Whether the spool holds these records (of a stream batch to finish)."""
+        return False
+
+    def keep_records(self, records: StreamRecords) -> None:
+        """Write a stream batch's records to the spool, before the batch is claimed."""
+        raise TerminalError(
+            f"the {self.engine} engine cannot take stream records yet; use the embedded engine"
+        )
+
+    def drop_records(self, sha256: str) -> None:
+        """Let go of a finished stream batch's spool file."""
 
     @abstractmethod
     def commit_plan(self, batch: Batch, run_id: str, now: datetime) -> None:
@@ -108,19 +116,22 @@ class BatchRunner(ABC, Generic[Staged]):
 
     # --- the order, shared ----------------------------------------------------------------
     def run(self, inputs: dict[str, list[InputFile]]) -> RunReport:
-        """Finish a batch that a crashed writer left, then ingest what is new.
+        """Finish a batch that a crashed writer left, then ingest what is new in the files."""
+        return self.run_intake(FileIntake(inputs))
 
-        The new files are staged before the commit lock is taken, because staging is the long
+    def run_intake(self, intake: Intake) -> RunReport:
+        """Finish a batch that a crashed writer left, then ingest what `intake` brings.
+
+        The new batch is staged before the commit lock is taken, because staging is the long
         part and needs no lock. Under the lock the run is planned again from the tables as
-        they are now: the staged batch is committed only when it still holds exactly those
-        files; when another writer ingested some of them meanwhile, what is left is staged
-        again. The batch id is claimed under the lock, by the plan's own commit.
+        they are now: the staged batch is committed only when it still holds exactly the
+        same parts; when another writer ingested some of them meanwhile, what is left is
+        staged again. The batch id is claimed under the lock, by the plan's own commit.
         """
         started = time.perf_counter()
         report = RunReport()
         with contextlib.ExitStack() as ahead:
-            scan = _memoized(scan_file)  # both plans of this run hash each file once
-            early = self._plan(inputs, scan)
+            early = self._plan(intake)
             staged_early: tuple[Batch, Staged, _Attempt] | None = None
             if early.new is not None:
                 attempt = _Attempt.begin(early.new)
@@ -128,10 +139,13 @@ class BatchRunner(ABC, Generic[Staged]):
                 staged_early = (early.new, staged, attempt)
             run_id = staged_early[2].report.run_id if staged_early else uuid.uuid4().hex
             with self.lock.hold(run_id, self.progress.stage):
-                plan = self._plan(inputs, scan)
+                plan = self._plan(intake)
                 report.skipped_files = plan.skipped_files
                 report.notes = plan.notes
-                report.notes += self.clean_up(crashed=plan.resume is not None)
+                needed = {pf.sha256 for pf in plan.resume.files} if plan.resume else set()
+                report.notes += self.clean_up(
+                    crashed=plan.resume is not None, spooled={n for n in needed if n}
+                )
                 report.taken_by_others = _taken_by_others(early.new, plan)
                 if plan.resume is not None:
                     report.batches.append(self._run_batch(plan.resume))
@@ -141,12 +155,12 @@ class BatchRunner(ABC, Generic[Staged]):
                         attempt.report.batch_id = plan.new.batch_id
                         report.batches.append(self._commit_staged(plan.new, staged, attempt))
                     else:
-                        ahead.close()  # another writer took some of the files: stage the rest
+                        ahead.close()  # another writer took some of the parts: stage the rest
                         report.batches.append(self._run_batch(plan.new))
         report.seconds = time.perf_counter() - started
         return report
 
-    def _plan(self, inputs: dict[str, list[InputFile]], scan: Scanner) -> Plan:
+    def _plan(self, intake: Intake) -> Plan:
         """The plan; an interrupted batch whose files changed is finished from bronze when
         bronze holds it, and otherwise refused with what to do."""
         past = self.history()
@@ -156,24 +170,12 @@ class BatchRunner(ABC, Generic[Staged]):
                 f"abandoning batch {batch} was cut short; finish it with "
                 f"`digital-finance batch abandon {batch}` before the next run"
             )
-
-        def planned(from_bronze: int | None = None) -> Plan:
-            return plan_run(
-                inputs,
-                past.planned,
-                past.succeeded,
-                scan,
-                abandoned=past.abandoned,
-                forgotten=past.forgotten,
-                from_bronze=from_bronze,
-            )
-
         try:
-            return planned()
+            return intake.plan(past, None, self.spooled)
         except UnfinishedBatchError as exc:
             if not self.holds_batch(exc.batch_id, exc.datasets):
                 raise
-            plan = planned(from_bronze=exc.batch_id)
+            plan = intake.plan(past, exc.batch_id, self.spooled)
             plan.notes.append(
                 f"batch {exc.batch_id}: {exc.path} {exc.what}; the batch is finished from what "
                 "bronze already holds of it"
@@ -211,6 +213,8 @@ class BatchRunner(ABC, Generic[Staged]):
             context = {"run_id": report.run_id, "batch_id": batch.batch_id}
             if not batch.resumed:
                 self.progress.stage(f"claiming batch {batch.batch_id}")
+                if isinstance(batch.records, StreamRecords):
+                    self.keep_records(batch.records)  # durable before the claim
                 self.commit_plan(batch, report.run_id, attempt.started_at)
                 self.claimed = batch.batch_id
                 parts = len(batch.files)
@@ -227,6 +231,8 @@ class BatchRunner(ABC, Generic[Staged]):
         report.seconds = time.perf_counter() - attempt.clock
         self.log_run(report, attempt.started_at, datetime.now(UTC))
         self.claimed = None
+        for sha in sorted({pf.sha256 for pf in batch.files if not pf.is_file and pf.sha256}):
+            self.drop_records(sha)
         return report
 
     def _log_failure(self, attempt: _Attempt, exc: Exception) -> None:
@@ -296,18 +302,6 @@ def _taken_by_others(early: Batch | None, plan: Plan) -> int:
         return 0
     now_new = {pf.file for pf in plan.new.files} if plan.new is not None else set()
     return sum(1 for pf in early.files if pf.file not in now_new)
-
-
-def _memoized(scan: Scanner) -> Scanner:
-    seen: dict[tuple[str, int, int | None], FileScan] = {}
-
-    def cached(path: str, size: int, at: int | None) -> FileScan:
-        key = (path, size, at)
-        if key not in seen:
-            seen[key] = scan(path, size, at)
-        return seen[key]
-
-    return cached
 
 
 def _record(report: BatchReport, table: str, rows: int | None) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from digital_finance.errors import TransientError
+from digital_finance.sources.base import Source
 from digital_finance.sources.discovery import InputError, InputFile
 from digital_finance.sources.file_scan import FileChangedError, FileScan, scan_file
 
@@ -51,11 +52,16 @@ class UnfinishedBatchError(InputError):
 
 @dataclass(frozen=True)
 class PlannedFile:
-    """A file's part in a batch: bytes [start, file.size), with its place in receipt order.
+    """A source partition's part in a batch: positions [start, end), with its receipt order.
 
-    A file read for the first time is read whole (`start` 0); lines appended to a file read
-    before are a part of their own, starting at the byte where the last read ended and
-    numbered on from the line there.
+    For files (`source` "file") the partition is the path and the positions are bytes
+    [start, file.size): a file read for the first time is read whole (`start` 0); lines
+    appended to a file read before are a part of their own, starting at the byte where the
+    last read ended and numbered on from the line there.
+
+    For streams (`source` "kafka", "mqtt", …) `file.path` is the partition (`topic/3`),
+    the positions are its offsets [start, file.size), and `sha256` names the spool file
+    that holds the part's records until the batch is done (`lakehouse.spool`).
     """
 
     dataset: str
@@ -64,9 +70,13 @@ class PlannedFile:
     start: int = 0
     first_line: int = 1
     sha256: str | None = None  # of the file's bytes [0, file.size); None in older lakehouses
+    source: str = "file"
 
     # --- as a `sources.base.SourcePart` ----------------------------------------------
-    source = "file"
+    @property
+    def is_file(self) -> bool:
+        """Whether the part is a file's bytes (and not a stream partition's offsets)."""
+        return self.source == "file"
 
     @property
     def partition(self) -> str:
@@ -88,6 +98,9 @@ class Batch:
     resumed: bool = False
     # finished from what bronze holds of it, its files being gone or changed (`plan_run`)
     from_bronze: bool = False
+    # the records of a new stream batch, in memory (`sources.stream_records`); files and
+    # resumed batches are read from their files or the spool
+    records: Source | None = field(default=None, compare=False)
 
     def files_of(self, dataset: str) -> list[PlannedFile]:
         """The batch's files of one dataset, in receipt order."""
@@ -115,6 +128,22 @@ class Plan:
 
 
 Scanner = Callable[[str, int, int | None], FileScan]
+Spooled = Callable[[str], bool]  # whether the spool holds the records of this sha256
+
+
+def reached_positions(
+    planned: list[tuple[int, PlannedFile]], abandoned: AbstractSet[int] = frozenset()
+) -> dict[tuple[str, str], int]:
+    """Where each stream partition stands: the end of its last part in any batch not
+    abandoned, keyed by (source, partition). An unfinished batch counts: whoever takes the
+    lock next finishes it from the spool."""
+    reached: dict[tuple[str, str], int] = {}
+    for batch_id, pf in planned:
+        if pf.is_file or batch_id in abandoned:
+            continue
+        key = (pf.source, pf.partition)
+        reached[key] = max(reached.get(key, 0), pf.end)
+    return reached
 
 
 def plan_run(
@@ -126,6 +155,7 @@ def plan_run(
     abandoned: set[int] | frozenset[int] = frozenset(),
     from_bronze: int | None = None,
     forgotten: Mapping[str, int] | None = None,
+    spooled: Spooled | None = None,
 ) -> Plan:
     """Plan a run from the inputs and the file parts already planned (with their batch ids).
 
@@ -137,7 +167,9 @@ def plan_run(
     `UnfinishedBatchError` says so, unless the caller found that bronze holds the batch and
     passes its id as `from_bronze`. An abandoned batch's files count as never read; its id
     is never used again. So do the parts of a forgotten path planned before it was forgotten
-    (`digital-finance forget`), for what the next runs read.
+    (`digital-finance forget`), for what the next runs read. A stream part is resumed from
+    the spool (`spooled` says whether it still holds the part's records); the files logic
+    never sees stream parts, whose positions `reached_positions` gives.
     """
     forgot = forgotten or {}
     by_batch: dict[int, list[PlannedFile]] = {}
@@ -148,7 +180,7 @@ def plan_run(
         if batch_id in abandoned:
             continue
         by_batch.setdefault(batch_id, []).append(pf)
-        if batch_id <= forgot.get(pf.file.path, 0):
+        if not pf.is_file or batch_id <= forgot.get(pf.file.path, 0):
             continue  # resumed as planned if unfinished, but no longer known as read
         newest = latest.get(pf.file.path)
         if newest is None or (batch_id, pf.file.size) > (newest[0], newest[1].file.size):
@@ -163,7 +195,12 @@ def plan_run(
         if from_bronze != batch_id:
             datasets = tuple(sorted({pf.dataset for pf in files}))
             for pf in files:
-                _check_unchanged(batch_id, pf, scan, datasets)
+                if pf.is_file:
+                    _check_unchanged(batch_id, pf, scan, datasets)
+                elif pf.sha256 is None or spooled is None or not spooled(pf.sha256):
+                    raise UnfinishedBatchError(
+                        batch_id, pf.partition, "has no records left in the spool", datasets
+                    )
         resume = Batch(batch_id, files, resumed=True, from_bronze=from_bronze == batch_id)
     next_id = highest + 1
     plan = Plan(resume, None)

@@ -77,7 +77,7 @@ def _kind(mode: int) -> str:
     return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
 
 
-def _is_input(path: Path) -> bool:
+def is_input(path: Path) -> bool:
     name = path.name.lower()
     if name.endswith(".gz"):
         name = name[:-3]
@@ -113,7 +113,7 @@ def resolve_inputs(patterns: list[str]) -> list[InputFile]:
                 sorted(p for p in match.rglob("*") if _regular(p)) if match.is_dir() else [match]
             )
             for candidate in candidates:
-                if match.is_dir() and not _is_input(candidate):
+                if match.is_dir() and not is_input(candidate):
                     continue  # inside folders take only JSON inputs; a named file is taken as is
                 info = InputFile.readable(candidate)
                 found[info.path] = info

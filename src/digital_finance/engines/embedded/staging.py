@@ -103,7 +103,9 @@ class StagedDataset:
                 f"raw VARCHAR, needs_reference BOOLEAN, reasons VARCHAR[], {typed}, "
                 "_rescued VARCHAR)"
             )
-        con.execute(f"CREATE TABLE {self.files} (file_ordinal INTEGER, source_file VARCHAR)")
+        con.execute(
+            f"CREATE TABLE {self.files} (file_ordinal INTEGER, source_file VARCHAR, source VARCHAR)"
+        )
         self._create_checked_view()
         self._insert_decided = self._native_insert() if native is not None else ""
 
@@ -156,7 +158,8 @@ class StagedDataset:
             return
         for part in files:
             self.con.execute(
-                f"INSERT INTO {self.files} VALUES (?, ?)", [part.ordinal, part.file.path]
+                f"INSERT INTO {self.files} VALUES (?, ?, ?)",
+                [part.ordinal, part.file.path, part.source],
             )
         # One INSERT over a stream of every file's verdicts: DuckDB's cost per statement is
         # far above its cost per row, and the stream keeps memory to a few chunks.
@@ -195,7 +198,10 @@ class StagedDataset:
 
     def load(self, part: PlannedFile) -> None:
         """Parse one file part into the staging table with the SQL contract."""
-        self.con.execute(f"INSERT INTO {self.files} VALUES (?, ?)", [part.ordinal, part.file.path])
+        self.con.execute(
+            f"INSERT INTO {self.files} VALUES (?, ?, ?)",
+            [part.ordinal, part.file.path, part.source],
+        )
         for chunk in self.source.read(part):
             table = chunk.table.append_column(
                 "file_ordinal", constant_int32(part.ordinal, chunk.num_rows)
@@ -301,7 +307,7 @@ class StagedDataset:
     def bronze(self, batch_id: int, run_id: str, ingested_at: str) -> str:
         """SQL of every staged record as received, with its origin."""
         return (
-            f"SELECT p.raw AS record, 'file' AS source, f.source_file, p.line_number, "
+            f"SELECT p.raw AS record, f.source, f.source_file, p.line_number, "
             f"{batch_id}::BIGINT AS _batch_id, {sql_str(run_id)} AS _run_id, "
             f"{sql_str(ingested_at)}::TIMESTAMPTZ AS _ingested_at "
             f"FROM {self.parsed} p JOIN {self.files} f USING (file_ordinal)"
@@ -333,7 +339,8 @@ class StagedDataset:
         """
         rows = self.con.execute(
             f"SELECT f.source_file, count(*) FROM {self.parsed} p "
-            f"JOIN {self.files} f USING (file_ordinal) GROUP BY f.file_ordinal, f.source_file "
+            f"JOIN {self.files} f USING (file_ordinal) WHERE f.source = 'file' "
+            "GROUP BY f.file_ordinal, f.source_file "
             "HAVING count(*) = count(*) FILTER (WHERE len(p.reasons) > 0) ORDER BY f.file_ordinal"
         ).fetchall()
         return [(str(path), int(n)) for path, n in rows]

@@ -26,6 +26,7 @@ from digital_finance.definition.steps import (
 from digital_finance.engines.spark import delta_writes, enrich, gold, system_tables
 from digital_finance.engines.spark.progress import SparkTasks
 from digital_finance.engines.spark.staging import SparkStagedDataset
+from digital_finance.errors import TerminalError
 from digital_finance.lakehouse.commit_lock import commit_lock
 from digital_finance.lakehouse.layout import table_uri
 from digital_finance.runs.batch_runner import BatchRunner
@@ -64,6 +65,13 @@ class SparkRunner(BatchRunner[Staged]):
 
     @contextlib.contextmanager
     def stage(self, batch: Batch, run_id: str, report: BatchReport) -> Iterator[Staged]:
+        streamed = sorted({pf.source for pf in batch.files if not pf.is_file})
+        if streamed:
+            raise TerminalError(
+                f"batch {batch.batch_id} holds {', '.join(streamed)} records, which the Spark "
+                "engine cannot read yet: finish it with the embedded engine (`digital-finance "
+                "run` or `digital-finance stream` on this lakehouse), then go on with Spark"
+            )
         staged: Staged = {}
         try:
             self.progress.stage(f"reading {len(batch.files)} file(s)")

@@ -1,0 +1,289 @@
+"""`digital-finance stream`: micro-batches from Kafka, MQTT or a landing folder until stopped.
+
+The first SIGTERM or Ctrl-C lets the batch under way commit, then the command exits 0; a
+second one stops at once (exit 130/143), which is safe too: the next start finishes the
+batch from the spool.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from digital_finance.api import Lakehouse
+from digital_finance.cli.console import err_console, fail
+from digital_finance.cli.interrupts import Interrupted
+from digital_finance.config import ConfigError, RunConfig, load_config
+from digital_finance.errors import TerminalError, TransientError
+from digital_finance.lakehouse.storage import StorageError, location
+from digital_finance.runs.report import RunReport
+
+DATASETS = ("stocks", "mutual_funds")
+EXIT_TRY_AGAIN = 75
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    """What the command line asked for."""
+
+    source: str
+    output: str
+    config: Path | None
+    trigger: float | None
+    max_batch_records: int | None
+    once: bool
+    topics: list[str]
+    bootstrap_servers: str | None
+    group: str | None
+    broker: str | None
+    path: Path | None
+    source_tz: str | None
+
+
+def parse_topics(items: list[str], defaults: dict[str, str]) -> dict[str, str]:
+    """`--topic NAME[=DATASET]` (repeatable) as topic -> dataset; a bare name is a dataset."""
+    if not items:
+        return dict(defaults) or {d: d for d in DATASETS}
+    topics: dict[str, str] = {}
+    for item in items:
+        name, sep, dataset = item.partition("=")
+        dataset = dataset if sep else name
+        if dataset not in DATASETS:
+            fail(
+                f"--topic {item}: the dataset must be one of {', '.join(DATASETS)}; "
+                "write --topic TOPIC=DATASET when the topic has another name"
+            )
+        topics[name] = dataset
+    return topics
+
+
+def stream(request: StreamRequest) -> int:
+    """Run the stream; returns the exit code."""
+    from digital_finance.logs import configure_from_environment
+
+    configure_from_environment()
+    try:
+        config = load_config(request.config, request.source_tz)
+        where = location(request.output, config.plain_storage_options())
+        settings = _stream_settings(config)
+    except (ConfigError, StorageError, ValueError) as exc:
+        fail(str(exc))
+    from digital_finance.streaming.loop import StreamOptions
+
+    options = StreamOptions(
+        trigger_seconds=request.trigger
+        if request.trigger is not None
+        else settings.trigger_seconds,
+        max_batch_records=request.max_batch_records or settings.max_batch_records,
+        once=request.once,
+    )
+    if options.trigger_seconds < 0:
+        fail("--trigger must be 0 or more seconds")
+    lake = Lakehouse(where, config)
+    printer = BatchPrinter()
+    with _stop_requests() as stop:
+        try:
+            if request.source == "folder":
+                totals = _folder(lake, request, options, stop, printer)
+            else:
+                kind, open_feed = _feed(request, settings, config)
+                totals = _feed_loop(lake, kind, open_feed, options, stop, printer)
+        except TerminalError as exc:
+            fail(str(exc))
+        except TransientError as exc:
+            fail(str(exc), code=EXIT_TRY_AGAIN)
+        except Interrupted as now:
+            claimed = lake.claimed_batch
+            after = f"; batch {claimed} is claimed: the next start finishes it" if claimed else ""
+            err_console.print(f"stopped at once{after}", markup=False)
+            return now.code
+    how = "stopped" if stop() else "caught up"
+    err_console.print(
+        f"{how}: {totals[0]:,} batch(es), {totals[1]:,} records → {request.output}",
+        markup=False,
+    )
+    return 0
+
+
+def _stream_settings(config: RunConfig) -> Any:
+    if config.settings is not None:
+        return config.settings.stream
+    from digital_finance.settings import StreamSettings
+
+    return StreamSettings()
+
+
+def _feed(request: StreamRequest, stream_settings: Any, config: RunConfig) -> tuple[str, Any]:
+    if request.source == "kafka":
+        from digital_finance.settings import resolved
+        from digital_finance.streaming.kafka_config import KafkaConfigError, connection
+        from digital_finance.streaming.kafka_feed import KafkaFeed
+
+        kafka = stream_settings.kafka
+        topics = parse_topics(request.topics, kafka.topics)
+        settings = config.settings
+        try:
+            options = {k: resolved(v, settings) for k, v in kafka.options.items()}
+            conn = connection(
+                request.bootstrap_servers or kafka.bootstrap_servers,
+                options,
+                resolved(kafka.event_hubs_connection_string, settings)
+                if kafka.event_hubs_connection_string is not None
+                else None,
+                kafka.entra_id,
+            )
+        except KafkaConfigError as exc:
+            fail(str(exc))
+        group = request.group or kafka.group
+        return "kafka", lambda lake: KafkaFeed(conn, group, topics)
+    if request.source == "mqtt":
+        return _mqtt_feed(request, stream_settings, config)
+    fail(f"--source must be kafka, mqtt or folder, not {request.source!r}")
+
+
+MQTT_TOPICS = {"stocks/#": "stocks", "mutual_funds/#": "mutual_funds"}
+
+
+def _mqtt_feed(request: StreamRequest, stream_settings: Any, config: RunConfig) -> tuple[str, Any]:
+    from digital_finance.settings import resolved
+    from digital_finance.streaming.mqtt_feed import MqttConnection, MqttFeed, Seen, fingerprint
+
+    mqtt = stream_settings.mqtt
+    broker = request.broker or mqtt.broker
+    if not broker:
+        fail("no MQTT broker: give --broker HOST:PORT, or [stream.mqtt] broker")
+    host, _, port = broker.rpartition(":")
+    if not host or not port.isdigit():
+        fail(f"--broker takes HOST:PORT (e.g. 127.0.0.1:1883), not {broker!r}")
+    topics = parse_topics(request.topics, mqtt.topics or MQTT_TOPICS)
+    client_id = request.group or mqtt.client_id
+    window = mqtt.redelivery_window
+    password = resolved(mqtt.password, config.settings) if mqtt.password is not None else None
+    connection = MqttConnection(
+        host, int(port), client_id, topics, mqtt.username, password, mqtt.tls,
+        str(mqtt.ca_file) if mqtt.ca_file else None,
+    )  # fmt: skip
+
+    def open_feed(lake: Lakehouse) -> Any:
+        # what bronze holds of this consumer's last batches: a broker may deliver it again
+        recent = lake.recent_stream_records("mqtt", f"{client_id}:", window)
+        seen = Seen([fingerprint(p, text) for p, text in recent], capacity=window)
+        return MqttFeed(connection, seen, config.input_limits)
+
+    return "mqtt", open_feed
+
+
+def _feed_loop(
+    lake: Lakehouse,
+    kind: str,
+    open_feed: Any,
+    options: Any,
+    stop: Callable[[], bool],
+    printer: BatchPrinter,
+) -> tuple[int, int]:
+    from digital_finance.streaming.loop import StreamLoop
+
+    loop = StreamLoop(lake, kind, open_feed, options, printer.batch)
+    totals = loop.run(stop)
+    return totals.batches, totals.records
+
+
+def _folder(
+    lake: Lakehouse,
+    request: StreamRequest,
+    options: Any,
+    stop: Callable[[], bool],
+    printer: BatchPrinter,
+) -> tuple[int, int]:
+    """The landing folder: `DIR/stocks/` and `DIR/mutual_funds/`, listed every trigger."""
+    if request.path is None:
+        fail("--source folder needs --path DIR (with DIR/stocks/ and DIR/mutual_funds/)")
+    root = request.path
+    if not root.is_dir():
+        fail(f"--path {root} is not a folder")
+    batches = records = 0
+    while not stop():
+        clock = time.monotonic()
+        found = {d: str(root / d) for d in DATASETS if _has_inputs(root / d)}
+        if found:
+            report = lake.ingest_files(
+                stocks=[found["stocks"]] if "stocks" in found else [],
+                funds=[found["mutual_funds"]] if "mutual_funds" in found else [],
+            )
+            printer.batch(report, 0, time.monotonic() - clock)
+            batches += len(report.batches)
+            records += sum(sum(b.records.values()) for b in report.batches)
+        if options.once:
+            break
+        pause = options.trigger_seconds - (time.monotonic() - clock)
+        deadline = time.monotonic() + max(0.0, pause)
+        while not stop() and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+    return batches, records
+
+
+def _has_inputs(folder: Path) -> bool:
+    from digital_finance.sources.discovery import is_input
+
+    return folder.is_dir() and any(is_input(p) for p in folder.rglob("*"))
+
+
+class BatchPrinter:
+    """One line per committed batch on stderr, with what it wrote and how long it took."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def batch(self, report: RunReport, held: int, seconds: float) -> None:
+        for note in report.notes:
+            self._line(note)
+        for b in report.batches:
+            read = ", ".join(f"{k} {v:,}" for k, v in b.records.items() if v)
+            wrote = ", ".join(
+                f"{t} {n:,}" for t, n in b.written.items() if n and not t.startswith("_")
+            )
+            how = " (finished after an interruption)" if b.resumed else ""
+            self._line(
+                f"batch {b.batch_id}{how}: {read or 'no records'} in {b.seconds:.2f} s; "
+                f"wrote {wrote or 'nothing'}"
+            )
+            for warning in b.warnings:
+                self._line(f"warning: {warning}")
+        if held and not report.batches:
+            self._line(f"{held:,} record(s) were already in the tables (another writer's)")
+
+    def _line(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        err_console.print(
+            f"[{elapsed:7.1f}s] {text}", markup=False, highlight=False, soft_wrap=True
+        )
+        err_console.file.flush()  # a log file sees each batch as it is committed
+
+
+@contextmanager
+def _stop_requests() -> Iterator[Callable[[], bool]]:
+    """SIGINT/SIGTERM: the first asks the loop to stop after its batch; the second stops now."""
+    asked: list[int] = []
+
+    def handler(number: int, frame: FrameType | None) -> None:
+        if asked:
+            raise Interrupted(number)
+        asked.append(number)
+        err_console.print(
+            "stopping after the batch under way (again to stop at once; the next start "
+            "finishes it)",
+            markup=False,
+        )
+
+    previous = {n: signal.signal(n, handler) for n in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: bool(asked)
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)

@@ -1,0 +1,174 @@
+"""What a run takes in, planned against the tables: new file parts, or a stream's records.
+
+The batch runner plans twice, once before staging and once under the commit lock, each
+time from the `_system` tables as they are then (`runs.batch_runner`). An intake is what
+it plans with: `FileIntake` for listed files (`runs.plan.plan_run`), `StreamIntake` for
+the records a stream consumer holds, trimmed to what no batch holds yet. Both finish an
+unfinished batch first, whatever source it came from.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Protocol
+
+from digital_finance.arrow_arrays import int_array, strings
+from digital_finance.runs.plan import (
+    Batch,
+    History,
+    Plan,
+    PlannedFile,
+    Scanner,
+    Spooled,
+    plan_run,
+    reached_positions,
+)
+from digital_finance.sources.discovery import InputFile
+from digital_finance.sources.file_scan import FileScan, scan_file
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+class Intake(Protocol):
+    """Plans a run from what the `_system` tables say."""
+
+    def plan(self, past: History, from_bronze: int | None, spooled: Spooled) -> Plan:
+        """The batch to finish, if any, and the new batch."""
+
+
+class FileIntake:
+    """Listed files per dataset: what is new in them (`plan_run`)."""
+
+    def __init__(self, inputs: dict[str, list[InputFile]], scan: Scanner = scan_file) -> None:
+        self.inputs = inputs
+        self.scan = _memoized(scan)  # both plans of a run hash each file once
+
+    def plan(self, past: History, from_bronze: int | None, spooled: Spooled) -> Plan:
+        """See `runs.plan.plan_run`."""
+        return plan_run(
+            self.inputs,
+            past.planned,
+            past.succeeded,
+            self.scan,
+            abandoned=past.abandoned,
+            forgotten=past.forgotten,
+            from_bronze=from_bronze,
+            spooled=spooled,
+        )
+
+
+class StreamIntake:
+    """Records a stream consumer holds (`sources.stream_records.schema()`), per partition.
+
+    A partition's part starts where the tables say it stands (the end of its last part in
+    any batch, `reached_positions`): records below that were taken by another writer (a
+    consumer that owned the partition before a rebalance) and are dropped, so no position
+    is ever in two batches. A partition the tables do not know yet starts at its first
+    record held.
+    """
+
+    def __init__(self, kind: str, records: pa.Table) -> None:
+        self.kind = kind
+        self.records = records
+
+    def plan(self, past: History, from_bronze: int | None, spooled: Spooled) -> Plan:
+        """Finish an unfinished batch; then the held records no batch holds yet."""
+        from digital_finance.sources.stream_records import StreamRecords
+
+        plan = plan_run(
+            {},
+            past.planned,
+            past.succeeded,
+            abandoned=past.abandoned,
+            forgotten=past.forgotten,
+            from_bronze=from_bronze,
+            spooled=spooled,
+        )
+        reached = reached_positions(past.planned, past.abandoned)
+        fresh = self._unclaimed(reached)
+        if fresh.num_rows == 0:
+            return plan
+        # one order, so the same records always make the same spool file (and its name)
+        fresh = fresh.sort_by(
+            [("dataset", "ascending"), ("partition", "ascending"), ("position", "ascending")]
+        )
+        held = StreamRecords(fresh, self.kind)
+        sha = held.spool_name()
+        next_id = max((b for b, _ in past.planned), default=0) + 1
+        parts: list[PlannedFile] = []
+        for dataset, partitions in _ranges(fresh).items():
+            for ordinal, (partition, (first, last)) in enumerate(
+                sorted(partitions.items(), key=lambda kv: natural_key(kv[0]))
+            ):
+                start = reached.get((self.kind, partition), first)
+                parts.append(
+                    PlannedFile(
+                        dataset,
+                        ordinal,
+                        InputFile(partition, last + 1, 0),
+                        start=start,
+                        first_line=start,
+                        sha256=sha,
+                        source=self.kind,
+                    )
+                )
+        plan.new = Batch(next_id, tuple(parts), records=held)
+        return plan
+
+    def _unclaimed(self, reached: dict[tuple[str, str], int]) -> pa.Table:
+        """The held records at or past their partition's reached position."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        t = self.records
+        if t.num_rows == 0 or not reached:
+            return t
+        partitions = sorted({p for (kind, p) in reached if kind == self.kind})
+        if not partitions:
+            return t
+        floors = pa.Table.from_arrays(
+            [
+                strings(partitions),
+                int_array([reached[(self.kind, p)] for p in partitions], pa.int64()),
+            ],
+            names=["partition", "_floor"],
+        )
+        joined = t.join(floors, "partition", join_type="left outer")
+        keep = pc.or_kleene(
+            pc.is_null(joined["_floor"]),
+            pc.greater_equal(joined["position"], joined["_floor"]),
+        )
+        return joined.filter(keep).drop_columns(["_floor"])
+
+
+def _ranges(records: pa.Table) -> dict[str, dict[str, tuple[int, int]]]:
+    """dataset -> partition -> (first, last) position held."""
+    grouped = records.group_by(["dataset", "partition"]).aggregate(
+        [("position", "min"), ("position", "max")]
+    )
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for row in grouped.to_pylist():
+        out.setdefault(row["dataset"], {})[row["partition"]] = (
+            row["position_min"],
+            row["position_max"],
+        )
+    return out
+
+
+def natural_key(partition: str) -> tuple[tuple[int, str], ...]:
+    """`stocks/10` after `stocks/9`."""
+    pieces = re.split(r"(\d+)", partition)
+    return tuple((int(p), "") if p.isdigit() else (-1, p) for p in pieces)
+
+
+def _memoized(scan: Scanner) -> Scanner:
+    seen: dict[tuple[str, int, int | None], FileScan] = {}
+
+    def cached(path: str, size: int, at: int | None) -> FileScan:
+        key = (path, size, at)
+        if key not in seen:
+            seen[key] = scan(path, size, at)
+        return seen[key]
+
+    return cached

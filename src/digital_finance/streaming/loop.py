@@ -1,0 +1,120 @@
+"""The micro-batch loop: hold what the feed gives for one trigger interval, commit it, repeat.
+
+A batch closes when the trigger interval since its start has passed (with anything held),
+or when it holds `max_batch_records`; `once` reads every partition to the end it had when
+the stream started (Spark's `availableNow`), commits, and returns. A stop request (SIGTERM,
+Ctrl-C) ends the loop after the batch under way is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from digital_finance.api import Lakehouse
+from digital_finance.errors import TerminalError
+from digital_finance.runs.report import RunReport
+from digital_finance.sources.stream_records import records_table
+from digital_finance.streaming.feed import Feed, Held
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2  # the longest a poll waits, so a stop request is seen at once
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How micro-batches are cut."""
+
+    trigger_seconds: float = 1.0
+    max_batch_records: int = 50_000
+    once: bool = False
+    assign_timeout: float = 60.0  # with `once`: how long to wait for any partition
+
+
+@dataclass
+class StreamTotals:
+    """What a stream did, for its last line."""
+
+    batches: int = 0
+    records: int = 0
+    dropped: int = 0  # held records of partitions taken away, read again by their new owner
+
+
+class StreamLoop:
+    """Feeds one lakehouse from one feed."""
+
+    def __init__(
+        self,
+        lake: Lakehouse,
+        kind: str,
+        open_feed: Callable[[Lakehouse], Feed],
+        options: StreamOptions,
+        on_batch: Callable[[RunReport, int, float], None] | None = None,
+    ) -> None:
+        self.lake = lake
+        self.kind = kind
+        # opened once unfinished batches are done: MQTT's learns from bronze what it may be
+        # delivered again
+        self.open_feed = open_feed
+        self.options = options
+        self.on_batch = on_batch
+        self.totals = StreamTotals()
+
+    def run(self, stop: Callable[[], bool]) -> StreamTotals:
+        """Micro-batches until `stop()` says so (or, with `once`, until caught up)."""
+        kind = self.kind
+        # a batch a killed writer left is finished before any position is read
+        self._committed(self.lake.ingest_stream(kind, records_table([])), 0, 0.0)
+        self.feed = self.open_feed(self.lake)
+        started = time.monotonic()
+        try:
+            self.feed.start(lambda: self.lake.stream_positions(kind))
+            while not stop():
+                held = self._collect(stop)
+                if len(held):
+                    clock = time.monotonic()
+                    rows = ((m.dataset, m.partition, m.position, m.value) for m in held.messages)
+                    report = self.lake.ingest_stream(kind, records_table(rows))
+                    self.feed.done(held.ends())
+                    self._committed(report, len(held), time.monotonic() - clock)
+                if self.options.once:
+                    if self.feed.caught_up() and not self.feed.revoked():
+                        break
+                    if not self.feed.assigned() and time.monotonic() - started > (
+                        self.options.assign_timeout
+                    ):
+                        raise TerminalError(
+                            f"no partition was assigned within {self.options.assign_timeout:.0f}"
+                            " s: do the topics exist, and is the broker reachable?"
+                        )
+        finally:
+            self.feed.close()
+        return self.totals
+
+    def _collect(self, stop: Callable[[], bool]) -> Held:
+        held = Held()
+        deadline = time.monotonic() + self.options.trigger_seconds
+        limit = self.options.max_batch_records
+        while len(held) < limit and not stop():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 and len(held):
+                break
+            got = self.feed.poll(max(0.0, min(POLL_SECONDS, remaining)), limit - len(held))
+            self.totals.dropped += held.drop(self.feed.revoked())
+            held.add(got)
+            if self.options.once and self.feed.caught_up():
+                break
+            if remaining <= 0 and not got:
+                deadline = time.monotonic() + self.options.trigger_seconds
+        self.totals.dropped += held.drop(self.feed.revoked())
+        return held
+
+    def _committed(self, report: RunReport, held: int, seconds: float) -> None:
+        for batch in report.batches:
+            self.totals.batches += 1
+            self.totals.records += sum(batch.records.values())
+        if self.on_batch is not None and (report.batches or held):
+            self.on_batch(report, held, seconds)

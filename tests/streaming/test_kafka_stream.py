@@ -1,0 +1,363 @@
+"""`digital-finance stream --source kafka` against a real broker: exactly-once whatever dies.
+
+Every test streams generated data (the contract's duplicates, ties and bad records
+included) from its own topics and compares the lakehouse with what `digital-finance run`
+gives for the same records as files (`compare.table_differences`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from digital_finance.api import Lakehouse
+from tests.conftest import REPO
+from tests.services import kafka as kafka_service
+from tests.streaming.compare import table_differences
+from tests.streaming.messages import Msg, as_files, messages, produce
+
+pytestmark = [pytest.mark.slow, pytest.mark.kafka]
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kafka_service.Kafka]:
+    k = kafka_service.start(tmp_path_factory.mktemp("kafka"))
+    try:
+        yield k
+    finally:
+        k.stop()
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Msg]]:
+    """Small and large data sets, as messages."""
+    from digital_finance.generate import generate
+
+    out = {}
+    for name, stocks, funds in (("small", 20_000, 2_000), ("large", 100_000, 10_000)):
+        folder = tmp_path_factory.mktemp(f"gen-{name}")
+        generate(folder, stocks, funds, seed=11)
+        out[name] = messages(folder)
+    return out
+
+
+def _topics(broker: kafka_service.Kafka) -> dict[str, str]:
+    """Fresh topics for one test: dataset -> topic."""
+    tag = uuid.uuid4().hex[:8]
+    topics = {"stocks": f"stocks-{tag}", "mutual_funds": f"funds-{tag}"}
+    for topic in topics.values():
+        broker.create_topic(topic, partitions=4)
+    return topics
+
+
+def _stream_args(
+    broker: kafka_service.Kafka, topics: dict[str, str], lake: Path, *extra: str
+) -> list[str]:
+    args = [
+        sys.executable,
+        "-m",
+        "digital_finance",
+        "stream",
+        "--source",
+        "kafka",
+        "--bootstrap-servers",
+        broker.bootstrap,
+        "--output",
+        str(lake),
+        "--group",
+        f"g-{topics['stocks']}",
+    ]
+    for dataset, topic in topics.items():
+        args += ["--topic", f"{topic}={dataset}"]
+    return args + list(extra)
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ}
+        )
+
+
+def _high_watermarks(broker: kafka_service.Kafka, topics: dict[str, str]) -> dict[str, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "watermarks", "log_level": 0})
+    try:
+        ends = {}
+        for topic in topics.values():
+            for p in range(4):
+                _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                ends[f"{topic}/{p}"] = high
+        return ends
+    finally:
+        c.close()
+
+
+def _wait_caught_up(lake: Path, ends: dict[str, int], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (lake / "_system" / "batches").exists():
+            at = Lakehouse(lake).stream_positions("kafka")
+            if all(at.get(p, 0) >= end for p, end in ends.items() if end > 0):
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"the stream did not reach {ends} within {timeout} s")
+
+
+def _reference(msgs: list[Msg], folder: Path) -> Path:
+    files = as_files(msgs, folder / "files")
+    lake = folder / "reference"
+    done = subprocess.run(
+        [sys.executable, "-m", "digital_finance", "run", "--stocks", str(files["stocks"]),
+         "--funds", str(files["mutual_funds"]), "--output", str(lake)],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return lake
+
+
+def _bronze_rows(lake: Path) -> int:
+    from deltalake import DeltaTable
+
+    return sum(DeltaTable(str(lake / "bronze" / d)).count() for d in ("stocks", "mutual_funds"))
+
+
+def test_once_equals_a_batch_run_and_a_second_once_changes_nothing(
+    broker: kafka_service.Kafka, generated: dict[str, list[Msg]], tmp_path: Path
+) -> None:
+    msgs = generated["small"]
+    topics = _topics(broker)
+    produce(broker.bootstrap, msgs, topics)
+    lake = tmp_path / "lake"
+    first = subprocess.run(
+        _stream_args(broker, topics, lake, "--once", "--max-batch-records", "4000"),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "caught up" in first.stderr
+    assert table_differences(lake, _reference(msgs, tmp_path)) == []
+    assert _bronze_rows(lake) == len(msgs)
+    # lineage: the partition and the offset stand where a file's path and line stand
+    from deltalake import DeltaTable
+
+    bronze = DeltaTable(str(lake / "bronze" / "stocks")).to_pyarrow_table(
+        columns=["source", "source_file", "line_number"]
+    )
+    assert set(bronze["source"].to_pylist()) == {"kafka"}
+    assert {s.rsplit("/", 1)[0] for s in bronze["source_file"].to_pylist()} == {topics["stocks"]}
+    assert min(bronze["line_number"].to_pylist()) == 0
+    batches_before = Lakehouse(lake).read("_system.pipeline_runs").num_rows
+    again = subprocess.run(
+        _stream_args(broker, topics, lake, "--once"),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert Lakehouse(lake).read("_system.pipeline_runs").num_rows == batches_before
+    assert _bronze_rows(lake) == len(msgs)
+    assert not list((lake / "_system" / "spool").glob("*.parquet")), "spool files left behind"
+
+
+def test_sigkill_at_random_moments_then_restart_gives_the_batch_result(
+    broker: kafka_service.Kafka, generated: dict[str, list[Msg]], tmp_path: Path
+) -> None:
+    msgs = generated["large"]
+    assert len(msgs) >= 100_000
+    topics = _topics(broker)
+    lake, log = tmp_path / "lake", tmp_path / "stream.log"
+    # static membership: a restarted consumer takes its partitions back at once, instead
+    # of waiting for the killed one's session to time out
+    config = tmp_path / "stream.toml"
+    config.write_text(
+        '[stream.kafka]\noptions = { "group.instance.id" = "the-one", "session.timeout.ms" = "6000" }\n'
+    )
+    args = _stream_args(
+        broker,
+        topics,
+        lake,
+        "--trigger",
+        "0.3",
+        "--max-batch-records",
+        "2000",
+        "--config",
+        str(config),
+    )
+    rng = random.Random(20261202)
+    half = len(msgs) // 2
+    produce(broker.bootstrap, msgs[:half], topics)
+    progressed = 0
+    reached = 0
+    for round_ in range(12):
+        if round_ == 5:
+            produce(broker.bootstrap, msgs[half:], topics)  # more arrives while it crashes
+        process = _start(args, log)
+        time.sleep(rng.uniform(1.5, 3.0))
+        assert process.poll() is None, log.read_text()[-3000:]
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        now = (
+            sum(Lakehouse(lake).stream_positions("kafka").values())
+            if (lake / "_system").exists()
+            else 0
+        )
+        progressed += now > reached
+        reached = now
+    # the kills fell while the stream was working, not before it had started
+    assert progressed >= 8, log.read_text()[-3000:]
+    assert reached < len(msgs), "every record was in before the last kill: kill sooner"
+    final = subprocess.run([*args, "--once"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert final.returncode == 0, final.stdout + final.stderr
+    _wait_caught_up(lake, _high_watermarks(broker, topics), timeout=5)
+    assert table_differences(lake, _reference(msgs, tmp_path)) == []
+    assert _bronze_rows(lake) == len(msgs)
+
+
+def test_a_crash_after_the_claim_is_finished_from_the_spool(
+    broker: kafka_service.Kafka, generated: dict[str, list[Msg]], tmp_path: Path
+) -> None:
+    msgs = generated["small"]
+    topics = _topics(broker)
+    produce(broker.bootstrap, msgs, topics)
+    lake = tmp_path / "lake"
+    for point in ("after_plan", "before_silver_stocks", "before_run_log"):
+        crashed = subprocess.run(
+            _stream_args(broker, topics, lake, "--once", "--max-batch-records", "3000"),
+            capture_output=True, text=True, cwd=REPO, timeout=300,
+            env={**os.environ, "DIGITAL_FINANCE_CRASH_AT": point},
+        )  # fmt: skip
+        assert crashed.returncode == 137, crashed.stderr
+        assert list((lake / "_system" / "spool").glob("*.parquet")), (
+            "the claimed batch has no spool file"
+        )
+    # the next writer is a batch `run` on an unrelated, empty input: it finishes the batch
+    empty = tmp_path / "empty.ndjson"
+    empty.write_text("")
+    ran = subprocess.run(
+        [sys.executable, "-m", "digital_finance", "run", "--stocks", str(empty), "--output", str(lake)],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "resumed" in ran.stdout
+    done = subprocess.run(
+        _stream_args(broker, topics, lake, "--once"),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert table_differences(lake, _reference(msgs, tmp_path)) == []
+    assert _bronze_rows(lake) == len(msgs)
+
+
+def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
+    broker: kafka_service.Kafka, generated: dict[str, list[Msg]], tmp_path: Path
+) -> None:
+    msgs = generated["small"]
+    topics = _topics(broker)
+    lake, log = tmp_path / "lake", tmp_path / "stream.log"
+    half = len(msgs) // 2
+    produce(broker.bootstrap, msgs[:half], topics)
+    process = _start(_stream_args(broker, topics, lake, "--trigger", "0.3"), log)
+    try:
+        time.sleep(3)
+        broker.restart(kill=True)
+        produce(broker.bootstrap, msgs[half:], topics)
+        _wait_caught_up(lake, _high_watermarks(broker, topics))
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert table_differences(lake, _reference(msgs, tmp_path)) == []
+    assert _bronze_rows(lake) == len(msgs)
+
+
+def test_two_consumers_in_one_group_one_killed_and_restarted(
+    broker: kafka_service.Kafka, generated: dict[str, list[Msg]], tmp_path: Path
+) -> None:
+    msgs = generated["large"]
+    topics = _topics(broker)
+    lake = tmp_path / "lake"
+    # a killed member's partitions move on after its session times out: 6 s, not 45
+    config = tmp_path / "stream.toml"
+    config.write_text(
+        '[stream.kafka]\noptions = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "1000" }\n'
+    )
+    args = _stream_args(
+        broker,
+        topics,
+        lake,
+        "--trigger",
+        "0.3",
+        "--max-batch-records",
+        "3000",
+        "--config",
+        str(config),
+    )
+    produce(broker.bootstrap, msgs[: len(msgs) // 3], topics)
+    a = _start(args, tmp_path / "a.log")
+    b = _start(args, tmp_path / "b.log")
+    try:
+        time.sleep(4)
+        produce(broker.bootstrap, msgs[len(msgs) // 3 :], topics)
+        a.send_signal(signal.SIGKILL)
+        a.wait(timeout=30)
+        time.sleep(2)
+        a = _start(args, tmp_path / "a.log")
+        _wait_caught_up(lake, _high_watermarks(broker, topics), timeout=300)
+        for p in (a, b):
+            p.send_signal(signal.SIGTERM)
+        assert a.wait(timeout=60) == 0, (tmp_path / "a.log").read_text()[-3000:]
+        assert b.wait(timeout=60) == 0, (tmp_path / "b.log").read_text()[-3000:]
+    finally:
+        for p in (a, b):
+            if p.poll() is None:
+                p.kill()
+    both = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
+    assert "batch" in both
+    assert table_differences(lake, _reference(msgs, tmp_path)) == []
+    assert _bronze_rows(lake) == len(msgs)
+
+
+def test_two_streams_in_different_groups_write_each_record_once(
+    broker: kafka_service.Kafka, generated: dict[str, list[Msg]], tmp_path: Path
+) -> None:
+    """Two streams that both read every partition (two groups: a failover started too
+    early, a copy-pasted job) hold every record twice; the tables hold it once."""
+    msgs = generated["small"]
+    topics = _topics(broker)
+    lake = tmp_path / "lake"
+    base = _stream_args(broker, topics, lake, "--trigger", "0.2", "--max-batch-records", "1500")
+    group = base.index("--group") + 1
+    first, second = list(base), list(base)
+    first[group], second[group] = "copy-one", "copy-two"
+    produce(broker.bootstrap, msgs, topics)
+    a, b = _start(first, tmp_path / "a.log"), _start(second, tmp_path / "b.log")
+    try:
+        _wait_caught_up(lake, _high_watermarks(broker, topics))
+        for p in (a, b):
+            p.send_signal(signal.SIGTERM)
+        assert a.wait(timeout=60) == 0, (tmp_path / "a.log").read_text()[-3000:]
+        assert b.wait(timeout=60) == 0, (tmp_path / "b.log").read_text()[-3000:]
+    finally:
+        for p in (a, b):
+            if p.poll() is None:
+                p.kill()
+    assert table_differences(lake, _reference(msgs, tmp_path)) == []
+    assert _bronze_rows(lake) == len(msgs)

@@ -1,0 +1,148 @@
+"""Planning a stream batch from held records and what the tables hold; reading it back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from digital_finance.lakehouse import spool
+from digital_finance.lakehouse.storage import Location
+from digital_finance.runs.intake import StreamIntake, natural_key
+from digital_finance.runs.plan import History, PlannedFile, UnfinishedBatchError, reached_positions
+from digital_finance.sources.discovery import InputFile
+from digital_finance.sources.input_limits import InputLimits
+from digital_finance.sources.stream_records import StreamRecords, records_table
+from digital_finance.streaming.feed import Held, Message
+from digital_finance.streaming.kafka_config import KafkaConfigError, connection
+
+
+def _part(
+    batch: int, partition: str, start: int, end: int, sha: str = "s"
+) -> tuple[int, PlannedFile]:
+    return batch, PlannedFile("stocks", 0, InputFile(partition, end, 0), start, start, sha, "kafka")
+
+
+def _history(
+    *parts: tuple[int, PlannedFile],
+    succeeded: set[int] | None = None,
+    abandoned: set[int] | None = None,
+) -> History:
+    done = succeeded if succeeded is not None else {b for b, _ in parts}
+    return History(list(parts), done, abandoned or set(), {})
+
+
+def _held(*rows: tuple[str, int]) -> StreamIntake:
+    table = records_table(("stocks", p, pos, b'{"n":%d}' % pos) for p, pos in rows)
+    return StreamIntake("kafka", table)
+
+
+def test_a_partition_goes_on_from_where_the_tables_stand_and_older_records_are_dropped() -> None:
+    past = _history(_part(1, "t/0", 0, 10), _part(2, "t/0", 10, 25), _part(2, "t/1", 0, 7))
+    plan = _held(("t/0", 20), ("t/0", 25), ("t/0", 26), ("t/1", 7), ("t/2", 3)).plan(
+        past, None, lambda s: True
+    )
+    assert plan.resume is None and plan.new is not None
+    assert plan.new.batch_id == 3
+    ranges = {pf.partition: (pf.start, pf.end) for pf in plan.new.files}
+    # t/0: 20 was taken by batch 2; t/2 is new to the tables and starts at its first record
+    assert ranges == {"t/0": (25, 27), "t/1": (7, 8), "t/2": (3, 4)}
+    assert isinstance(plan.new.records, StreamRecords)
+    assert sorted(plan.new.records.table["position"].to_pylist()) == [3, 7, 25, 26]
+    assert {pf.sha256 for pf in plan.new.files} == {plan.new.records.spool_name()}
+
+
+def test_records_every_batch_holds_already_make_no_batch() -> None:
+    past = _history(_part(1, "t/0", 0, 10))
+    plan = _held(("t/0", 3), ("t/0", 9)).plan(past, None, lambda s: True)
+    assert plan.new is None
+
+
+def test_an_abandoned_batch_gives_its_positions_back() -> None:
+    past = _history(_part(1, "t/0", 0, 10), _part(2, "t/0", 10, 20), abandoned={2}, succeeded={1})
+    assert reached_positions(past.planned, past.abandoned) == {("kafka", "t/0"): 10}
+
+
+def test_an_unfinished_stream_batch_is_resumed_from_the_spool_or_refused_without_it() -> None:
+    past = _history(_part(1, "t/0", 0, 10, sha="abc"), succeeded=set())
+    plan = _held().plan(past, None, lambda s: s == "abc")
+    assert plan.resume is not None and plan.resume.batch_id == 1 and plan.resume.resumed
+    with pytest.raises(UnfinishedBatchError, match="spool"):
+        _held().plan(past, None, lambda s: False)
+    # bronze holds it: finished from there
+    assert _held().plan(past, 1, lambda s: False).resume is not None
+
+
+def test_the_same_records_make_the_same_spool_file_whatever_their_order() -> None:
+    a = _held(("t/1", 1), ("t/0", 5), ("t/0", 4)).plan(_history(), None, lambda s: True)
+    b = _held(("t/0", 4), ("t/1", 1), ("t/0", 5)).plan(_history(), None, lambda s: True)
+    assert a.new is not None and b.new is not None
+    assert a.new.files == b.new.files
+
+
+def test_records_read_back_one_message_one_record(tmp_path: Path) -> None:
+    values = [b'{"a": 1}', b"", b"   ", b'{"pretty":\n  true}', b"\xff\xfe", b"x" * 50]
+    table = records_table(("stocks", "t/0", i, v) for i, v in enumerate(values))
+    held = StreamRecords(table, "kafka", InputLimits(max_record_bytes=40))
+    part = PlannedFile("stocks", 0, InputFile("t/0", 6, 0), 0, 0, None, "kafka")
+    chunks = list(held.read(part))
+    got = [r for c in chunks for r in c.table.to_pylist()]
+    assert [r["line_number"] for r in got] == [0, 3, 4, 5]  # the blank messages dropped
+    assert got[1]["raw"] == '{"pretty":\n  true}' and got[1]["line_reason"] is None
+    assert got[2]["line_reason"] == "invalid_utf8" and got[2]["raw"] == "\\xff\\xfe"
+    assert got[3]["line_reason"] == "record_too_large"
+    # the spool keeps exactly these records, under the name the plan gave them
+    root = Location.parse(tmp_path / "lake")
+    name, data = held.encoded()
+    spool.write(root, name, data)
+    assert spool.exists(root, name)
+    assert spool.read(root, name).equals(table)
+    assert spool.sweep(root, {name}) == 0
+    assert spool.sweep(root, set()) == 1 and not spool.exists(root, name)
+
+
+def test_held_messages_of_a_revoked_partition_are_dropped() -> None:
+    held = Held()
+    held.add(
+        [
+            Message("stocks", "t/0", 1, b"{}"),
+            Message("stocks", "t/1", 4, b"{}"),
+            Message("stocks", "t/0", 2, b"{}"),
+        ]
+    )
+    assert held.ends() == {"t/0": 3, "t/1": 5}
+    assert held.drop({"t/0"}) == 2 and len(held) == 1
+
+
+def test_natural_partition_order() -> None:
+    assert sorted(["t/10", "t/9", "t/1"], key=natural_key) == ["t/1", "t/9", "t/10"]
+
+
+def test_event_hubs_connection_string_becomes_sasl_plain_and_is_never_shown() -> None:
+    secret = "Endpoint=sb://acme-events.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=CANARY123"
+    conn = connection(None, {}, SecretStr(secret))
+    conf = conn.librdkafka()
+    assert conf["bootstrap.servers"] == "acme-events.servicebus.windows.net:9093"
+    assert conf["security.protocol"] == "SASL_SSL" and conf["sasl.mechanisms"] == "PLAIN"
+    assert conf["sasl.username"] == "$ConnectionString" and conf["sasl.password"] == secret
+    assert "CANARY123" not in conn.describe() and "CANARY123" not in repr(conn)
+    with pytest.raises(KafkaConfigError, match="Endpoint"):
+        connection(None, {}, SecretStr("SharedAccessKey=x"))
+
+
+def test_entra_id_uses_oauthbearer_with_the_namespace_scope() -> None:
+    conn = connection("acme-events.servicebus.windows.net:9093", {}, None, entra_id=True)
+    conf = conn.librdkafka()
+    assert conf["sasl.mechanisms"] == "OAUTHBEARER" and callable(conf["oauth_cb"])
+    assert conn.entra_scope == "https://acme-events.servicebus.windows.net/.default"
+    with pytest.raises(KafkaConfigError, match="bootstrap_servers"):
+        connection(None, {}, None, entra_id=True)
+    with pytest.raises(KafkaConfigError, match="no Kafka broker"):
+        connection(None, {}, None)
+
+
+def test_secret_librdkafka_options_are_kept_apart() -> None:
+    conn = connection("b:9092", {"sasl.password": "plain-but-secret", "client.rack": "r1"})
+    assert "plain-but-secret" not in conn.describe() and "client.rack=r1" in conn.describe()
+    assert conn.librdkafka()["sasl.password"] == "plain-but-secret"
