@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit kernel-test bench clean
+.PHONY: setup demo stream-demo test lint typecheck unit kernel-test bench clean
 
 KERNEL_STAMP := $(VENV)/.kernel-installed
 KERNEL_SRC   := native/kernel/Cargo.toml native/kernel/Cargo.lock native/kernel/pyproject.toml \
@@ -42,9 +42,9 @@ KAFKA_LIBS := .cache/kafka/libs/.complete
 $(KAFKA_LIBS): tests/services/kafka-pom.xml
 	@if command -v mvn >/dev/null 2>&1; then \
 		echo "fetching Kafka's jars (Maven Central) into .cache/kafka/libs"; \
-		mvn -q -B -Dmaven.repo.local=.cache/kafka/m2 -f tests/services/kafka-pom.xml \
+		mvn -q -B -Dmaven.repo.local=$(CURDIR)/.cache/kafka/m2 -f tests/services/kafka-pom.xml \
 			org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
-			-DoutputDirectory=.cache/kafka/libs && touch $(KAFKA_LIBS); \
+			-DoutputDirectory=$(CURDIR)/.cache/kafka/libs && touch $(KAFKA_LIBS); \
 	else \
 		echo "warning: no mvn on PATH; the Kafka streaming tests will fail"; \
 	fi
@@ -70,9 +70,12 @@ demo: setup  ## generate sample data, run the pipeline on it, list the tables
 	$(BIN)/digital-finance run --stocks 'data/generated/stocks/*' --funds 'data/generated/mutual_funds/*' --output lakehouse
 	$(BIN)/digital-finance tables --output lakehouse
 
+stream-demo: setup  ## a local Kafka broker, generated events on it, stream them, list the tables
+	$(BIN)/python scripts/stream_demo.py
+
 lint: setup
-	$(BIN)/ruff check src tests bench transform.py
-	$(BIN)/ruff format --check src tests bench transform.py
+	$(BIN)/ruff check src tests bench scripts transform.py
+	$(BIN)/ruff format --check src tests bench scripts transform.py
 
 typecheck: setup
 	$(BIN)/mypy

@@ -121,6 +121,9 @@ class StreamSettings(_Section):
 
     trigger_seconds: float = 1.0
     max_batch_records: PositiveInt = 50_000
+    # landing folder: a file is taken once it was not modified for this long (a file
+    # renamed into place, the better way, is complete at once and waits this long only)
+    folder_settle_seconds: float = 1.0
     kafka: KafkaSettings = KafkaSettings()
     mqtt: MqttSettings = MqttSettings()
 

@@ -18,10 +18,12 @@ pytestmark = pytest.mark.slow
 
 
 def _stream(landing: Path, lake: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    # the files are complete when copied: no need to wait for them to settle
+    env = {**os.environ, "DIGITAL_FINANCE_STREAM__FOLDER_SETTLE_SECONDS": "0"}
     return subprocess.run(
         [sys.executable, "-m", "digital_finance", "stream", "--source", "folder", "--path",
          str(landing), "--output", str(lake), *extra],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
+        capture_output=True, text=True, cwd=REPO, timeout=300, env=env,
     )  # fmt: skip
 
 
@@ -84,6 +86,15 @@ def test_a_running_folder_stream_takes_new_files_and_stops_on_sigterm(tmp_path: 
         while time.monotonic() < deadline and not (lake / "silver" / "stocks").exists():
             time.sleep(0.2)
         assert (lake / "silver" / "stocks").exists()
+        # a file written in place is left alone until it settled (1 s untouched)
+        growing = landing / "stocks" / "drop-2.jsonl"
+        growing.write_text(record.replace('"stock_id": 1,', '"stock_id": 2,')[:40])
+        time.sleep(0.5)
+        assert len(rows(lake, "bronze/stocks")) == 1, "a file being written was read"
+        growing.write_text(record.replace('"stock_id": 1,', '"stock_id": 2,'))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(rows(lake, "bronze/stocks")) < 2:
+            time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=60)
         assert process.returncode == 0, err
@@ -91,5 +102,5 @@ def test_a_running_folder_stream_takes_new_files_and_stops_on_sigterm(tmp_path: 
     finally:
         if process.poll() is None:
             process.kill()
-    assert len(rows(lake, "bronze/stocks")) == 1
-    assert len(rows(lake, "silver/stocks")) == 1, rows(lake, "quarantine/stocks")
+    assert len(rows(lake, "bronze/stocks")) == 2
+    assert len(rows(lake, "silver/stocks")) == 2, rows(lake, "quarantine/stocks")

@@ -76,12 +76,12 @@ def stream(request: StreamRequest) -> int:
         fail(str(exc))
     from digital_finance.streaming.loop import StreamOptions
 
+    trigger = request.trigger if request.trigger is not None else settings.trigger_seconds
     options = StreamOptions(
-        trigger_seconds=request.trigger
-        if request.trigger is not None
-        else settings.trigger_seconds,
+        trigger_seconds=trigger,
         max_batch_records=request.max_batch_records or settings.max_batch_records,
         once=request.once,
+        settle_seconds=settings.folder_settle_seconds,
     )
     if options.trigger_seconds < 0:
         fail("--trigger must be 0 or more seconds")
@@ -210,12 +210,9 @@ def _folder(
     batches = records = 0
     while not stop():
         clock = time.monotonic()
-        found = {d: str(root / d) for d in DATASETS if _has_inputs(root / d)}
-        if found:
-            report = lake.ingest_files(
-                stocks=[found["stocks"]] if "stocks" in found else [],
-                funds=[found["mutual_funds"]] if "mutual_funds" in found else [],
-            )
+        found = {d: _settled(root / d, options.settle_seconds) for d in DATASETS}
+        if any(found.values()):
+            report = lake.ingest(found)
             printer.batch(report, 0, time.monotonic() - clock)
             batches += len(report.batches)
             records += sum(sum(b.records.values()) for b in report.batches)
@@ -228,10 +225,24 @@ def _folder(
     return batches, records
 
 
-def _has_inputs(folder: Path) -> bool:
-    from digital_finance.sources.discovery import is_input
+def _settled(folder: Path, settle_seconds: float) -> list[Any]:
+    """The input files under `folder` not modified for `settle_seconds`: a file written in
+    place (not renamed into place) is left until its writer is done with it."""
+    from digital_finance.sources.discovery import InputError, InputFile, is_input
 
-    return folder.is_dir() and any(is_input(p) for p in folder.rglob("*"))
+    if not folder.is_dir():
+        return []
+    newest = time.time_ns() - int(settle_seconds * 1e9)
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if is_input(path) and path.is_file():
+            try:
+                f = InputFile.readable(path)
+            except (OSError, InputError):
+                continue  # gone, or not a regular file: the next trigger looks again
+            if f.modified_ns <= newest:
+                found.append(f)
+    return found
 
 
 class BatchPrinter:

@@ -32,6 +32,7 @@ class StreamOptions:
     max_batch_records: int = 50_000
     once: bool = False
     assign_timeout: float = 60.0  # with `once`: how long to wait for any partition
+    settle_seconds: float = 1.0  # landing folder: a file untouched this long is complete
 
 
 @dataclass
