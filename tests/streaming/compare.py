@@ -7,11 +7,16 @@ lineage (`_source_file`, `_line_number`, `_batch_id`, `_ingested_at`, …), `_re
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from deltalake import DeltaTable
+
+from tests.conftest import REPO
+from tests.streaming.messages import Msg, as_files
 
 LINEAGE_KEPT = {"_rescued"}
 
@@ -56,3 +61,32 @@ def table_differences(a: Path, b: Path) -> list[str]:
     if gold[0] != gold[1]:
         problems.append(f"gold: {len(gold[0])} vs {len(gold[1])} rows")
     return problems
+
+
+def batch_reference(msgs: list[Msg], folder: Path) -> Path:
+    """`digital-finance run` on the messages as files: what a stream of them must give."""
+    files = as_files(msgs, folder / "files")
+    lake = folder / "reference"
+    done = subprocess.run(
+        [sys.executable, "-m", "digital_finance", "run", "--stocks", str(files["stocks"]),
+         "--funds", str(files["mutual_funds"]), "--output", str(lake)],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return lake
+
+
+def run_cli(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """A command to its end, with its output."""
+    import os
+
+    return subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )

@@ -22,8 +22,8 @@ import pytest
 from digital_finance.api import Lakehouse
 from tests.conftest import REPO
 from tests.services import kafka as kafka_service
-from tests.streaming.compare import table_differences
-from tests.streaming.messages import Msg, as_files, messages, produce
+from tests.streaming.compare import batch_reference, run_cli, table_differences
+from tests.streaming.messages import Msg, messages, produce
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
@@ -88,6 +88,28 @@ def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """The metrics endpoint's samples: series (with labels) -> value."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
 def _high_watermarks(broker: kafka_service.Kafka, topics: dict[str, str]) -> dict[str, int]:
     from confluent_kafka import Consumer, TopicPartition
 
@@ -114,42 +136,37 @@ def _wait_caught_up(lake: Path, ends: dict[str, int], timeout: float = 180) -> N
     raise AssertionError(f"the stream did not reach {ends} within {timeout} s")
 
 
-def _reference(msgs: list[Msg], folder: Path) -> Path:
-    files = as_files(msgs, folder / "files")
-    lake = folder / "reference"
-    done = subprocess.run(
-        [sys.executable, "-m", "digital_finance", "run", "--stocks", str(files["stocks"]),
-         "--funds", str(files["mutual_funds"]), "--output", str(lake)],
-        capture_output=True, text=True, cwd=REPO, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    return lake
-
-
 def _bronze_rows(lake: Path) -> int:
     from deltalake import DeltaTable
 
     return sum(DeltaTable(str(lake / "bronze" / d)).count() for d in ("stocks", "mutual_funds"))
 
 
+def _assert_exactly_once(lake: Path, msgs: list[Msg], folder: Path) -> None:
+    """Every message once in bronze; every table as `run` makes it of the same records."""
+    assert _bronze_rows(lake) == len(msgs)
+    assert table_differences(lake, batch_reference(msgs, folder)) == []
+
+
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
 def test_once_equals_a_batch_run_and_a_second_once_changes_nothing(
-    broker: kafka_service.Kafka, generated: dict[str, list[Msg]], tmp_path: Path
+    broker: kafka_service.Kafka, generated: dict[str, list[Msg]], tmp_path: Path, protocol: str
 ) -> None:
+    """With the classic group protocol and with the next generation's (KIP-848)."""
     msgs = generated["small"]
     topics = _topics(broker)
     produce(broker.bootstrap, msgs, topics)
     lake = tmp_path / "lake"
-    first = subprocess.run(
-        _stream_args(broker, topics, lake, "--once", "--max-batch-records", "4000"),
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
+    config = tmp_path / "stream.toml"
+    config.write_text(f'[stream.kafka]\noptions = {{ "group.protocol" = "{protocol}" }}\n')
+    first = run_cli(
+        _stream_args(
+            broker, topics, lake, "--once", "--max-batch-records", "4000", "--config", str(config)
+        )
     )
     assert first.returncode == 0, first.stdout + first.stderr
     assert "caught up" in first.stderr
-    assert table_differences(lake, _reference(msgs, tmp_path)) == []
-    assert _bronze_rows(lake) == len(msgs)
+    _assert_exactly_once(lake, msgs, tmp_path)
     # lineage: the partition and the offset stand where a file's path and line stand
     from deltalake import DeltaTable
 
@@ -160,13 +177,7 @@ def test_once_equals_a_batch_run_and_a_second_once_changes_nothing(
     assert {s.rsplit("/", 1)[0] for s in bronze["source_file"].to_pylist()} == {topics["stocks"]}
     assert min(bronze["line_number"].to_pylist()) == 0
     batches_before = Lakehouse(lake).read("_system.pipeline_runs").num_rows
-    again = subprocess.run(
-        _stream_args(broker, topics, lake, "--once"),
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
+    again = run_cli(_stream_args(broker, topics, lake, "--once", "--config", str(config)))
     assert again.returncode == 0, again.stderr
     assert Lakehouse(lake).read("_system.pipeline_runs").num_rows == batches_before
     assert _bronze_rows(lake) == len(msgs)
@@ -220,11 +231,10 @@ def test_sigkill_at_random_moments_then_restart_gives_the_batch_result(
     # the kills fell while the stream was working, not before it had started
     assert progressed >= 8, log.read_text()[-3000:]
     assert reached < len(msgs), "every record was in before the last kill: kill sooner"
-    final = subprocess.run([*args, "--once"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    final = run_cli([*args, "--once"], timeout=600)
     assert final.returncode == 0, final.stdout + final.stderr
     _wait_caught_up(lake, _high_watermarks(broker, topics), timeout=5)
-    assert table_differences(lake, _reference(msgs, tmp_path)) == []
-    assert _bronze_rows(lake) == len(msgs)
+    _assert_exactly_once(lake, msgs, tmp_path)
 
 
 def test_a_crash_after_the_claim_is_finished_from_the_spool(
@@ -235,11 +245,10 @@ def test_a_crash_after_the_claim_is_finished_from_the_spool(
     produce(broker.bootstrap, msgs, topics)
     lake = tmp_path / "lake"
     for point in ("after_plan", "before_silver_stocks", "before_run_log"):
-        crashed = subprocess.run(
+        crashed = run_cli(
             _stream_args(broker, topics, lake, "--once", "--max-batch-records", "3000"),
-            capture_output=True, text=True, cwd=REPO, timeout=300,
-            env={**os.environ, "DIGITAL_FINANCE_CRASH_AT": point},
-        )  # fmt: skip
+            env={"DIGITAL_FINANCE_CRASH_AT": point},
+        )
         assert crashed.returncode == 137, crashed.stderr
         assert list((lake / "_system" / "spool").glob("*.parquet")), (
             "the claimed batch has no spool file"
@@ -247,22 +256,23 @@ def test_a_crash_after_the_claim_is_finished_from_the_spool(
     # the next writer is a batch `run` on an unrelated, empty input: it finishes the batch
     empty = tmp_path / "empty.ndjson"
     empty.write_text("")
-    ran = subprocess.run(
-        [sys.executable, "-m", "digital_finance", "run", "--stocks", str(empty), "--output", str(lake)],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
-    )  # fmt: skip
+    ran = run_cli(
+        [
+            sys.executable,
+            "-m",
+            "digital_finance",
+            "run",
+            "--stocks",
+            str(empty),
+            "--output",
+            str(lake),
+        ]
+    )
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "resumed" in ran.stdout
-    done = subprocess.run(
-        _stream_args(broker, topics, lake, "--once"),
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
+    done = run_cli(_stream_args(broker, topics, lake, "--once"))
     assert done.returncode == 0, done.stderr
-    assert table_differences(lake, _reference(msgs, tmp_path)) == []
-    assert _bronze_rows(lake) == len(msgs)
+    _assert_exactly_once(lake, msgs, tmp_path)
 
 
 def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
@@ -273,19 +283,34 @@ def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
     lake, log = tmp_path / "lake", tmp_path / "stream.log"
     half = len(msgs) // 2
     produce(broker.bootstrap, msgs[:half], topics)
-    process = _start(_stream_args(broker, topics, lake, "--trigger", "0.3"), log)
+    port = _free_port()
+    args = _stream_args(broker, topics, lake, "--trigger", "0.3", "--metrics-port", str(port))
+    process = _start(args, log)
     try:
         time.sleep(3)
         broker.restart(kill=True)
         produce(broker.bootstrap, msgs[half:], topics)
         _wait_caught_up(lake, _high_watermarks(broker, topics))
+        time.sleep(1.0)  # the metrics of the last batch are set right after its commit
+        metrics = _scrape(port)
+        records = sum(
+            v for k, v in metrics.items() if k.startswith("digital_finance_stream_records_total")
+        )
+        assert records == len(msgs), metrics
+        lags = [v for k, v in metrics.items() if k.startswith("digital_finance_stream_lag{")]
+        assert lags and max(lags) == 0, metrics
+        assert metrics['digital_finance_stream_batches_total{status="succeeded"}'] >= 2
+        assert any(
+            k.startswith("digital_finance_stream_quarantined_total{") and v > 0
+            for k, v in metrics.items()
+        )
+        assert metrics["digital_finance_stream_event_to_silver_seconds_count"] >= 2
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0, log.read_text()[-3000:]
     finally:
         if process.poll() is None:
             process.kill()
-    assert table_differences(lake, _reference(msgs, tmp_path)) == []
-    assert _bronze_rows(lake) == len(msgs)
+    _assert_exactly_once(lake, msgs, tmp_path)
 
 
 def test_two_consumers_in_one_group_one_killed_and_restarted(
@@ -331,8 +356,7 @@ def test_two_consumers_in_one_group_one_killed_and_restarted(
                 p.kill()
     both = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
     assert "batch" in both
-    assert table_differences(lake, _reference(msgs, tmp_path)) == []
-    assert _bronze_rows(lake) == len(msgs)
+    _assert_exactly_once(lake, msgs, tmp_path)
 
 
 def test_two_streams_in_different_groups_write_each_record_once(
@@ -359,5 +383,4 @@ def test_two_streams_in_different_groups_write_each_record_once(
         for p in (a, b):
             if p.poll() is None:
                 p.kill()
-    assert table_differences(lake, _reference(msgs, tmp_path)) == []
-    assert _bronze_rows(lake) == len(msgs)
+    _assert_exactly_once(lake, msgs, tmp_path)

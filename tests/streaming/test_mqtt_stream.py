@@ -23,8 +23,8 @@ import pytest
 
 from tests.conftest import REPO
 from tests.services import mosquitto
-from tests.streaming.compare import table_differences
-from tests.streaming.messages import Msg, as_files, messages
+from tests.streaming.compare import batch_reference, run_cli, table_differences
+from tests.streaming.messages import Msg, messages
 
 pytestmark = [pytest.mark.slow, pytest.mark.mqtt]
 
@@ -123,18 +123,6 @@ def _wait_rows(lake: Path, n: int, timeout: float = 120) -> None:
     raise AssertionError(f"bronze reached {_bronze_rows(lake)} of {n} rows in {timeout} s")
 
 
-def _reference(msgs: list[Msg], folder: Path) -> Path:
-    files = as_files(msgs, folder / "files")
-    lake = folder / "reference"
-    done = subprocess.run(
-        [sys.executable, "-m", "digital_finance", "run", "--stocks", str(files["stocks"]),
-         "--funds", str(files["mutual_funds"]), "--output", str(lake)],
-        capture_output=True, text=True, cwd=REPO, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    return lake
-
-
 def test_consumer_kills_and_a_broker_restart_lose_and_double_nothing(
     broker: mosquitto.Mosquitto, msgs: list[Msg], tmp_path: Path
 ) -> None:
@@ -172,7 +160,7 @@ def test_consumer_kills_and_a_broker_restart_lose_and_double_nothing(
     text = log.read_text()
     assert text.count("finished after an interruption") + text.count("batch") > 3, text[-2000:]
     assert _bronze_rows(lake) == len(msgs), text[-3000:]
-    assert table_differences(lake, _reference(msgs, tmp_path)) == []
+    assert table_differences(lake, batch_reference(msgs, tmp_path)) == []
     # the device id is in the lineage
     from deltalake import DeltaTable
 
@@ -190,15 +178,11 @@ def test_once_takes_what_is_queued_and_exits(
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     lake = tmp_path / "lake"
-    first = subprocess.run(
-        _args(broker, lake, tag, "--once"), capture_output=True, text=True, cwd=REPO, timeout=120
-    )
+    first = run_cli(_args(broker, lake, tag, "--once"), timeout=120)
     assert first.returncode == 0, first.stderr  # subscribes: the session exists from here on
     few = msgs[:3000]
     publish(broker.address, few, tag)
-    second = subprocess.run(
-        _args(broker, lake, tag, "--once"), capture_output=True, text=True, cwd=REPO, timeout=120
-    )
+    second = run_cli(_args(broker, lake, tag, "--once"), timeout=120)
     assert second.returncode == 0, second.stderr
     assert "caught up" in second.stderr
     assert _bronze_rows(lake) == len(few)

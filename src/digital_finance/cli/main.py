@@ -165,15 +165,7 @@ def stream(
         str,
         typer.Option("--source", metavar="kafka|mqtt|folder", help="Where the events come from."),
     ],
-    output: Annotated[
-        str,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="DIR|URI",
-            help="Root of the lakehouse tables: a folder, or abfss://… / az://….",
-        ),
-    ] = "lakehouse",
+    output: OutputOpt = "lakehouse",
     trigger: Annotated[
         float | None,
         typer.Option(
@@ -242,6 +234,14 @@ def stream(
             "--source-tz", metavar="ZONE", help="IANA zone of timestamps without an offset."
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            metavar="PORT",
+            help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics (Kafka and MQTT).",
+        ),
+    ] = None,
 ) -> None:
     """Ingest a stream into the lakehouse in micro-batches, exactly once, until stopped.
 
@@ -255,7 +255,7 @@ def stream(
 
     request = StreamRequest(
         source, output, config, trigger, max_batch_records, once, topic or [],
-        bootstrap_servers, group, broker, path, source_tz,
+        bootstrap_servers, group, broker, path, source_tz, metrics_port,
     )  # fmt: skip
     raise typer.Exit(run_stream(request))
 

@@ -44,6 +44,7 @@ class StreamRequest:
     broker: str | None
     path: Path | None
     source_tz: str | None
+    metrics_port: int | None = None
 
 
 def parse_topics(items: list[str], defaults: dict[str, str]) -> dict[str, str]:
@@ -93,7 +94,8 @@ def stream(request: StreamRequest) -> int:
                 totals = _folder(lake, request, options, stop, printer)
             else:
                 kind, open_feed = _feed(request, settings, config)
-                totals = _feed_loop(lake, kind, open_feed, options, stop, printer)
+                port = request.metrics_port
+                totals = _feed_loop(lake, kind, open_feed, options, stop, printer, port)
         except TerminalError as exc:
             fail(str(exc))
         except TransientError as exc:
@@ -186,10 +188,21 @@ def _feed_loop(
     options: Any,
     stop: Callable[[], bool],
     printer: BatchPrinter,
+    port: int | None,
 ) -> tuple[int, int]:
     from digital_finance.streaming.loop import StreamLoop
 
-    loop = StreamLoop(lake, kind, open_feed, options, printer.batch)
+    metrics = None
+    if port is not None:
+        from digital_finance.streaming.metrics import StreamMetrics
+
+        metrics = StreamMetrics()
+        try:
+            metrics.serve(port)
+        except OSError as exc:
+            fail(f"--metrics-port {port}: {exc.strerror}; choose another port")
+        err_console.print(f"metrics on http://127.0.0.1:{port}/metrics", markup=False)
+    loop = StreamLoop(lake, kind, open_feed, options, printer.batch, metrics)
     totals = loop.run(stop)
     return totals.batches, totals.records
 

@@ -46,16 +46,7 @@ class FileIntake:
 
     def plan(self, past: History, from_bronze: int | None, spooled: Spooled) -> Plan:
         """See `runs.plan.plan_run`."""
-        return plan_run(
-            self.inputs,
-            past.planned,
-            past.succeeded,
-            self.scan,
-            abandoned=past.abandoned,
-            forgotten=past.forgotten,
-            from_bronze=from_bronze,
-            spooled=spooled,
-        )
+        return _planned(self.inputs, past, from_bronze, spooled, self.scan)
 
 
 class StreamIntake:
@@ -71,21 +62,22 @@ class StreamIntake:
     def __init__(self, kind: str, records: pa.Table) -> None:
         self.kind = kind
         self.records = records
+        # the last plan's records and parts, by the positions they were cut at: the plan
+        # under the lock nearly always finds what the plan before staging found
+        self._last: tuple[tuple[tuple[str, int], ...], Batch] | None = None
 
     def plan(self, past: History, from_bronze: int | None, spooled: Spooled) -> Plan:
         """Finish an unfinished batch; then the held records no batch holds yet."""
         from digital_finance.sources.stream_records import StreamRecords
 
-        plan = plan_run(
-            {},
-            past.planned,
-            past.succeeded,
-            abandoned=past.abandoned,
-            forgotten=past.forgotten,
-            from_bronze=from_bronze,
-            spooled=spooled,
-        )
+        plan = _planned({}, past, from_bronze, spooled)
         reached = reached_positions(past.planned, past.abandoned)
+        next_id = max((b for b, _ in past.planned), default=0) + 1
+        cut = tuple(sorted((p, n) for (k, p), n in reached.items() if k == self.kind))
+        if self._last is not None and self._last[0] == cut:
+            previous = self._last[1]
+            plan.new = Batch(next_id, previous.files, records=previous.records)
+            return plan
         fresh = self._unclaimed(reached)
         if fresh.num_rows == 0:
             return plan
@@ -95,7 +87,6 @@ class StreamIntake:
         )
         held = StreamRecords(fresh, self.kind)
         sha = held.spool_name()
-        next_id = max((b for b, _ in past.planned), default=0) + 1
         parts: list[PlannedFile] = []
         for dataset, partitions in _ranges(fresh).items():
             for ordinal, (partition, (first, last)) in enumerate(
@@ -114,6 +105,7 @@ class StreamIntake:
                     )
                 )
         plan.new = Batch(next_id, tuple(parts), records=held)
+        self._last = (cut, plan.new)
         return plan
 
     def _unclaimed(self, reached: dict[tuple[str, str], int]) -> pa.Table:
@@ -140,6 +132,25 @@ class StreamIntake:
             pc.greater_equal(joined["position"], joined["_floor"]),
         )
         return joined.filter(keep).drop_columns(["_floor"])
+
+
+def _planned(
+    inputs: dict[str, list[InputFile]],
+    past: History,
+    from_bronze: int | None,
+    spooled: Spooled,
+    scan: Scanner = scan_file,
+) -> Plan:
+    return plan_run(
+        inputs,
+        past.planned,
+        past.succeeded,
+        scan,
+        abandoned=past.abandoned,
+        forgotten=past.forgotten,
+        from_bronze=from_bronze,
+        spooled=spooled,
+    )
 
 
 def _ranges(records: pa.Table) -> dict[str, dict[str, tuple[int, int]]]:

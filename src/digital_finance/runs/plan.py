@@ -36,10 +36,15 @@ class UnfinishedBatchError(InputError):
     """An interrupted batch cannot be finished from its files: one is gone or changed."""
 
     def __init__(self, batch_id: int, path: str, what: str, datasets: tuple[str, ...]) -> None:
+        fix = (
+            "Either put the file back as it was and run again, or give the batch up"
+            if "spool" not in what
+            else "Its records were spooled under _system/spool/ and that file is gone: give "
+            "the batch up (its positions are read again from the broker, if it still has them)"
+        )
         super().__init__(
             f"batch {batch_id} was interrupted and {path} {what}, so the batch cannot be "
-            f"finished from its files. Either put the file back as it was and run again, or "
-            f"give the batch up with `digital-finance batch abandon {batch_id}` (every table "
+            f"finished. {fix} with `digital-finance batch abandon {batch_id}` (every table "
             "goes back to where it was before the batch; its files are read as new next time)"
         )
         self.batch_id, self.path, self.what, self.datasets = batch_id, path, what, datasets

@@ -44,15 +44,10 @@ def records_table(rows: Iterable[tuple[str, str, int, bytes]]) -> pa.Table:
     """A table of held records from (dataset, partition, position, value) tuples."""
     import pyarrow as pa
 
-    datasets: list[str] = []
-    partitions: list[str] = []
-    positions: list[int] = []
-    values: list[bytes] = []
-    for dataset, partition, position, value in rows:
-        datasets.append(dataset)
-        partitions.append(partition)
-        positions.append(position)
-        values.append(value)
+    columns_of = list(zip(*rows, strict=True))
+    if not columns_of:
+        columns_of = [(), (), (), ()]
+    datasets, partitions, positions, values = columns_of
     columns = [
         strings(datasets),
         strings(partitions),

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 # partition -> the position it stands at in the tables (where the next record is read)
 Positions = Callable[[], dict[str, int]]
 
 
-@dataclass(frozen=True)
-class Message:
-    """One record of a stream partition."""
+class Message(NamedTuple):
+    """One record of a stream partition (a tuple: a batch makes hundreds of thousands)."""
 
     dataset: str
     partition: str  # `topic/3` for Kafka; the topic for MQTT
@@ -43,6 +42,10 @@ class Feed(Protocol):
 
     def done(self, ends: dict[str, int]) -> None:
         """A batch holding these partitions up to these positions is committed."""
+
+    def high_watermarks(self) -> dict[str, int] | None:
+        """Per partition read, the position after its last record on the broker (for the
+        lag metric); None where the source has no such thing (MQTT)."""
 
     def close(self) -> None:
         """Disconnect."""

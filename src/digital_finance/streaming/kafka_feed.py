@@ -47,12 +47,18 @@ class KafkaFeed:
             "error_cb": self._error,
         }
         conf.update(connection.librdkafka())
+        # the next-generation group protocol (KIP-848, `group.protocol=consumer`, Kafka 4+)
+        # and cooperative assignors hand partitions over one by one: incremental calls
+        self._incremental = str(conf.get("group.protocol", "classic")) == "consumer" or (
+            "cooperative" in str(conf.get("partition.assignment.strategy", ""))
+        )
         self.consumer = confluent_kafka.Consumer(conf)
         self._positions: Positions | None = None
         self._owned: set[str] = set()
         self._revoked: set[str] = set()
         self._at_end: set[str] = set()
         self.errors: list[str] = []
+        self._names: dict[tuple[Any, Any], str] = {}  # (topic, partition) -> `topic/3`
 
     # --- Feed ------------------------------------------------------------------------
     def start(self, positions: Positions) -> None:
@@ -63,11 +69,22 @@ class KafkaFeed:
         )  # fmt: skip
 
     def poll(self, timeout: float, limit: int) -> list[Message]:
-        got = self.consumer.consume(num_messages=max(1, limit), timeout=timeout)
+        # wait for the first message only, then take what the client has fetched already:
+        # `consume` waits its whole timeout whenever fewer than `num_messages` are there
+        got = self.consumer.consume(num_messages=1, timeout=timeout)
+        while got and len(got) < limit:
+            more = self.consumer.consume(num_messages=min(limit - len(got), 10_000), timeout=0)
+            if not more:
+                break
+            got.extend(more)
         out: list[Message] = []
+        names = self._names
         for msg in got:
             error = msg.error()
-            name = f"{msg.topic()}/{msg.partition()}"
+            where = (msg.topic(), msg.partition())
+            name = names.get(where)
+            if name is None:
+                name = names[where] = f"{where[0]}/{where[1]}"
             if error is not None:
                 if error.code() == self._kafka.KafkaError._PARTITION_EOF:
                     self._at_end.add(name)
@@ -79,8 +96,8 @@ class KafkaFeed:
             if name not in self._owned:
                 continue  # a message fetched just before its partition was taken away
             self._at_end.discard(name)
-            topic, offset = str(msg.topic()), int(msg.offset() or 0)
-            out.append(Message(self.topics[topic], name, offset, msg.value() or b""))
+            dataset = self.topics[str(where[0])]
+            out.append(Message(dataset, name, int(msg.offset() or 0), msg.value() or b""))
         return out
 
     def revoked(self) -> set[str]:
@@ -105,6 +122,19 @@ class KafkaFeed:
             except self._kafka.KafkaException as exc:  # monitoring only: never fail a batch
                 log.info("Kafka group offsets not committed (%s); the tables hold the truth", exc)
 
+    def high_watermarks(self) -> dict[str, int] | None:
+        ends = {}
+        for name in self._owned:
+            topic, partition = name.rsplit("/", 1)
+            tp = self._kafka.TopicPartition(topic, int(partition))
+            try:  # from the last fetch's statistics: no request to the broker
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except self._kafka.KafkaException:
+                continue
+            if high >= 0:
+                ends[name] = high
+        return ends
+
     def close(self) -> None:
         self.consumer.close()
 
@@ -124,7 +154,10 @@ class KafkaFeed:
             self._revoked.discard(name)
         shown = ", ".join(f"{tp.topic}/{tp.partition}@{tp.offset}" for tp in partitions)
         log.info("assigned %s", shown or "no partitions")
-        consumer.assign(partitions)
+        if self._incremental:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
 
     def _revoke(self, consumer: Any, partitions: list[Any]) -> None:
         for tp in partitions:
@@ -133,7 +166,10 @@ class KafkaFeed:
             self._at_end.discard(name)
             self._revoked.add(name)
         log.info("revoked %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in partitions))
-        consumer.unassign()
+        if self._incremental:
+            consumer.incremental_unassign(partitions)
+        else:
+            consumer.unassign()
 
     def _error(self, error: Any) -> None:
         # the broker going away is reported here and retried by librdkafka itself

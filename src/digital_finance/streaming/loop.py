@@ -18,6 +18,7 @@ from digital_finance.errors import TerminalError
 from digital_finance.runs.report import RunReport
 from digital_finance.sources.stream_records import records_table
 from digital_finance.streaming.feed import Feed, Held
+from digital_finance.streaming.metrics import StreamMetrics
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class StreamLoop:
         open_feed: Callable[[Lakehouse], Feed],
         options: StreamOptions,
         on_batch: Callable[[RunReport, int, float], None] | None = None,
+        metrics: StreamMetrics | None = None,
     ) -> None:
         self.lake = lake
         self.kind = kind
@@ -62,7 +64,9 @@ class StreamLoop:
         self.open_feed = open_feed
         self.options = options
         self.on_batch = on_batch
+        self.metrics = metrics
         self.totals = StreamTotals()
+        self._first_arrival = 0.0  # when the batch being collected got its first record
 
     def run(self, stop: Callable[[], bool]) -> StreamTotals:
         """Micro-batches until `stop()` says so (or, with `once`, until caught up)."""
@@ -77,10 +81,20 @@ class StreamLoop:
                 held = self._collect(stop)
                 if len(held):
                     clock = time.monotonic()
-                    rows = ((m.dataset, m.partition, m.position, m.value) for m in held.messages)
-                    report = self.lake.ingest_stream(kind, records_table(rows))
+                    try:
+                        report = self.lake.ingest_stream(kind, records_table(held.messages))
+                    except Exception:
+                        if self.metrics is not None:
+                            self.metrics.failed()
+                        raise
                     self.feed.done(held.ends())
-                    self._committed(report, len(held), time.monotonic() - clock)
+                    now = time.monotonic()
+                    self._committed(report, len(held), now - clock)
+                    if self.metrics is not None:
+                        self.metrics.batch(report, now - clock, now - self._first_arrival)
+                        self.metrics.positions(
+                            self.lake.stream_positions(kind), self.feed.high_watermarks()
+                        )
                 if self.options.once:
                     if self.feed.caught_up() and not self.feed.revoked():
                         break
@@ -104,14 +118,22 @@ class StreamLoop:
             if remaining <= 0 and len(held):
                 break
             got = self.feed.poll(max(0.0, min(POLL_SECONDS, remaining)), limit - len(held))
-            self.totals.dropped += held.drop(self.feed.revoked())
+            self._drop(held)
+            if got and not len(held):
+                self._first_arrival = time.monotonic()
             held.add(got)
             if self.options.once and self.feed.caught_up():
                 break
             if remaining <= 0 and not got:
                 deadline = time.monotonic() + self.options.trigger_seconds
-        self.totals.dropped += held.drop(self.feed.revoked())
+        self._drop(held)
         return held
+
+    def _drop(self, held: Held) -> None:
+        gone = held.drop(self.feed.revoked())
+        self.totals.dropped += gone
+        if gone and self.metrics is not None:
+            self.metrics.dropped.inc(gone)
 
     def _committed(self, report: RunReport, held: int, seconds: float) -> None:
         for batch in report.batches:

@@ -253,6 +253,9 @@ class MqttFeed:
                 kept.append(held)
         self._pending = kept
 
+    def high_watermarks(self) -> dict[str, int] | None:
+        return None  # a broker that does not replay has no end to measure lag against
+
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()

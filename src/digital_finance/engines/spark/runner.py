@@ -63,6 +63,11 @@ class SparkRunner(BatchRunner[Staged]):
         # interrupted batch whose files changed is restored or abandoned.
         return False
 
+    def spooled(self, sha256: str) -> bool:
+        # a stream batch is the embedded engine's to finish: `stage` says so, rather than
+        # planning that its records are gone
+        return True
+
     @contextlib.contextmanager
     def stage(self, batch: Batch, run_id: str, report: BatchReport) -> Iterator[Staged]:
         streamed = sorted({pf.source for pf in batch.files if not pf.is_file})
