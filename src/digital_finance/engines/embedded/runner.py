@@ -29,6 +29,7 @@ from digital_finance.definition.steps import (
 )
 from digital_finance.engines.embedded import delta_io, gold, silver_merge, system_tables
 from digital_finance.engines.embedded.staging import StagedDataset, connect
+from digital_finance.engines.embedded.system_history import SystemHistory
 from digital_finance.errors import TerminalError
 from digital_finance.lakehouse import orphans, scratch, spool
 from digital_finance.lakehouse.storage import Location
@@ -90,11 +91,12 @@ class EmbeddedRunner(BatchRunner[Staged]):
         super().__init__(pipeline, progress, output)
         self.root = output
         self.options = options
+        self._history = SystemHistory(output)  # read incrementally: planning stays cheap
 
     def history(self) -> History:
         if self.root.is_local:
             self.root.path.mkdir(parents=True, exist_ok=True)
-        return system_tables.history(self.root)
+        return self._history.read()
 
     @contextlib.contextmanager
     def stage(self, batch: Batch, run_id: str, report: BatchReport) -> Iterator[Staged]:
