@@ -81,6 +81,9 @@ class Kafka:
                     "transaction.state.log.min.isr=1",
                     "group.initial.rebalance.delay.ms=0",
                     "auto.create.topics.enable=false",
+                    # poison-message tests send a 50 MB message: the broker must take it
+                    "message.max.bytes=62914560",
+                    "replica.fetch.max.bytes=62914560",
                 ]
             )
             + "\n"

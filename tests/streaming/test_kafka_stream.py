@@ -384,3 +384,88 @@ def test_two_streams_in_different_groups_write_each_record_once(
             if p.poll() is None:
                 p.kill()
     _assert_exactly_once(lake, msgs, tmp_path)
+
+
+def test_a_poison_message_is_quarantined_and_never_blocks_its_partition(
+    broker: kafka_service.Kafka, tmp_path: Path
+) -> None:
+    """50 MB of not-JSON, a record of wrong types and a broken one, between good records of
+    the same partition: each poison is a quarantine row, the good ones reach silver."""
+    from confluent_kafka import Producer
+    from deltalake import DeltaTable
+
+    topics = _topics(broker)
+
+    def good(i: int) -> bytes:
+        return (
+            f'{{"stock_id": {i}, "company_id": 7, "symbol": "S{i}", "price": "1.25", '
+            f'"volume": 3, "exchange": "NYSE", "currency": "USD", '
+            f'"timestamp": "2024-03-15T14:30:00Z"}}'
+        ).encode()
+
+    poison = [
+        b"x" * (50 * 2**20),  # 50 MB, not JSON
+        b'{"stock_id": "seven", "company_id": [], "price": true}',  # wrong types
+        b'{"stock_id": 1, "price": ',  # cut off
+    ]
+    producer = Producer(
+        {"bootstrap.servers": broker.bootstrap, "message.max.bytes": 62914560, "log_level": 0}
+    )
+    sent = [good(1), poison[0], good(2), poison[1], good(3), poison[2], good(4)]
+    for value in sent:  # one key: one partition, in this order
+        producer.produce(topics["stocks"], key=b"same", value=value)
+    assert producer.flush(60) == 0
+    lake = tmp_path / "lake"
+    done = run_cli(_stream_args(broker, topics, lake, "--once"))
+    assert done.returncode == 0, done.stderr
+    quarantine = DeltaTable(str(lake / "quarantine" / "stocks")).to_pyarrow_table().to_pylist()
+    reasons = sorted(r["reason"] for r in quarantine)
+    assert len(quarantine) == 3, reasons
+    assert "record_too_large" in reasons
+    big = next(r for r in quarantine if r["reason"] == "record_too_large")
+    assert len(big["raw"]) == 4096  # its first bytes stand for it
+    silver = DeltaTable(str(lake / "silver" / "stocks")).to_pyarrow_table(columns=["stock_id"])
+    assert sorted(silver["stock_id"].to_pylist()) == [1, 2, 3, 4]
+
+
+def _peak_rss_mib(args: list[str], log: Path) -> float:
+    """Run a command to its end; the largest resident size it reached, sampled."""
+    import psutil
+
+    process = _start(args, log)
+    watched = psutil.Process(process.pid)
+    peak = 0
+    while process.poll() is None:
+        try:
+            peak = max(peak, watched.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.02)
+    assert process.returncode == 0, log.read_text()[-3000:]
+    return peak / 2**20
+
+
+def test_memory_does_not_grow_with_the_backlog(
+    broker: kafka_service.Kafka, generated: dict[str, list[Msg]], tmp_path: Path
+) -> None:
+    """A backlog three times larger, read by a sink slower than the source (small batches),
+    peaks at about the same memory: the consumer's fetch queue and one batch are bounded."""
+    stocks = [m for m in generated["large"] if m.dataset == "stocks"]
+    peaks = {}
+    for copies in (2, 6):
+        topics = _topics(broker)
+        produce(broker.bootstrap, stocks * copies, topics)
+        lake = tmp_path / f"lake-{copies}"
+        config = tmp_path / "bounded.toml"
+        # librdkafka's fetch queue: at most this much ahead of the pipeline
+        config.write_text('[stream.kafka]\noptions = { "queued.max.messages.kbytes" = "16384" }\n')
+        args = _stream_args(
+            broker, topics, lake, "--once", "--max-batch-records", "20000", "--config", str(config)
+        )
+        peaks[copies] = _peak_rss_mib(args, tmp_path / f"stream-{copies}.log")
+        assert _bronze_rows(lake) == len(stocks) * copies
+    print(
+        f"peak RSS: {peaks[2]:.0f} MiB for {2 * len(stocks):,} events, {peaks[6]:.0f} MiB for {6 * len(stocks):,}"
+    )
+    assert peaks[6] < peaks[2] * 1.2, peaks
+    assert peaks[6] < 1024, peaks
