@@ -12,6 +12,7 @@ The records are held as one Arrow table (`SCHEMA`), which is also what the spool
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -65,12 +66,29 @@ class StreamRecords:
         self.kind = kind
         self.limits = limits or InputLimits()
         self._encoded: tuple[str, bytes] | None = None
+        # partition -> (positions, values) in position order, made once for every part: a
+        # batch may hold thousands of partitions (an MQTT topic per device)
+        self._index: dict[str, tuple[list[int], list[bytes]]] | None = None
 
     def with_limits(self, limits: InputLimits) -> StreamRecords:
         """The same records, read under a dataset's limits."""
         view = StreamRecords(self.table, self.kind, limits)
-        view._encoded = self._encoded
+        view._encoded, view._index = self._encoded, self._partitions()
         return view
+
+    def _partitions(self) -> dict[str, tuple[list[int], list[bytes]]]:
+        if self._index is None:
+            ordered = self.table.sort_by([("partition", "ascending"), ("position", "ascending")])
+            index: dict[str, tuple[list[int], list[bytes]]] = {}
+            for partition, position, value in zip(
+                ordered["partition"].to_pylist(), ordered["position"].to_pylist(),
+                ordered["value"].to_pylist(), strict=True,
+            ):  # fmt: skip
+                held = index.setdefault(partition, ([], []))
+                held[0].append(position)
+                held[1].append(value)
+            self._index = index
+        return self._index
 
     def encoded(self) -> tuple[str, bytes]:
         """The records as the spool keeps them: (name, Parquet bytes); the name is the
@@ -87,16 +105,10 @@ class StreamRecords:
 
     def read(self, part: SourcePart) -> Iterator[LineChunk]:
         """The part's records in position order, as chunks (position as `line_number`)."""
-        import pyarrow.compute as pc
-
-        t = self.table
-        mask = pc.and_(
-            pc.equal(t["partition"], part.partition),
-            pc.and_(pc.greater_equal(t["position"], part.start), pc.less(t["position"], part.end)),
-        )
-        chosen = t.filter(mask).sort_by("position")
-        positions = chosen["position"].to_pylist()
-        values = chosen["value"].to_pylist()
+        held_positions, held_values = self._partitions().get(part.partition, ([], []))
+        first = bisect.bisect_left(held_positions, part.start)
+        last = bisect.bisect_left(held_positions, part.end)
+        positions, values = held_positions[first:last], held_values[first:last]
         for at in range(0, len(values), CHUNK_RECORDS):
             chunk = _chunk(
                 positions[at : at + CHUNK_RECORDS], values[at : at + CHUNK_RECORDS], self.limits
