@@ -32,6 +32,7 @@ from digital_finance.lakehouse.layout import TABLES
 from digital_finance.lakehouse.storage import Location, location
 from digital_finance.runs.report import RunReport
 from digital_finance.sources.discovery import InputFile, resolve_inputs
+from digital_finance.sources.input_store import InputStore
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -109,9 +110,10 @@ class Lakehouse:
         when a pattern matches nothing, `RuleFailedError` when a `fail` rule fired (nothing
         was committed), `BatchClaimError` or `FileChangedError` when a retry may help.
         """
+        store = InputStore(self.root.options)
         inputs = {
-            "stocks": resolve_inputs(list(stocks)) if stocks else [],
-            "mutual_funds": resolve_inputs(list(funds)) if funds else [],
+            "stocks": resolve_inputs(list(stocks), store) if stocks else [],
+            "mutual_funds": resolve_inputs(list(funds), store) if funds else [],
         }
         return self.ingest(inputs)
 
@@ -140,7 +142,8 @@ class Lakehouse:
         """
         from digital_finance.runs.intake import StreamIntake
 
-        return self._logged(self._batch_runner().run_intake(StreamIntake(source, records)))
+        runner = self._batch_runner()
+        return self._logged(runner.run_intake(StreamIntake(source, records, runner.inputs)))
 
     def stream_positions(self, source: str) -> dict[str, int]:
         """Where each partition of a stream stands in the tables: partition -> the position

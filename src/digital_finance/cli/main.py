@@ -217,11 +217,12 @@ def stream(
         str | None, typer.Option("--broker", metavar="HOST:PORT", help="MQTT broker.")
     ] = None,
     path: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--path",
-            metavar="DIR",
-            help="Landing folder (--source folder): DIR/stocks/ and DIR/mutual_funds/.",
+            metavar="DIR|URI",
+            help="Landing folder (--source folder): DIR/stocks/ and DIR/mutual_funds/; a "
+            "folder or a container URI (az://landing/events).",
         ),
     ] = None,
     config: Annotated[

@@ -26,6 +26,7 @@ from digital_finance.errors import TerminalError, TransientError
 from digital_finance.lakehouse.storage import Location, StorageError, location
 from digital_finance.runs.report import BatchReport, RuleFailedError, RunReport
 from digital_finance.sources.discovery import InputError, InputFile, resolve_inputs
+from digital_finance.sources.input_store import InputStore
 
 EXIT_TRY_AGAIN = 75  # EX_TEMPFAIL: a scheduler may simply run the command again
 
@@ -111,9 +112,10 @@ def run_pipeline(
             ),
             engine,
         )
+        store = InputStore(where.options)  # inputs behind URIs: the lakehouse's options
         inputs = {
-            "stocks": resolve_inputs(stocks) if stocks else [],
-            "mutual_funds": resolve_inputs(funds) if funds else [],
+            "stocks": resolve_inputs(stocks, store) if stocks else [],
+            "mutual_funds": resolve_inputs(funds, store) if funds else [],
         }
     except (ConfigError, InputError, EngineError, StorageError, ValueError) as exc:
         fail(str(exc))

@@ -42,7 +42,7 @@ class StreamRequest:
     bootstrap_servers: str | None
     group: str | None
     broker: str | None
-    path: Path | None
+    path: str | None  # a folder or a container URI
     source_tz: str | None
     metrics_port: int | None = None
 
@@ -217,13 +217,16 @@ def _folder(
     """The landing folder: `DIR/stocks/` and `DIR/mutual_funds/`, listed every trigger."""
     if request.path is None:
         fail("--source folder needs --path DIR (with DIR/stocks/ and DIR/mutual_funds/)")
-    root = request.path
-    if not root.is_dir():
+    from digital_finance.sources.input_store import InputStore, is_uri
+
+    root = request.path.rstrip("/")
+    store = InputStore(lake.root.options)  # a container is reached as the lakehouse is
+    if not is_uri(root) and not Path(root).is_dir():
         fail(f"--path {root} is not a folder")
     batches = records = 0
     while not stop():
         clock = time.monotonic()
-        found = {d: _settled(root / d, options.settle_seconds) for d in DATASETS}
+        found = {d: _settled(store, f"{root}/{d}", options.settle_seconds) for d in DATASETS}
         if any(found.values()):
             report = lake.ingest(found)
             printer.batch(report, 0, time.monotonic() - clock)
@@ -238,16 +241,20 @@ def _folder(
     return batches, records
 
 
-def _settled(folder: Path, settle_seconds: float) -> list[Any]:
+def _settled(store: Any, folder: str, settle_seconds: float) -> list[Any]:
     """The input files under `folder` not modified for `settle_seconds`: a file written in
-    place (not renamed into place) is left until its writer is done with it."""
+    place (not renamed into place) is left until its writer is done with it. In a container
+    a blob appears only once its upload is committed; the same rule covers append blobs."""
     from digital_finance.sources.discovery import InputError, InputFile, is_input
+    from digital_finance.sources.input_store import is_uri
 
-    if not folder.is_dir():
-        return []
     newest = time.time_ns() - int(settle_seconds * 1e9)
+    if is_uri(folder):
+        return sorted(f for f in store.below(folder) if f.modified_ns <= newest)
+    if not Path(folder).is_dir():
+        return []
     found = []
-    for path in sorted(folder.rglob("*")):
+    for path in sorted(Path(folder).rglob("*")):
         if is_input(path) and path.is_file():
             try:
                 f = InputFile.readable(path)

@@ -42,6 +42,7 @@ from digital_finance.runs.report import (
     check_fail_rules,
 )
 from digital_finance.sources.discovery import InputFile
+from digital_finance.sources.input_store import InputStore
 from digital_finance.sources.stream_records import StreamRecords
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class BatchRunner(ABC, Generic[Staged]):
         self.pipeline = pipeline
         self.progress = progress
         self.lock: CommitLock = commit_lock(root)
+        # inputs behind URIs are reached with the lakehouse's storage options
+        self.inputs = InputStore(root.options if isinstance(root, Location) else ())
         # the batch claimed and not yet logged done: what an interruption leaves unfinished
         self.claimed: int | None = None
 
@@ -117,7 +120,7 @@ class BatchRunner(ABC, Generic[Staged]):
     # --- the order, shared ----------------------------------------------------------------
     def run(self, inputs: dict[str, list[InputFile]]) -> RunReport:
         """Finish a batch that a crashed writer left, then ingest what is new in the files."""
-        return self.run_intake(FileIntake(inputs))
+        return self.run_intake(FileIntake(inputs, self.inputs))
 
     def run_intake(self, intake: Intake) -> RunReport:
         """Finish a batch that a crashed writer left, then ingest what `intake` brings.

@@ -24,7 +24,8 @@ from digital_finance.runs.plan import (
     reached_positions,
 )
 from digital_finance.sources.discovery import InputFile
-from digital_finance.sources.file_scan import FileScan, scan_file
+from digital_finance.sources.file_scan import FileScan
+from digital_finance.sources.input_store import InputStore
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -40,13 +41,14 @@ class Intake(Protocol):
 class FileIntake:
     """Listed files per dataset: what is new in them (`plan_run`)."""
 
-    def __init__(self, inputs: dict[str, list[InputFile]], scan: Scanner = scan_file) -> None:
+    def __init__(self, inputs: dict[str, list[InputFile]], store: InputStore | None = None) -> None:
         self.inputs = inputs
-        self.scan = _memoized(scan)  # both plans of a run hash each file once
+        self.store = store or InputStore()
+        self.scan = _memoized(self.store.scan)  # both plans of a run hash each file once
 
     def plan(self, past: History, from_bronze: int | None, spooled: Spooled) -> Plan:
         """See `runs.plan.plan_run`."""
-        return _planned(self.inputs, past, from_bronze, spooled, self.scan)
+        return _planned(self.inputs, past, from_bronze, spooled, self.store, self.scan)
 
 
 class StreamIntake:
@@ -59,9 +61,10 @@ class StreamIntake:
     record held.
     """
 
-    def __init__(self, kind: str, records: pa.Table) -> None:
+    def __init__(self, kind: str, records: pa.Table, store: InputStore | None = None) -> None:
         self.kind = kind
         self.records = records
+        self.store = store or InputStore()  # for a file batch it finishes first
         # the last plan's records and parts, by the positions they were cut at: the plan
         # under the lock nearly always finds what the plan before staging found
         self._last: tuple[tuple[tuple[str, int], ...], Batch] | None = None
@@ -70,7 +73,7 @@ class StreamIntake:
         """Finish an unfinished batch; then the held records no batch holds yet."""
         from digital_finance.sources.stream_records import StreamRecords
 
-        plan = _planned({}, past, from_bronze, spooled)
+        plan = _planned({}, past, from_bronze, spooled, self.store, self.store.scan)
         reached = reached_positions(past.planned, past.abandoned)
         next_id = max((b for b, _ in past.planned), default=0) + 1
         cut = tuple(sorted((p, n) for (k, p), n in reached.items() if k == self.kind))
@@ -139,7 +142,8 @@ def _planned(
     past: History,
     from_bronze: int | None,
     spooled: Spooled,
-    scan: Scanner = scan_file,
+    store: InputStore,
+    scan: Scanner,
 ) -> Plan:
     return plan_run(
         inputs,
@@ -150,6 +154,7 @@ def _planned(
         forgotten=past.forgotten,
         from_bronze=from_bronze,
         spooled=spooled,
+        stat=store.stat,
     )
 
 

@@ -161,6 +161,7 @@ def plan_run(
     from_bronze: int | None = None,
     forgotten: Mapping[str, int] | None = None,
     spooled: Spooled | None = None,
+    stat: Callable[[str], InputFile] = InputFile.stat_path,
 ) -> Plan:
     """Plan a run from the inputs and the file parts already planned (with their batch ids).
 
@@ -201,7 +202,7 @@ def plan_run(
             datasets = tuple(sorted({pf.dataset for pf in files}))
             for pf in files:
                 if pf.is_file:
-                    _check_unchanged(batch_id, pf, scan, datasets)
+                    _check_unchanged(batch_id, pf, scan, stat, datasets)
                 elif pf.sha256 is None or spooled is None or not spooled(pf.sha256):
                     raise UnfinishedBatchError(
                         batch_id, pf.partition, "has no records left in the spool", datasets
@@ -271,12 +272,16 @@ def _new_part(
 
 
 def _check_unchanged(
-    batch_id: int, pf: PlannedFile, scan: Scanner, datasets: tuple[str, ...]
+    batch_id: int,
+    pf: PlannedFile,
+    scan: Scanner,
+    stat: Callable[[str], InputFile],
+    datasets: tuple[str, ...],
 ) -> None:
     """An interrupted batch is resumed only from the very bytes it was planned on."""
     path = pf.file.path
     try:
-        now = InputFile.stat_path(path)
+        now = stat(path)
     except OSError as exc:
         raise UnfinishedBatchError(batch_id, path, "is gone", datasets) from exc
     if pf.sha256 is None:  # planned before files were known by content

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from digital_finance.sources.file_reader import BLOCK_BYTES, read_chunks
 from digital_finance.sources.input_limits import InputLimits
+from digital_finance.sources.input_store import InputStore
 from digital_finance.sources.line_chunk import LineChunk
 
 
@@ -56,13 +57,20 @@ class Source(Protocol):
 
 
 class FileSource:
-    """Files on a local disk: a partition is a path, a position a byte offset."""
+    """Files on a disk or objects in a container: a partition is a path or URI, a position a
+    byte offset (`sources.input_store` reaches either)."""
 
     kind = "file"
 
-    def __init__(self, block_bytes: int = BLOCK_BYTES, limits: InputLimits | None = None) -> None:
+    def __init__(
+        self,
+        block_bytes: int = BLOCK_BYTES,
+        limits: InputLimits | None = None,
+        store: InputStore | None = None,
+    ) -> None:
         self.block_bytes = block_bytes
         self.limits = limits or InputLimits()
+        self.store = store or InputStore()
 
     def read(self, part: SourcePart) -> Iterator[LineChunk]:
         """Bytes [start, end) of the file, every accepted form when read from its start."""
@@ -73,4 +81,5 @@ class FileSource:
             end=part.end,
             first_line=part.first_line,
             limits=self.limits,
+            store=self.store,
         )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from digital_finance.errors import TerminalError
+from digital_finance.sources.input_store import InputStore, is_uri
 
 INPUT_SUFFIXES = (".json", ".jsonl", ".ndjson")
 
@@ -78,10 +79,16 @@ def _kind(mode: int) -> str:
 
 
 def is_input(path: Path) -> bool:
-    name = path.name.lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-    return name.endswith(INPUT_SUFFIXES) and not path.name.startswith((".", "_"))
+    """Whether a file found inside a folder is an input (by its name)."""
+    return is_input_name(path.name)
+
+
+def is_input_name(name: str) -> bool:
+    """Whether a file or object name (the last part after `/` counts) names an input:
+    `.json`, `.jsonl` or `.ndjson`, optionally `.gz`, and not hidden (`.` or `_` first)."""
+    base = name.rsplit("/", 1)[-1]
+    lowered = base.lower().removesuffix(".gz")
+    return lowered.endswith(INPUT_SUFFIXES) and not base.startswith((".", "_"))
 
 
 def _regular(path: Path) -> bool:
@@ -92,14 +99,20 @@ def _regular(path: Path) -> bool:
         return False
 
 
-def resolve_inputs(patterns: list[str]) -> list[InputFile]:
+def resolve_inputs(patterns: list[str], store: InputStore | None = None) -> list[InputFile]:
     """Expand files, folders (recursively) and globs; sorted by path, which is receipt order.
 
-    A pattern that matches nothing is an error rather than an empty run: a typo in a path
-    must not look like "nothing new to ingest".
+    A URI (`az://container/stocks/`, `abfss://…/stocks/*.jsonl`) is listed through `store`
+    (`sources.input_store`), with the same rules for folders and globs. A pattern that
+    matches nothing is an error rather than an empty run: a typo in a path must not look
+    like "nothing new to ingest".
     """
     found: dict[str, InputFile] = {}
     for pattern in patterns:
+        if is_uri(pattern):
+            objects = (store or InputStore()).matching(pattern)
+            found.update((f.path, f) for f in objects)
+            continue
         expanded = os.path.expanduser(pattern)
         # a path that exists is taken as it is: its name may hold `[`, `*` or `?`
         if os.path.lexists(expanded):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 from digital_finance import native
 from digital_finance.arrow_arrays import int_array
 from digital_finance.sources.input_limits import PREFIX_BYTES, InputLimits
+from digital_finance.sources.input_store import InputStore
 from digital_finance.sources.json_arrays import array_chunk, cap_elements, native_array_chunk
 from digital_finance.sources.line_chunk import LineChunk, invalid_utf8, oversize_chunk, too_large
 from digital_finance.sources.numpy_lines import chunk_from_lines
@@ -49,9 +49,8 @@ DEFAULT_LIMITS = InputLimits()
 class _Part(io.RawIOBase):
     """Bytes [start, end) of a file: a read never sees what was appended after it was listed."""
 
-    def __init__(self, path: str, start: int, end: int | None) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115 - closed with the part
-        self._file.seek(start)
+    def __init__(self, store: InputStore, path: str, start: int, end: int | None) -> None:
+        self._file = store.open(path, start, end)
         self._left = end - start if end is not None else None
         self.consumed = 0  # bytes read from the file so far
 
@@ -78,9 +77,11 @@ class _Part(io.RawIOBase):
 class _Inflating(io.RawIOBase):
     """A gzip stream that stops, with a clear error, when it inflates past the limits."""
 
-    def __init__(self, path: str, part: _Part, limits: InputLimits) -> None:
+    def __init__(
+        self, path: str, part: _Part, buffered: io.BufferedIOBase, limits: InputLimits
+    ) -> None:
         self._path, self._part, self._limits = path, part, limits
-        self._gzip = gzip.GzipFile(fileobj=io.BufferedReader(part), mode="rb")
+        self._gzip = gzip.GzipFile(fileobj=buffered, mode="rb")
         self._inflated = 0
 
     def readable(self) -> bool:
@@ -99,15 +100,15 @@ class _Inflating(io.RawIOBase):
 
 
 def _open(
-    path: str, start: int = 0, end: int | None = None, limits: InputLimits = DEFAULT_LIMITS
-) -> io.BufferedIOBase:
-    part = _Part(path, start, end)
-    with open(path, "rb") as probe:
-        probe.seek(start)
-        head = probe.read(2)
-    if head == _GZIP_MAGIC:
-        return io.BufferedReader(_Inflating(path, part, limits), buffer_size=1024 * 1024)
-    return io.BufferedReader(part)
+    store: InputStore, path: str, start: int, end: int | None, limits: InputLimits
+) -> tuple[io.BufferedIOBase, bool]:
+    """The bytes of the file from `start`, inflated when they are gzip; and whether they are."""
+    part = _Part(store, path, start, end)
+    buffered = io.BufferedReader(part)
+    if buffered.peek(2)[:2] == _GZIP_MAGIC:
+        inflating = _Inflating(path, part, buffered, limits)
+        return io.BufferedReader(inflating, buffer_size=1024 * 1024), True
+    return buffered, False
 
 
 def _first_significant_byte(stream: io.BufferedIOBase) -> tuple[bytes, bytes]:
@@ -139,6 +140,7 @@ def read_chunks(
     end: int | None = None,
     first_line: int = 1,
     limits: InputLimits = DEFAULT_LIMITS,
+    store: InputStore | None = None,
 ) -> Iterator[LineChunk]:
     """Yield the records of bytes [start, end) of the file in chunks of about `block_bytes`.
 
@@ -147,10 +149,12 @@ def read_chunks(
     is plain NDJSON whose lines are numbered on from `first_line`. Raises `FileRefusedError`
     for a file beyond the limits that no quarantine row can stand for (a bomb, a huge array).
     """
+    store = store or InputStore()
     if start > 0:
-        yield from _part_chunks(path, block_bytes, start, end, first_line, limits)
+        yield from _part_chunks(store, path, block_bytes, start, end, first_line, limits)
         return
-    with _open(path, 0, end, limits) as stream:
+    opened, gzipped = _open(store, path, 0, end, limits)
+    with opened as stream:
         first, head = _first_significant_byte(stream)
         if first == b"[":
             data = head + stream.read(max(0, limits.max_array_bytes + 1 - len(head)))
@@ -163,22 +167,17 @@ def read_chunks(
             return
         module = native.kernel()
         if module is not None:
-            if _is_plain(path, 0):
+            if not gzipped:
                 # a small file needs no 32 MB buffer: zeroing one costs more than reading it
-                size = os.path.getsize(path) if end is None else end
+                size = store.size(path) if end is None else end
                 block_bytes = min(block_bytes, size + 1)
             yield from _native_chunks(module, stream, head, block_bytes, limits)
             return
         yield from _ndjson_chunks(_blocks(stream, head, block_bytes), limits)
 
 
-def _is_plain(path: str, start: int) -> bool:
-    with open(path, "rb") as probe:
-        probe.seek(start)
-        return probe.read(2) != _GZIP_MAGIC
-
-
 def _part_chunks(
+    store: InputStore,
     path: str,
     block_bytes: int,
     start: int,
@@ -186,7 +185,7 @@ def _part_chunks(
     first_line: int,
     limits: InputLimits,
 ) -> Iterator[LineChunk]:
-    with _open_plain(path, start, end) as stream:
+    with io.BufferedReader(_Part(store, path, start, end)) as stream:
         module = native.kernel()
         if end is not None:
             block_bytes = min(block_bytes, end - start + 1)
@@ -198,10 +197,6 @@ def _part_chunks(
             yield from _ndjson_chunks(
                 _blocks(stream, b"", block_bytes), limits, first_line, bom=False
             )
-
-
-def _open_plain(path: str, start: int, end: int | None) -> io.BufferedIOBase:
-    return io.BufferedReader(_Part(path, start, end))
 
 
 def _fill(stream: io.BufferedIOBase, view: memoryview) -> int:

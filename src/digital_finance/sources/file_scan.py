@@ -10,11 +10,12 @@ modification time differ from the last read of their path.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from digital_finance.errors import TransientError
+from digital_finance.sources.input_store import InputStore
 
 SCAN_BLOCK = 4 * 1024 * 1024
 _LEADING = b" \t\r\n\xef\xbb\xbf"  # blanks and a byte-order mark before the first record
@@ -44,7 +45,7 @@ class FileScan:
     line_end_at: bool = False  # byte at - 1 is a line end: a read from `at` starts a line
 
 
-def _blocks(f: BinaryIO, path: str, start: int, count: int) -> Iterator[bytes]:
+def _blocks(f: io.RawIOBase, path: str, start: int, count: int) -> Iterator[bytes]:
     done = 0
     while done < count:
         block = f.read(min(SCAN_BLOCK, count - done))
@@ -54,11 +55,13 @@ def _blocks(f: BinaryIO, path: str, start: int, count: int) -> Iterator[bytes]:
         yield block
 
 
-def scan_file(path: str, size: int, at: int | None = None) -> FileScan:
+def scan_file(
+    path: str, size: int, at: int | None = None, store: InputStore | None = None
+) -> FileScan:
     """Hash bytes [0, size) of `path` and, when `at` is given, bytes [0, at) on the way.
 
     Reading stops at `size` (what the file held when it was listed), so a file that grows
-    while it is scanned is scanned as it was listed.
+    while it is scanned is scanned as it was listed. `store` reaches inputs behind a URI.
     """
     digest = hashlib.sha256()
     head = b""  # the first two bytes (gzip's magic)
@@ -67,7 +70,7 @@ def scan_file(path: str, size: int, at: int | None = None) -> FileScan:
     lines_before = 0
     last = b""
     split = size if at is None or at > size else at
-    with open(path, "rb") as f:
+    with (store or InputStore()).open(path, 0, size) as f:
         for phase, (begin, count) in enumerate(((0, split), (split, size - split))):
             for block in _blocks(f, path, begin, count):
                 head = head if len(head) >= 2 else head + block[:2]

@@ -177,7 +177,7 @@ class EmbeddedRunner(BatchRunner[Staged]):
             return BronzeSource(self.root, bronze, rejected, batch.batch_id)
         streamed = [pf for pf in batch.files if not pf.is_file]
         if not streamed:
-            return FileSource(limits=limits)
+            return FileSource(limits=limits, store=self.inputs)
         if isinstance(batch.records, StreamRecords):
             return batch.records.with_limits(limits)
         # a stream batch to finish after an interruption: its records are in the spool

@@ -33,6 +33,7 @@ from digital_finance.runs.batch_runner import BatchRunner
 from digital_finance.runs.plan import Batch, History
 from digital_finance.runs.report import BatchReport, Progress, RunReport
 from digital_finance.sources.discovery import InputFile
+from digital_finance.sources.input_store import is_uri
 
 Staged = dict[str, SparkStagedDataset]
 
@@ -76,6 +77,13 @@ class SparkRunner(BatchRunner[Staged]):
                 f"batch {batch.batch_id} holds {', '.join(streamed)} records, which the Spark "
                 "engine cannot read yet: finish it with the embedded engine (`digital-finance "
                 "run` or `digital-finance stream` on this lakehouse), then go on with Spark"
+            )
+        remote = next((pf.partition for pf in batch.files if is_uri(pf.partition)), None)
+        if remote is not None:
+            raise TerminalError(
+                f"{remote}: the Spark engine reads inputs from paths its workers can open (a "
+                "local or mounted folder; on Databricks a Unity Catalog volume), not from "
+                "object-store URIs yet; mount the container, or ingest with the embedded engine"
             )
         staged: Staged = {}
         try:
