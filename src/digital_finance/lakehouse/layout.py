@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 # the Delta app id under which every engine records the batch a commit belongs to
 APP_ID = "digital-finance"
+# the commitInfo tag that names a commit's batch in the table history: delta-rs writes it as
+# a commitInfo key, Delta Spark (whose Python API sets only `userMetadata`) as
+# `userMetadata = "<key>=<batch>"`; `tagged_batch` reads either
+BATCH_TAG = "digital_finance.batch_id"
+
+
+def batch_user_metadata(batch_id: int) -> str:
+    """The `userMetadata` that tags a Delta Spark commit with its batch."""
+    return f"{BATCH_TAG}={batch_id}"
+
+
+def tagged_batch(commit_info: Mapping[str, Any]) -> int | None:
+    """The batch a commit of the table history was tagged with, by either engine."""
+    tag = commit_info.get(BATCH_TAG)
+    meta = commit_info.get("userMetadata")
+    if tag is None and isinstance(meta, str) and meta.startswith(BATCH_TAG + "="):
+        tag = meta[len(BATCH_TAG) + 1 :]
+    try:
+        return None if tag is None else int(tag)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,16 @@ def abandoned_row(
     return run_row(report, when, when, "UTC", engine)
 
 
+def run_log_claim(report: BatchReport) -> int | None:
+    """The batch id a run-log row is committed under (its app transaction), or None.
+
+    A succeeded batch's row carries the batch's transaction, so a resumed batch never logs
+    twice; a failed batch's row carries none, so that the retry which succeeds can still log
+    its own row for the same batch id.
+    """
+    return report.batch_id if report.status == "succeeded" else None
+
+
 def run_row(
     report: BatchReport, started: datetime, finished: datetime, source_tz: str, engine: str
 ) -> pa.Table:

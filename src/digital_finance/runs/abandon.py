@@ -23,16 +23,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from digital_finance.errors import TerminalError
-from digital_finance.lakehouse.layout import TABLES
+from digital_finance.lakehouse.layout import TABLES, tagged_batch
 from digital_finance.lakehouse.storage import Location
 from digital_finance.lakehouse.system_rows import ABANDONED, ABANDONING
 from digital_finance.runs.failpoints import crash_point
 
 log = logging.getLogger(__name__)
 
-_EMBEDDED_TAG = "digital_finance.batch_id"  # commitInfo key (delta-rs)
 _ROLLBACK_TAG = "digital_finance.abandoned_batch"  # commitInfo key of a restore by abandon
-_SPARK_TAG = "digital_finance.batch_id="  # commitInfo userMetadata prefix (Delta Spark)
 
 
 class AbandonError(TerminalError):
@@ -64,15 +62,7 @@ class Abandoned:
 
 def batch_commits(history: list[dict[str, Any]], batch_id: int) -> list[int]:
     """The versions of a table's history that belong to `batch_id`, oldest first."""
-    found = []
-    for entry in history:
-        tag = entry.get(_EMBEDDED_TAG)
-        meta = entry.get("userMetadata")
-        if tag is None and isinstance(meta, str) and meta.startswith(_SPARK_TAG):
-            tag = meta[len(_SPARK_TAG) :]
-        if tag is not None and str(tag) == str(batch_id):
-            found.append(int(entry["version"]))
-    return sorted(found)
+    return sorted(int(e["version"]) for e in history if tagged_batch(e) == batch_id)
 
 
 def abandon_batch(root: Location, batch_id: int, runs_engine: str = "embedded") -> Abandoned:

@@ -31,7 +31,7 @@ from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from digital_finance.contract.compiled_sql import ident
-from digital_finance.lakehouse.layout import APP_ID
+from digital_finance.lakehouse.layout import APP_ID, BATCH_TAG
 from digital_finance.lakehouse.storage import Location
 
 # zstd level 1 writes faster than the default and makes bronze about 40% smaller. Row groups
@@ -83,7 +83,7 @@ def committed_batch(root: Location, table: str) -> int:
 def commit_properties(batch_id: int, metadata: dict[str, Any] | None = None) -> CommitProperties:
     return CommitProperties(
         app_transactions=[Transaction(APP_ID, batch_id)],
-        custom_metadata={"digital_finance.batch_id": str(batch_id), **(metadata or {})},
+        custom_metadata={BATCH_TAG: str(batch_id), **(metadata or {})},
     )
 
 

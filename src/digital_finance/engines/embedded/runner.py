@@ -164,10 +164,7 @@ class EmbeddedRunner(BatchRunner[Staged]):
             clock = time.perf_counter()
             counts = dataset.rule_counts()
             report.timings[f"expectations_{name}"] = time.perf_counter() - clock
-            for count in counts:
-                report.rules.append(
-                    RuleFailures(name, count.rule, count.action.value, count.failures)
-                )
+            report.rules += [RuleFailures(name, r, a.value, n) for r, a, n in counts]
         return staged
 
     def _source(self, batch: Batch, dataset: str) -> Source:

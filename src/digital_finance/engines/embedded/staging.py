@@ -9,7 +9,6 @@ batch is larger than its memory limit, which is what bounds memory at 10M record
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -21,7 +20,7 @@ from digital_finance.contract.compiled_sql import compile_contract, ident, local
 from digital_finance.contract.native_check import NativeContract, naive_column
 from digital_finance.contract.schemas import DatasetSpec, FieldKind
 from digital_finance.definition.expectations import Action, Expectation, ExpectationError
-from digital_finance.definition.rules import LINEAGE, LatestWins
+from digital_finance.definition.rules import DUCKDB, LINEAGE, QUARANTINE, LatestWins, count_rules
 from digital_finance.engines.embedded.arrow_schemas import sql_type
 from digital_finance.runs.plan import PlannedFile
 from digital_finance.sources.base import FileSource, Source
@@ -29,22 +28,10 @@ from digital_finance.sources.line_chunk import LineChunk
 from digital_finance.sources.prefetch import prefetch
 
 SCAN_BATCH_ROWS = 16 * 1024
-_LIST_OF_NAMES = "::VARCHAR[]"
-_NO_RULES = "[]" + _LIST_OF_NAMES
 
 
 def _with_ordinal(decided: pa.Table, ordinal: int) -> pa.Table:
     return decided.append_column("file_ordinal", constant_int32(ordinal, decided.num_rows))
-
-
-@dataclass(frozen=True)
-class RuleCount:
-    """How many records of a dataset failed one rule, and what that rule does."""
-
-    dataset: str
-    rule: str
-    action: Action
-    failures: int
 
 
 def connect(temp_dir: Path, memory_limit: str, threads: int | None) -> duckdb.DuckDBPyConnection:
@@ -128,17 +115,8 @@ class StagedDataset:
         )
 
     def _create_checked_view(self) -> None:
-        checks = []
-        for e in self.user_rules:
-            checks.append(
-                f"CASE WHEN len(reasons) = 0 AND NOT coalesce(({e.condition}), FALSE) "
-                f"THEN {sql_str(e.name)} END"
-            )
-        failed = (
-            "list_filter([" + ", ".join(checks) + "], lambda x: x IS NOT NULL)"
-            if checks
-            else "CAST([] AS VARCHAR[])"
-        )
+        rules = [(e.name, e.condition or "") for e in self.user_rules]
+        failed = QUARANTINE.failed_rules(rules, DUCKDB)
         try:
             self.con.execute(
                 f"CREATE VIEW {self.checked} AS "
@@ -266,24 +244,19 @@ class StagedDataset:
         return len(rows)
 
     # --- questions asked before anything is committed --------------------------------
-    def rule_counts(self) -> list[RuleCount]:
-        """Failures per rule: the contract's (every broken rule counts) and the user's."""
-        counts: list[RuleCount] = []
-        for rule, n in self.con.execute(
-            f"SELECT r, count(*) FROM (SELECT unnest(reasons) AS r FROM {self.parsed}) "
-            "GROUP BY r ORDER BY r"
-        ).fetchall():
-            action = self.builtin_actions.get(rule, Action.QUARANTINE)
-            counts.append(RuleCount(self.spec.name, rule, action, int(n)))
-        user = dict(
-            self.con.execute(
-                f"SELECT r, count(*) FROM (SELECT unnest(failed_rules) AS r FROM {self.checked}) "
-                "GROUP BY r"
-            ).fetchall()
+    def rule_counts(self) -> list[tuple[str, Action, int]]:
+        """(rule, action, failures), as `definition.rules.count_rules` orders them."""
+        contract, user = (
+            self._failures(self.parsed, "reasons"),
+            self._failures(self.checked, "failed_rules"),
         )
-        for e in self.user_rules:
-            counts.append(RuleCount(self.spec.name, e.name, e.action, int(user.get(e.name, 0))))
-        return counts
+        return count_rules(contract, user, self.builtin_actions, self.user_rules)
+
+    def _failures(self, relation: str, column: str) -> dict[str, int]:
+        rows = self.con.execute(
+            f"SELECT r, count(*) FROM (SELECT unnest({column}) AS r FROM {relation}) GROUP BY r"
+        ).fetchall()
+        return {str(rule): int(n) for rule, n in rows}
 
     def valid_records(self) -> int:
         """Records that passed the contract: an upper bound of the batch's silver candidates."""
@@ -300,9 +273,8 @@ class StagedDataset:
         return int(row[0][0])
 
     # --- outputs --------------------------------------------------------------------
-    def _quarantine_rules(self) -> str:
-        names = [e.name for e in self.user_rules if e.action is Action.QUARANTINE]
-        return "[" + ", ".join(sql_str(n) for n in names) + "]" + _LIST_OF_NAMES
+    def _quarantine_names(self) -> list[str]:
+        return [e.name for e in self.user_rules if e.action is Action.QUARANTINE]
 
     def bronze(self, batch_id: int, run_id: str, ingested_at: str) -> str:
         """SQL of every staged record as received, with its origin."""
@@ -317,18 +289,16 @@ class StagedDataset:
         self, batch_id: int, run_id: str, ingested_at: str, contract_step: str, rules_step: str
     ) -> str:
         """SQL of the records that broke the contract or a quarantine expectation."""
-        q = self._quarantine_rules()
-        user_failed = f"list_intersect(failed_rules, {q})"
+        names = self._quarantine_names()
         return (
             f"SELECT f.source_file, p.line_number, "
-            f"CASE WHEN len(reasons) > 0 THEN reasons[1] ELSE {user_failed}[1] END AS reason, "
-            f"CASE WHEN len(reasons) > 0 THEN reasons ELSE {user_failed} END AS reasons, "
-            f"p.raw, CASE WHEN len(reasons) > 0 THEN {sql_str(contract_step)} "
-            f"ELSE {sql_str(rules_step)} END AS step, "
+            f"{QUARANTINE.reason(names, DUCKDB)} AS reason, "
+            f"{QUARANTINE.reasons(names, DUCKDB)} AS reasons, "
+            f"p.raw, {QUARANTINE.step(contract_step, rules_step, DUCKDB)} AS step, "
             f"{batch_id}::BIGINT AS _batch_id, {sql_str(run_id)} AS _run_id, "
             f"{sql_str(ingested_at)}::TIMESTAMPTZ AS _quarantined_at "
             f"FROM {self.checked} p JOIN {self.files} f USING (file_ordinal) "
-            f"WHERE len(reasons) > 0 OR len({user_failed}) > 0"
+            f"WHERE {QUARANTINE.quarantined(names, DUCKDB)}"
         )
 
     def wholly_rejected(self) -> list[tuple[str, int]]:
@@ -351,7 +321,6 @@ class StagedDataset:
 
     def latest(self, batch_id: int, ingested_at: str, rule: LatestWins) -> str:
         """SQL of the batch's silver candidates, one per key (latest, then received last)."""
-        q = self._quarantine_rules()
         typed = ", ".join(
             (
                 f"{ident(f.silver_name)}::TIMESTAMPTZ AS {ident(f.silver_name)}"
@@ -364,9 +333,7 @@ class StagedDataset:
         # The winner of each key is found on narrow rows (its rowid by the largest
         # (event time, file, line), which is unique), then joined back: a window over the
         # full rows would carry every column through its sort.
-        passed = "len(reasons) = 0"
-        if self._quarantine_rules() != _NO_RULES:
-            passed += f" AND len(list_intersect(failed_rules, {q})) = 0"
+        passed = QUARANTINE.passes(self._quarantine_names(), DUCKDB)
         order = ", ".join(ident(c) for c in rule.batch_order())
         winners = (
             f"SELECT arg_max(_row, ({order})) AS _winner "

@@ -58,13 +58,10 @@ def _append_log_row(root: Location, table: Any) -> None:
 def log_run(
     root: Location, report: BatchReport, started: datetime, finished: datetime, source_tz: str
 ) -> None:
-    """Append the run's row to `_system/pipeline_runs`.
-
-    A failed batch is logged without an app transaction, so that the retry that succeeds can
-    still log its own row for the same batch id.
-    """
+    """Append the run's row to `_system/pipeline_runs` (`system_rows.run_log_claim`)."""
     table = system_rows.run_row(report, started, finished, source_tz, "embedded")
-    if report.status == "succeeded":
-        delta_io.append(root, TABLES.runs, table.to_reader(), report.batch_id)
+    claim = system_rows.run_log_claim(report)
+    if claim is not None:
+        delta_io.append(root, TABLES.runs, table.to_reader(), claim)
     else:
         _append_log_row(root, table)

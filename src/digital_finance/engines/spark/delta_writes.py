@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from digital_finance.definition.rules import LatestWins, spark_quote
-from digital_finance.lakehouse.layout import APP_ID
+from digital_finance.lakehouse.layout import APP_ID, batch_user_metadata
 
 TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
 TXN_VERSION = "spark.databricks.delta.write.txnVersion"
@@ -40,10 +40,6 @@ def _version(spark: SparkSession, path: str) -> int | None:
     return None if row is None else int(row["version"])
 
 
-def _tag(batch_id: int) -> str:
-    return f"digital_finance.batch_id={batch_id}"
-
-
 def _our_commit(spark: SparkSession, path: str, batch_id: int, before: int | None) -> Row | None:
     """The commit this write made, if any: tagged with the batch, newer than `before`.
 
@@ -53,7 +49,11 @@ def _our_commit(spark: SparkSession, path: str, batch_id: int, before: int | Non
     """
     history = DeltaTable.forPath(spark, path).history(20)
     newer = history.where(F.col("version") > (-1 if before is None else before))
-    return newer.where(F.col("userMetadata") == _tag(batch_id)).select("operationMetrics").first()
+    return (
+        newer.where(F.col("userMetadata") == batch_user_metadata(batch_id))
+        .select("operationMetrics")
+        .first()
+    )
 
 
 def read(spark: SparkSession, path: str) -> DataFrame | None:
@@ -82,7 +82,7 @@ def write(
         .mode(mode)
         .option("txnAppId", APP_ID)
         .option("txnVersion", str(batch_id))
-        .option("userMetadata", _tag(batch_id))
+        .option("userMetadata", batch_user_metadata(batch_id))
     )
     if mode == "overwrite":
         writer = writer.option("overwriteSchema", "true")  # gold is rebuilt whole
@@ -101,7 +101,11 @@ def _txn(spark: SparkSession, batch_id: int) -> Iterator[None]:
 
     The settings are the session's: nothing else may run DML on the session meanwhile.
     """
-    settings = {TXN_APP_ID: APP_ID, TXN_VERSION: str(batch_id), USER_METADATA: _tag(batch_id)}
+    settings = {
+        TXN_APP_ID: APP_ID,
+        TXN_VERSION: str(batch_id),
+        USER_METADATA: batch_user_metadata(batch_id),
+    }
     previous = {key: spark.conf.get(key, None) for key in settings}
     for key, value in settings.items():
         spark.conf.set(key, value)

@@ -29,7 +29,7 @@ from digital_finance.contract.arrow_records import checked_schema
 from digital_finance.contract.compiled_check import check_lines_compiled
 from digital_finance.contract.schemas import DatasetSpec
 from digital_finance.definition.expectations import Action, Expectation, ExpectationError
-from digital_finance.definition.rules import LINEAGE, LatestWins
+from digital_finance.definition.rules import LINEAGE, QUARANTINE, SPARK, LatestWins, count_rules
 from digital_finance.runs.plan import PlannedFile
 from digital_finance.runs.report import RuleFailures
 from digital_finance.sources.base import FileSource
@@ -102,20 +102,11 @@ class SparkStagedDataset:
                 self.spark.conf.set(ANSI, ansi)
 
     def _rules_column(self, parsed: DataFrame) -> DataFrame:
-        checks = [
-            F.when(
-                (F.size("reasons") == 0) & ~F.coalesce(F.expr(e.condition or ""), F.lit(False)),
-                F.lit(e.name),
-            )
-            for e in self.user_rules
-        ]
-        failed = (
-            F.filter(F.array(*checks), lambda x: x.isNotNull())
-            if checks
-            else F.array().cast("array<string>")
-        )
+        rules = [(e.name, e.condition or "") for e in self.user_rules]
         try:
-            checked = parsed.withColumn("failed_rules", failed)
+            checked = parsed.withColumn(
+                "failed_rules", F.expr(QUARANTINE.failed_rules(rules, SPARK))
+            )
             checked.schema  # noqa: B018 - resolving the plan is what checks the conditions
         except AnalysisException as exc:
             columns = [f.silver_name for f in self.spec.fields]
@@ -131,17 +122,9 @@ class SparkStagedDataset:
         records = int(totals["records"]) if totals else 0
         by_reference = int(totals["ref"] or 0) if totals else 0
         contract, user = self._failures("reasons"), self._failures("failed_rules")
+        counts = count_rules(contract, user, self.builtin_actions, self.user_rules)
         name = self.spec.name
-        counts = [
-            RuleFailures(
-                name, rule, self.builtin_actions.get(rule, Action.QUARANTINE).value, contract[rule]
-            )
-            for rule in sorted(contract)
-        ]
-        counts += [
-            RuleFailures(name, e.name, e.action.value, user.get(e.name, 0)) for e in self.user_rules
-        ]
-        return records, by_reference, counts
+        return records, by_reference, [RuleFailures(name, r, a.value, n) for r, a, n in counts]
 
     def _failures(self, column: str) -> dict[str, int]:
         exploded = self.checked.select(F.explode(column).alias("rule"))
@@ -160,9 +143,8 @@ class SparkStagedDataset:
         """A staged column; `source_file` is looked up from the file ordinal."""
         return self._source_file() if name == "source_file" else F.col(name)
 
-    def _quarantine_rules(self) -> Column:
-        names = [e.name for e in self.user_rules if e.action is Action.QUARANTINE]
-        return F.filter("failed_rules", lambda x: x.isin(names)) if names else F.array()
+    def _quarantine_names(self) -> list[str]:
+        return [e.name for e in self.user_rules if e.action is Action.QUARANTINE]
 
     def bronze(self, batch_id: int, run_id: str, ingested_at: datetime) -> DataFrame:
         """Every staged record as received, with its origin."""
@@ -185,24 +167,17 @@ class SparkStagedDataset:
         rules_step: str,
     ) -> DataFrame:
         """The records that broke the contract or a quarantine expectation."""
-        broke_contract = F.size("reasons") > 0
-        reasons = F.when(broke_contract, F.col("reasons")).otherwise(self._quarantine_rules())
-        return (
-            self.checked.withColumn("_reasons", reasons.cast("array<string>"))
-            .where(F.size("_reasons") > 0)
-            .select(
-                self._source_file().alias("source_file"),
-                "line_number",
-                F.col("_reasons")[0].alias("reason"),
-                F.col("_reasons").alias("reasons"),
-                "raw",
-                F.when(broke_contract, F.lit(contract_step))
-                .otherwise(F.lit(rules_step))
-                .alias("step"),
-                F.lit(batch_id).cast("bigint").alias("_batch_id"),
-                F.lit(run_id).alias("_run_id"),
-                F.lit(ingested_at).alias("_quarantined_at"),
-            )
+        names = self._quarantine_names()
+        return self.checked.where(F.expr(QUARANTINE.quarantined(names, SPARK))).select(
+            self._source_file().alias("source_file"),
+            "line_number",
+            F.expr(QUARANTINE.reason(names, SPARK)).alias("reason"),
+            F.expr(QUARANTINE.reasons(names, SPARK)).cast("array<string>").alias("reasons"),
+            "raw",
+            F.expr(QUARANTINE.step(contract_step, rules_step, SPARK)).alias("step"),
+            F.lit(batch_id).cast("bigint").alias("_batch_id"),
+            F.lit(run_id).alias("_run_id"),
+            F.lit(ingested_at).alias("_quarantined_at"),
         )
 
     def latest(self, batch_id: int, ingested_at: datetime, rule: LatestWins) -> DataFrame:
@@ -214,7 +189,7 @@ class SparkStagedDataset:
             *[F.col(c).desc() for c in rule.batch_order()]
         )
         return (
-            self.checked.where((F.size("reasons") == 0) & (F.size(self._quarantine_rules()) == 0))
+            self.checked.where(F.expr(QUARANTINE.passes(self._quarantine_names(), SPARK)))
             .withColumn("_rank", F.row_number().over(order))
             .where(F.col("_rank") == 1)
             .select(

@@ -45,10 +45,11 @@ def log_run(
     finished: datetime,
     source_tz: str,
 ) -> None:
-    """Append the run's row; a failed batch without a txn, so its retry can log its own."""
+    """Append the run's row to `_system/pipeline_runs` (`system_rows.run_log_claim`)."""
     df = spark.createDataFrame(system_rows.run_row(report, started, finished, source_tz, "spark"))
     path = table_uri(root, TABLES.runs)
-    if report.status == "succeeded":
-        delta_writes.write(df, path, report.batch_id, "append")
+    claim = system_rows.run_log_claim(report)
+    if claim is not None:
+        delta_writes.write(df, path, claim, "append")
     else:
         df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
