@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from digital_finance.lakehouse.catalog import TableInfo
+    from digital_finance.lakehouse.maintenance import MaintenancePolicy, MaintenanceReport
     from digital_finance.runs.batch_runner import BatchRunner
 
 log = logging.getLogger("digital_finance")
@@ -225,6 +226,30 @@ class Lakehouse:
         except TableNotFoundError as exc:
             raise TerminalError(f"{name} does not exist yet: no batch has written it") from exc
         return dt.to_pyarrow_table(columns=list(columns) if columns is not None else None)
+
+    def maintain(self, policy: MaintenancePolicy | None = None) -> MaintenanceReport:
+        """Compact small files, checkpoint and clean the log of every table (and vacuum when
+        the policy says so), under the commit lock: see `lakehouse.maintenance`.
+
+        `policy` defaults to the config's `[maintenance]`. Safe beside any number of writers,
+        which wait for it as for another batch (and it for them).
+        """
+        import uuid
+
+        from digital_finance.lakehouse.maintenance import maintain
+
+        runner = self._batch_runner()
+        with runner.lock.hold(uuid.uuid4().hex, lambda message: log.info("%s", message)):
+            report = maintain(self.root, policy or self.config.maintenance)
+        for t in report.changed:
+            log.info(
+                "maintained %s: %d files -> %d%s",
+                t.table,
+                t.files_before,
+                t.files_after,
+                ", checkpoint" if t.checkpointed else "",
+            )
+        return report
 
     @property
     def claimed_batch(self) -> int | None:

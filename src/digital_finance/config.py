@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from digital_finance.definition.expectations import Action, Expectation
 from digital_finance.errors import TerminalError
+from digital_finance.lakehouse.maintenance import MaintenancePolicy
 from digital_finance.sources.input_limits import InputLimits
 
 if TYPE_CHECKING:
@@ -44,8 +45,8 @@ if TYPE_CHECKING:
 
 
 SETTINGS_SECTIONS = (
-    "source_tz", "engine", "input", "storage", "secrets", "stream", "expectations", "rules",
-    "enrichments",
+    "source_tz", "engine", "input", "storage", "secrets", "stream", "maintenance",
+    "expectations", "rules", "enrichments",
 )  # fmt: skip
 
 
@@ -68,6 +69,7 @@ class RunConfig:
     # [storage] options with secrets resolved; values are pydantic SecretStr (masked in repr)
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     input_limits: InputLimits = field(default_factory=InputLimits)
+    maintenance: MaintenancePolicy = field(default_factory=MaintenancePolicy)
     # the validated settings (`settings.Settings`), for what only some commands read
     # (`[stream]`); None when a run had none and pydantic was not imported
     settings: Any = field(default=None, compare=False)
@@ -156,6 +158,7 @@ def load_config(path: Path | None, source_tz: str | None = None) -> RunConfig:
         enrichments=enrichments,
         storage_options=options,
         input_limits=found.input.limits(),
+        maintenance=found.maintenance.policy(),
         settings=found,
     )
 

@@ -25,9 +25,17 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, PositiveInt, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    NonNegativeInt,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from digital_finance.lakehouse.maintenance import MaintenancePolicy
 from digital_finance.sources.input_limits import InputLimits
 
 ENV_PREFIX = "DIGITAL_FINANCE_"
@@ -124,8 +132,31 @@ class StreamSettings(_Section):
     # landing folder: a file is taken once it was not modified for this long (a file
     # renamed into place, the better way, is complete at once and waits this long only)
     folder_settle_seconds: float = 1.0
+    # how often a stream maintains its tables ([maintenance]) between batches; 0: never
+    maintain_every_seconds: float = 300.0
     kafka: KafkaSettings = KafkaSettings()
     mqtt: MqttSettings = MqttSettings()
+
+
+class MaintenanceSettings(_Section):
+    """`[maintenance]`: compaction, checkpoints and vacuum (`digital-finance maintain`)."""
+
+    small_file_mib: PositiveInt = 32
+    min_small_files: PositiveInt = 16
+    target_file_mib: PositiveInt = 128
+    checkpoint: bool = True
+    vacuum_retention_hours: NonNegativeInt | None = None
+
+    def policy(self) -> MaintenancePolicy:
+        """The maintenance policy these settings give."""
+        mib = 1024 * 1024
+        return MaintenancePolicy(
+            self.small_file_mib * mib,
+            self.min_small_files,
+            self.target_file_mib * mib,
+            self.checkpoint,
+            self.vacuum_retention_hours,
+        )
 
 
 class ExpectationEntry(_Section):
@@ -150,6 +181,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     secrets: SecretsSettings = SecretsSettings()
     stream: StreamSettings = StreamSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
     expectations: list[ExpectationEntry] = []
     rules: dict[str, Any] = {}  # rule name -> action, checked by config.load_config
     enrichments: Any = []  # [[enrichments]] tables, checked by enrichment.load_enrichments

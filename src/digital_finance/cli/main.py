@@ -227,7 +227,7 @@ def stream(
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", metavar="FILE", help="TOML file: rules, [stream] settings."),
+        typer.Option("--config", metavar="FILE", help="TOML file: rules, \\[stream] settings."),
     ] = None,
     source_tz: Annotated[
         str | None,
@@ -326,6 +326,33 @@ def query(
     from digital_finance.cli.query_command import run_query
 
     run_query(sql, output, out, as_of, limit, fmt)
+
+
+@app.command()
+def maintain(
+    output: OutputOpt = "lakehouse",
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", metavar="FILE", help="TOML file with \\[maintenance] settings."),
+    ] = None,
+    vacuum_hours: Annotated[
+        int | None,
+        typer.Option(
+            "--vacuum-hours",
+            metavar="N",
+            help="Also delete files no version newer than N hours old needs (ends time travel "
+            "before then). Default: no vacuum.",
+        ),
+    ] = None,
+) -> None:
+    """Compact small files, checkpoint and clean the log of every table (safe beside writers).
+
+    A stream does this itself every \\[stream] maintain_every_seconds; run it on a schedule
+    for lakehouses written by `run` or `stream --once` from cron.
+    """
+    from digital_finance.cli.maintain_command import maintain_tables
+
+    maintain_tables(output, config, vacuum_hours)
 
 
 @app.command()

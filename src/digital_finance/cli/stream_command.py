@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from digital_finance.api import Lakehouse
 from digital_finance.cli.console import err_console, fail
@@ -23,6 +23,9 @@ from digital_finance.config import ConfigError, RunConfig, load_config
 from digital_finance.errors import TerminalError, TransientError
 from digital_finance.lakehouse.storage import StorageError, location
 from digital_finance.runs.report import RunReport
+
+if TYPE_CHECKING:
+    from digital_finance.lakehouse.maintenance import MaintenanceReport
 
 DATASETS = ("stocks", "mutual_funds")
 EXIT_TRY_AGAIN = 75
@@ -83,6 +86,7 @@ def stream(request: StreamRequest) -> int:
         max_batch_records=request.max_batch_records or settings.max_batch_records,
         once=request.once,
         settle_seconds=settings.folder_settle_seconds,
+        maintain_every_seconds=settings.maintain_every_seconds,
     )
     if options.trigger_seconds < 0:
         fail("--trigger must be 0 or more seconds")
@@ -202,7 +206,9 @@ def _feed_loop(
         except OSError as exc:
             fail(f"--metrics-port {port}: {exc.strerror}; choose another port")
         err_console.print(f"metrics on http://127.0.0.1:{port}/metrics", markup=False)
-    loop = StreamLoop(lake, kind, open_feed, options, printer.batch, metrics)
+    loop = StreamLoop(
+        lake, kind, open_feed, options, printer.batch, metrics, on_maintained=printer.maintained
+    )
     totals = loop.run(stop)
     return totals.batches, totals.records
 
@@ -223,6 +229,9 @@ def _folder(
     store = InputStore(lake.root.options)  # a container is reached as the lakehouse is
     if not is_uri(root) and not Path(root).is_dir():
         fail(f"--path {root} is not a folder")
+    from digital_finance.streaming.upkeep import Upkeep
+
+    upkeep = Upkeep(lake, options.maintain_every_seconds, printer.maintained)
     batches = records = 0
     while not stop():
         clock = time.monotonic()
@@ -232,6 +241,7 @@ def _folder(
             printer.batch(report, 0, time.monotonic() - clock)
             batches += len(report.batches)
             records += sum(sum(b.records.values()) for b in report.batches)
+            upkeep.between_batches()
         if options.once:
             break
         pause = options.trigger_seconds - (time.monotonic() - clock)
@@ -288,6 +298,17 @@ class BatchPrinter:
                 self._line(f"warning: {warning}")
         if held and not report.batches:
             self._line(f"{held:,} record(s) were already in the tables (another writer's)")
+
+    def maintained(self, report: MaintenanceReport) -> None:
+        compacted = [
+            f"{t.table} {t.files_before}→{t.files_after}" for t in report.tables if t.compacted
+        ]
+        checkpoints = sum(1 for t in report.tables if t.checkpointed)
+        self._line(
+            f"maintenance in {report.seconds:.2f} s: "
+            f"{'compacted ' + ', '.join(compacted) if compacted else 'nothing to compact'}; "
+            f"{checkpoints} checkpoint(s)"
+        )
 
     def _line(self, text: str) -> None:
         elapsed = time.monotonic() - self.started

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from digital_finance.api import Lakehouse
 from digital_finance.errors import TerminalError
@@ -19,6 +20,10 @@ from digital_finance.runs.report import RunReport
 from digital_finance.sources.stream_records import records_table
 from digital_finance.streaming.feed import Feed, Held
 from digital_finance.streaming.metrics import StreamMetrics
+from digital_finance.streaming.upkeep import Upkeep
+
+if TYPE_CHECKING:
+    from digital_finance.lakehouse.maintenance import MaintenanceReport
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,7 @@ class StreamOptions:
     once: bool = False
     assign_timeout: float = 60.0  # with `once`: how long to wait for any partition
     settle_seconds: float = 1.0  # landing folder: a file untouched this long is complete
+    maintain_every_seconds: float = 300.0  # table maintenance between batches; 0: never
 
 
 @dataclass
@@ -56,6 +62,7 @@ class StreamLoop:
         options: StreamOptions,
         on_batch: Callable[[RunReport, int, float], None] | None = None,
         metrics: StreamMetrics | None = None,
+        on_maintained: Callable[[MaintenanceReport], None] | None = None,
     ) -> None:
         self.lake = lake
         self.kind = kind
@@ -66,6 +73,7 @@ class StreamLoop:
         self.on_batch = on_batch
         self.metrics = metrics
         self.totals = StreamTotals()
+        self.upkeep = Upkeep(lake, options.maintain_every_seconds, on_maintained)
         self._first_arrival = 0.0  # when the batch being collected got its first record
 
     def run(self, stop: Callable[[], bool]) -> StreamTotals:
@@ -95,6 +103,7 @@ class StreamLoop:
                         self.metrics.positions(
                             self.lake.stream_positions(kind), self.feed.high_watermarks()
                         )
+                    self.upkeep.between_batches()
                 if self.options.once:
                     if self.feed.caught_up() and not self.feed.revoked():
                         break
