@@ -154,6 +154,13 @@ def test_appended_lines_alone_are_read_and_a_copy_is_skipped(
     assert len(bronze) == before + 50
     numbers = sorted(r["line_number"] for r in bronze if r["_batch_id"] == 2)
     assert numbers == list(range(len(lines) - 49, len(lines) + 1))
+    # forgotten by its URI, the object is read again whole on the next run
+    uri = f"az://{landing}/stocks/{name}"
+    forgot = cli_process("forget", uri, "--output", str(lake), env=emulator.env)
+    assert forgot.returncode == 0 and uri in forgot.stdout, forgot.stderr
+    _run("--stocks", uri, "--output", str(lake), env=emulator.env)
+    after = DeltaTable(str(lake / "bronze" / "stocks")).to_pyarrow_table()
+    assert after.num_rows == len(bronze) + sum(1 for line in lines if line.strip())
 
 
 def test_a_crash_with_inputs_on_azure_then_a_rerun_equals_a_clean_run(

@@ -23,7 +23,10 @@ def forget(root: str, files: list[str]) -> None:
     from digital_finance.lakehouse.commit_lock import commit_lock
 
     where = existing_lakehouse(root)
-    paths = [str(Path(f).expanduser().absolute().resolve()) for f in files]
+    from digital_finance.sources.input_store import is_uri
+
+    # an object is known by its URI as given; a file by its resolved path, as runs list it
+    paths = [f if is_uri(f) else str(Path(f).expanduser().absolute().resolve()) for f in files]
     with commit_lock(where).hold(uuid.uuid4().hex, lambda m: err_console.print(m)):
         past = system_tables.history(where)
         open_ = {b for b, _ in past.planned} - past.succeeded - past.abandoned
