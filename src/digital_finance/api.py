@@ -308,7 +308,7 @@ def _runner(lake: Lakehouse) -> BatchRunner[Any]:
             )
         from digital_finance.engines.spark.runner import SparkRunner
 
-        return SparkRunner(lake.pipeline, lake.root.uri, lake._spark, lake._progress)
+        return SparkRunner(lake.pipeline, lake.root, lake._spark, lake._progress)
     from digital_finance import native
     from digital_finance.engines.embedded.runner import EmbeddedOptions, EmbeddedRunner
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from digital_finance.lakehouse.commit_lock import (
     FileCommitLock,
     ObjectStoreLock,
-    UnsharedLock,
     commit_lock,
 )
 
@@ -63,9 +62,8 @@ def test_the_lock_is_taken_at_once_when_free_and_again_after_release(tmp_path: P
     assert messages == []
 
 
-def test_uri_roots_have_no_file_lock(tmp_path: Path) -> None:
+def test_uri_roots_take_the_lease_and_folders_the_file_lock(tmp_path: Path) -> None:
     uri = "abfss://c@acct.dfs.core.windows.net/lake"
     assert isinstance(commit_lock(uri), ObjectStoreLock)
-    assert isinstance(commit_lock(uri, shared=False), UnsharedLock)
     assert isinstance(commit_lock(tmp_path), FileCommitLock)
     assert isinstance(commit_lock(f"file://{tmp_path}"), FileCommitLock)

@@ -178,6 +178,11 @@ def test_storage_credentials_come_from_the_secret_scope(bundle: dict[str, Any]) 
     assert conf[prefix + "oauth2.client.endpoint"] == (
         "https://login.microsoftonline.com/${var.tenant_id}/oauth2/token"
     )
+    # the commit lease is written by the driver with obstore: the same principal, from env
+    env = _the_cluster(bundle)["spark_env_vars"]
+    assert env["AZURE_CLIENT_ID"] == conf[prefix + "oauth2.client.id"]
+    assert env["AZURE_TENANT_ID"] == "${var.tenant_id}"
+    assert env["AZURE_CLIENT_SECRET"] == conf[prefix + "oauth2.client.secret"]
 
 
 def test_no_secret_is_written_in_the_bundle(bundle: dict[str, Any]) -> None:

@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from digital_finance.errors import TerminalError
 from digital_finance.lakehouse.storage import Location, location
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,22 @@ RENEW_SECONDS = 5.0
 STORE_POLL_SECONDS = 0.25
 
 
+class LeaseUnreachableError(TerminalError):
+    """The commit lease cannot be written: the store refused or could not be reached."""
+
+    @classmethod
+    def of(cls, root: Location, cause: Exception) -> LeaseUnreachableError:
+        """The error for `root`, naming the store's refusal and what to set."""
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        return cls(
+            f"the commit lease on {root.uri} cannot be written ({first}); the writers of a "
+            "lakehouse in a container take turns through it, so this process needs write "
+            "access there: give [storage] options or the AZURE_STORAGE_* / AZURE_CLIENT_* "
+            "variables (on Spark, for the identity its Hadoop configuration uses; "
+            "docs/STORAGE.md)"
+        )
+
+
 class ObjectStoreLock:
     """A lease on `<root>/_system/commit.lock` in an object store, by conditional writes."""
 
@@ -147,7 +164,12 @@ class ObjectStoreLock:
 
     def _acquire(self, store: Any, run_id: str, waiting: Callable[[str], None]) -> Any:
         import obstore
-        from obstore.exceptions import AlreadyExistsError, NotFoundError, PreconditionError
+        from obstore.exceptions import (
+            AlreadyExistsError,
+            BaseError,
+            NotFoundError,
+            PreconditionError,
+        )
 
         started = time.monotonic()
         reminded = 0.0
@@ -158,6 +180,8 @@ class ObjectStoreLock:
                 return _version(put)
             except AlreadyExistsError:
                 pass
+            except (BaseError, ValueError) as exc:  # no credentials, no container, …
+                raise LeaseUnreachableError.of(self.root, exc) from exc
             try:
                 meta = obstore.head(store, self.key)
             except (NotFoundError, FileNotFoundError):  # obstore raises the built-in one
@@ -215,29 +239,14 @@ def _describe(text: bytes) -> str:
     )
 
 
-class UnsharedLock:
-    """No cross-process lock: for a URI root, where a single writer is assumed and said."""
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-
-    @contextlib.contextmanager
-    def hold(self, run_id: str, waiting: Callable[[str], None]) -> Iterator[None]:
-        log.warning(
-            "no commit lock on %s: run one writer at a time on this lakehouse "
-            "(the Spark engine serialises concurrent writers on local folders only)",
-            self.root,
-        )
-        yield
-
-
-def commit_lock(root: str | Path | Location, shared: bool = True) -> CommitLock:
+def commit_lock(root: str | Path | Location) -> CommitLock:
     """The commit lock for a lakehouse root: a file lock on a folder, a lease on a store.
 
-    `shared=False` asks for no lock on an object store (the Spark engine, whose credentials
-    for the store live in its Hadoop configuration, not where obstore can read them).
+    Both engines take the same lock. On a store the lease is written with the root's storage
+    options (or the standard variables), so a Spark job needs them as well as its Hadoop
+    credentials; `LeaseUnreachableError` says so when they are missing.
     """
     where = location(root)
     if where.is_local:
         return FileCommitLock(where.path)
-    return ObjectStoreLock(where) if shared else UnsharedLock(where.uri)
+    return ObjectStoreLock(where)

@@ -27,8 +27,8 @@ from digital_finance.engines.spark import delta_writes, enrich, gold, system_tab
 from digital_finance.engines.spark.progress import SparkTasks
 from digital_finance.engines.spark.staging import SparkStagedDataset
 from digital_finance.errors import TerminalError
-from digital_finance.lakehouse.commit_lock import commit_lock
 from digital_finance.lakehouse.layout import table_uri
+from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.batch_runner import BatchRunner
 from digital_finance.runs.plan import Batch, History
 from digital_finance.runs.report import BatchReport, Progress, RunReport
@@ -44,11 +44,12 @@ class SparkRunner(BatchRunner[Staged]):
     engine = "spark"
 
     def __init__(
-        self, pipeline: Pipeline, output: str, spark: SparkSession, progress: Progress
+        self, pipeline: Pipeline, output: str | Location, spark: SparkSession, progress: Progress
     ) -> None:
+        # the same commit lock as the embedded engine: an flock on a folder, the lease on a
+        # store (written with the lakehouse's storage options, beside Spark's own credentials)
         super().__init__(pipeline, progress, output)
-        self.lock = commit_lock(output, shared=False)
-        self.root = output
+        self.root = output.uri if isinstance(output, Location) else output
         self.spark = spark
 
     def history(self) -> History:
