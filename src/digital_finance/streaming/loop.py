@@ -88,6 +88,7 @@ class StreamLoop:
         self.upkeep = Upkeep(lake, options.maintain_every_seconds, on_maintained)
         # the lakehouse object is used by the commit thread and, on assignment, by the feed
         self._lake_lock = threading.Lock()
+        self._pending: _InFlight | None = None  # the batch being committed
         self._first_arrival = 0.0  # when the batch being collected got its first record
 
     def run(self, stop: Callable[[], bool]) -> StreamTotals:
@@ -104,18 +105,15 @@ class StreamLoop:
         self._committed(self.lake.ingest_stream(kind, records_table([])), 0, 0.0)
         self.feed = self.open_feed(self.lake)
         started = time.monotonic()
-        pending: _InFlight | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-commit") as committer:
             try:
                 # positions are read on assignment, inside `poll`: never beside a commit
                 self.feed.start(self._positions)
                 while not stop():
                     held = self._collect(stop)
-                    if pending is not None:
-                        self._finish(pending)
-                        pending = None
+                    self._finish_pending(wait=True)
                     if len(held):
-                        pending = _InFlight(
+                        self._pending = _InFlight(
                             committer.submit(self._ingest, held),
                             held,
                             time.monotonic(),
@@ -132,12 +130,11 @@ class StreamLoop:
                                 f"{self.options.assign_timeout:.0f} s: do the topics exist, "
                                 "and is the broker reachable?"
                             )
-                if pending is not None:
-                    self._finish(pending)
-                    pending = None
+                self._finish_pending(wait=True)
             finally:
-                if pending is not None:  # an error while collecting: let the commit end
-                    pending.report.exception()
+                if self._pending is not None:  # an error while collecting: let the commit end
+                    self._pending.report.exception()
+                    self._pending = None
                 self.feed.close()
         return self.totals
 
@@ -148,6 +145,16 @@ class StreamLoop:
     def _positions(self) -> dict[str, int]:
         with self._lake_lock:
             return self.lake.stream_positions(self.kind)
+
+    def _finish_pending(self, wait: bool) -> None:
+        """Finish the batch handed over, if any: at once when `wait`, else if it is done
+        (so a batch is acknowledged and counted as soon as it commits, even while the next
+        one is still being collected from an idle source)."""
+        batch = self._pending
+        if batch is None or (not wait and not batch.report.done()):
+            return
+        self._pending = None
+        self._finish(batch)
 
     def _finish(self, batch: _InFlight) -> None:
         """Wait for a batch's commit; then acknowledge it, count it, maintain if due."""
@@ -174,6 +181,7 @@ class StreamLoop:
             if remaining <= 0 and len(held):
                 break
             got = self.feed.poll(max(0.0, min(POLL_SECONDS, remaining)), limit - len(held))
+            self._finish_pending(wait=False)
             self._drop(held)
             if got and not len(held):
                 self._first_arrival = time.monotonic()
