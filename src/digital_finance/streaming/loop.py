@@ -88,7 +88,6 @@ class StreamLoop:
         self.upkeep = Upkeep(lake, options.maintain_every_seconds, on_maintained)
         # the lakehouse object is used by the commit thread and, on assignment, by the feed
         self._lake_lock = threading.Lock()
-        self._pending: _InFlight | None = None  # the batch being committed
         self._first_arrival = 0.0  # when the batch being collected got its first record
 
     def run(self, stop: Callable[[], bool]) -> StreamTotals:
@@ -105,15 +104,18 @@ class StreamLoop:
         self._committed(self.lake.ingest_stream(kind, records_table([])), 0, 0.0)
         self.feed = self.open_feed(self.lake)
         started = time.monotonic()
+        pending: _InFlight | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-commit") as committer:
             try:
                 # positions are read on assignment, inside `poll`: never beside a commit
                 self.feed.start(self._positions)
                 while not stop():
                     held = self._collect(stop)
-                    self._finish_pending(wait=True)
+                    if pending is not None:
+                        self._finish(pending)
+                        pending = None
                     if len(held):
-                        self._pending = _InFlight(
+                        pending = _InFlight(
                             committer.submit(self._ingest, held),
                             held,
                             time.monotonic(),
@@ -130,11 +132,12 @@ class StreamLoop:
                                 f"{self.options.assign_timeout:.0f} s: do the topics exist, "
                                 "and is the broker reachable?"
                             )
-                self._finish_pending(wait=True)
+                if pending is not None:
+                    self._finish(pending)
+                    pending = None
             finally:
-                if self._pending is not None:  # an error while collecting: let the commit end
-                    self._pending.report.exception()
-                    self._pending = None
+                if pending is not None:  # an error while collecting: let the commit end
+                    pending.report.exception()
                 self.feed.close()
         return self.totals
 
@@ -145,16 +148,6 @@ class StreamLoop:
     def _positions(self) -> dict[str, int]:
         with self._lake_lock:
             return self.lake.stream_positions(self.kind)
-
-    def _finish_pending(self, wait: bool) -> None:
-        """Finish the batch handed over, if any: at once when `wait`, else if it is done
-        (so a batch is acknowledged and counted as soon as it commits, even while the next
-        one is still being collected from an idle source)."""
-        batch = self._pending
-        if batch is None or (not wait and not batch.report.done()):
-            return
-        self._pending = None
-        self._finish(batch)
 
     def _finish(self, batch: _InFlight) -> None:
         """Wait for a batch's commit; then acknowledge it, count it, maintain if due."""
@@ -181,7 +174,6 @@ class StreamLoop:
             if remaining <= 0 and len(held):
                 break
             got = self.feed.poll(max(0.0, min(POLL_SECONDS, remaining)), limit - len(held))
-            self._finish_pending(wait=False)
             self._drop(held)
             if got and not len(held):
                 self._first_arrival = time.monotonic()
