@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -59,17 +60,21 @@ def bare_consume(bootstrap: str, topic: str, total: int) -> float:
     return seconds
 
 
-def ours(bootstrap: str, topic: str, lake: Path, batch: int, config: Path) -> tuple[float, float]:
+def ours(
+    bootstrap: str, topic: str, lake: Path, batch: int, config: Path, src: str | None = None
+) -> tuple[float, float]:
     """`digital-finance stream --once`: seconds from start to exit, and from the first
-    batch's hand-over to the last commit (the steady part, without start-up and join)."""
+    batch's hand-over to the last commit (the steady part, without start-up and join).
+    `src`: run the package of another checkout's `src/` instead (an A/B of a change)."""
     shutil.rmtree(lake, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": src} if src else None
     started = time.perf_counter()
     done = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "digital-finance"), "stream", "--source", "kafka",
          "--bootstrap-servers", bootstrap, "--topic", f"{topic}=stocks", "--once",
          "--group", f"ours-{uuid.uuid4().hex[:6]}", "--max-batch-records", str(batch),
          "--output", str(lake), "--config", str(config)],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, env=env,
     )  # fmt: skip
     seconds = time.perf_counter() - started
     if done.returncode != 0:
@@ -92,6 +97,10 @@ def main() -> int:
         "--protocol", default="classic", choices=["classic", "consumer"],
         help="Kafka group protocol: classic (Event Hubs too) or KIP-848's (Kafka 4+)",
     )  # fmt: skip
+    parser.add_argument(
+        "--compare-src", metavar="DIR",
+        help="also time the stream of another checkout's src/ in each pair (A/B of a change)",
+    )  # fmt: skip
     args = parser.parse_args()
     from digital_finance.generate import generate
 
@@ -111,8 +120,15 @@ def main() -> int:
             )
             pairs = []
             steadies = []
+            compared: list[float] = []
             for i in range(args.pairs):
                 bare = bare_consume(broker.bootstrap, "bench", len(events))
+                if args.compare_src:
+                    other, _ = ours(broker.bootstrap, "bench", work / "lake", args.batch, config,
+                                    args.compare_src)  # fmt: skip
+                    compared.append(other)
+                    print(f"pair {i + 1}: {args.compare_src} stream --once {other:.2f} s "
+                          f"({len(events) / other:,.0f}/s)", flush=True)  # fmt: skip
                 mine, steady = ours(broker.bootstrap, "bench", work / "lake", args.batch, config)
                 pairs.append((bare, mine))
                 steadies.append(len(events) / steady)
@@ -143,6 +159,15 @@ def main() -> int:
         f"steady {statistics.median(steadies):,.0f} events/s "
         f"(range {min(steadies):,.0f}-{max(steadies):,.0f}), {args.protocol} group protocol"
     )
+    if compared:
+        ratios = [o / m for o, (_, m) in zip(compared, pairs, strict=True)]
+        summary["compare_src"] = args.compare_src
+        summary["compare_seconds"] = compared
+        summary["compare_over_ours_median"] = statistics.median(ratios)
+        print(
+            f"{args.compare_src} time / ours: median {statistics.median(ratios):.2f}x "
+            f"(range {min(ratios):.2f}-{max(ratios):.2f})"
+        )
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / f"stream_catchup_{args.protocol}.json").write_text(json.dumps(summary, indent=2))

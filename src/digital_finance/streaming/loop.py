@@ -9,10 +9,8 @@ Ctrl-C) ends the loop after the batch under way is committed.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,16 +40,6 @@ class StreamOptions:
     assign_timeout: float = 60.0  # with `once`: how long to wait for any partition
     settle_seconds: float = 1.0  # landing folder: a file untouched this long is complete
     maintain_every_seconds: float = 300.0  # table maintenance between batches; 0: never
-
-
-@dataclass(frozen=True)
-class _InFlight:
-    """A batch handed to the commit thread."""
-
-    report: Future[RunReport]
-    held: Held
-    handed_over: float
-    first_arrival: float
 
 
 @dataclass
@@ -86,84 +74,49 @@ class StreamLoop:
         self.metrics = metrics
         self.totals = StreamTotals()
         self.upkeep = Upkeep(lake, options.maintain_every_seconds, on_maintained)
-        # the lakehouse object is used by the commit thread and, on assignment, by the feed
-        self._lake_lock = threading.Lock()
         self._first_arrival = 0.0  # when the batch being collected got its first record
 
     def run(self, stop: Callable[[], bool]) -> StreamTotals:
-        """Micro-batches until `stop()` says so (or, with `once`, until caught up).
-
-        A batch is committed on a worker thread while the next one is collected, so the
-        consumer keeps reading while the tables are written (the two share the 2 cores: the
-        commit is mostly DuckDB and delta-rs outside the GIL). Batches still commit one at a
-        time and in order: the next is handed over only once the one before is done, and a
-        partition's `done` (group offsets, MQTT acknowledgements) follows its commit.
-        """
+        """Micro-batches until `stop()` says so (or, with `once`, until caught up)."""
         kind = self.kind
         # a batch a killed writer left is finished before any position is read
         self._committed(self.lake.ingest_stream(kind, records_table([])), 0, 0.0)
         self.feed = self.open_feed(self.lake)
         started = time.monotonic()
-        pending: _InFlight | None = None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-commit") as committer:
-            try:
-                # positions are read on assignment, inside `poll`: never beside a commit
-                self.feed.start(self._positions)
-                while not stop():
-                    held = self._collect(stop)
-                    if pending is not None:
-                        self._finish(pending)
-                        pending = None
-                    if len(held):
-                        pending = _InFlight(
-                            committer.submit(self._ingest, held),
-                            held,
-                            time.monotonic(),
-                            self._first_arrival,
-                        )
-                    if self.options.once:
-                        if self.feed.caught_up() and not self.feed.revoked():
-                            break
-                        if not self.feed.assigned() and time.monotonic() - started > (
-                            self.options.assign_timeout
-                        ):
-                            raise TerminalError(
-                                "no partition was assigned within "
-                                f"{self.options.assign_timeout:.0f} s: do the topics exist, "
-                                "and is the broker reachable?"
-                            )
-                if pending is not None:
-                    self._finish(pending)
-                    pending = None
-            finally:
-                if pending is not None:  # an error while collecting: let the commit end
-                    pending.report.exception()
-                self.feed.close()
-        return self.totals
-
-    def _ingest(self, held: Held) -> RunReport:
-        with self._lake_lock:
-            return self.lake.ingest_stream(self.kind, records_table(held.messages))
-
-    def _positions(self) -> dict[str, int]:
-        with self._lake_lock:
-            return self.lake.stream_positions(self.kind)
-
-    def _finish(self, batch: _InFlight) -> None:
-        """Wait for a batch's commit; then acknowledge it, count it, maintain if due."""
         try:
-            report = batch.report.result()
-        except Exception:
-            if self.metrics is not None:
-                self.metrics.failed()
-            raise
-        self.feed.done(batch.held.ends())
-        now = time.monotonic()
-        self._committed(report, len(batch.held), now - batch.handed_over)
-        if self.metrics is not None:
-            self.metrics.batch(report, now - batch.handed_over, now - batch.first_arrival)
-            self.metrics.positions(self._positions(), self.feed.high_watermarks())
-        self.upkeep.between_batches()
+            self.feed.start(lambda: self.lake.stream_positions(kind))
+            while not stop():
+                held = self._collect(stop)
+                if len(held):
+                    clock = time.monotonic()
+                    try:
+                        report = self.lake.ingest_stream(kind, records_table(held.messages))
+                    except Exception:
+                        if self.metrics is not None:
+                            self.metrics.failed()
+                        raise
+                    self.feed.done(held.ends())
+                    now = time.monotonic()
+                    self._committed(report, len(held), now - clock)
+                    if self.metrics is not None:
+                        self.metrics.batch(report, now - clock, now - self._first_arrival)
+                        self.metrics.positions(
+                            self.lake.stream_positions(kind), self.feed.high_watermarks()
+                        )
+                    self.upkeep.between_batches()
+                if self.options.once:
+                    if self.feed.caught_up() and not self.feed.revoked():
+                        break
+                    if not self.feed.assigned() and time.monotonic() - started > (
+                        self.options.assign_timeout
+                    ):
+                        raise TerminalError(
+                            f"no partition was assigned within {self.options.assign_timeout:.0f}"
+                            " s: do the topics exist, and is the broker reachable?"
+                        )
+        finally:
+            self.feed.close()
+        return self.totals
 
     def _collect(self, stop: Callable[[], bool]) -> Held:
         held = Held()
