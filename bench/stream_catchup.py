@@ -88,6 +88,20 @@ def ours(
     return seconds, steady
 
 
+def structured_streaming(bootstrap: str, topic: str, out: Path) -> float:
+    """Seconds the seed-faithful Structured Streaming job takes, start to exit."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "seed_structured_streaming.py"),
+         "--bootstrap-servers", bootstrap, "--topic", topic, "--out", str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"the Structured Streaming job failed:\n{done.stderr[-3000:]}")
+    return seconds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -96,6 +110,11 @@ def main() -> int:
     parser.add_argument(
         "--protocol", default="classic", choices=["classic", "consumer"],
         help="Kafka group protocol: classic (Event Hubs too) or KIP-848's (Kafka 4+)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--spark-peer", action="store_true",
+        help="also time the seed-faithful Structured Streaming job (seed_structured_streaming.py)"
+        " in each pair",
     )  # fmt: skip
     parser.add_argument(
         "--compare-src", metavar="DIR",
@@ -121,8 +140,14 @@ def main() -> int:
             pairs = []
             steadies = []
             compared: list[float] = []
+            spark_times: list[float] = []
             for i in range(args.pairs):
                 bare = bare_consume(broker.bootstrap, "bench", len(events))
+                if args.spark_peer:
+                    ss = structured_streaming(broker.bootstrap, "bench", work / "ss")
+                    spark_times.append(ss)
+                    print(f"pair {i + 1}: Structured Streaming (availableNow) {ss:.2f} s "
+                          f"({len(events) / ss:,.0f}/s)", flush=True)  # fmt: skip
                 if args.compare_src:
                     other, _ = ours(broker.bootstrap, "bench", work / "lake", args.batch, config,
                                     args.compare_src)  # fmt: skip
@@ -159,6 +184,18 @@ def main() -> int:
         f"steady {statistics.median(steadies):,.0f} events/s "
         f"(range {min(steadies):,.0f}-{max(steadies):,.0f}), {args.protocol} group protocol"
     )
+    if spark_times:
+        ratios = [s / m for s, (_, m) in zip(spark_times, pairs, strict=True)]
+        summary["spark_seconds"] = spark_times
+        summary["spark_events_per_second_median"] = statistics.median(
+            [len(events) / t for t in spark_times]
+        )
+        summary["spark_over_ours_median"] = statistics.median(ratios)
+        print(
+            f"Structured Streaming: median {summary['spark_events_per_second_median']:,.0f} "
+            f"events/s; its time / ours: median {statistics.median(ratios):.2f}x "
+            f"(range {min(ratios):.2f}-{max(ratios):.2f})"
+        )
     if compared:
         ratios = [o / m for o, (_, m) in zip(compared, pairs, strict=True)]
         summary["compare_src"] = args.compare_src

@@ -232,14 +232,23 @@ class Lakehouse:
         the policy says so), under the commit lock: see `lakehouse.maintenance`.
 
         `policy` defaults to the config's `[maintenance]`. Safe beside any number of writers,
-        which wait for it as for another batch (and it for them).
+        which wait for it as for another batch (and it for them). Refused while a batch is
+        unfinished, whose finishing or abandon needs the tables as the batch left them.
         """
         import uuid
 
+        from digital_finance.lakehouse.commit_lock import commit_lock
         from digital_finance.lakehouse.maintenance import maintain
+        from digital_finance.runs.abandon import unfinished_batch
 
-        runner = self._batch_runner()
-        with runner.lock.hold(uuid.uuid4().hex, lambda message: log.info("%s", message)):
+        with commit_lock(self.root).hold(uuid.uuid4().hex, lambda m: log.info("%s", m)):
+            unfinished = unfinished_batch(self.root)
+            if unfinished is not None:
+                # its restore or abandon needs the files and commits as the batch left them
+                raise TerminalError(
+                    f"batch {unfinished} is unfinished: finish it (run the same command "
+                    f"again) or `digital-finance batch abandon {unfinished}` before maintaining"
+                )
             report = maintain(self.root, policy or self.config.maintenance)
         for t in report.changed:
             log.info(

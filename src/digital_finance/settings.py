@@ -28,7 +28,6 @@ from typing import Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
-    NonNegativeInt,
     PositiveInt,
     SecretStr,
     ValidationError,
@@ -145,7 +144,7 @@ class MaintenanceSettings(_Section):
     min_small_files: PositiveInt = 16
     target_file_mib: PositiveInt = 128
     checkpoint: bool = True
-    vacuum_retention_hours: NonNegativeInt | None = None
+    vacuum_retention_hours: PositiveInt | None = None
 
     def policy(self) -> MaintenancePolicy:
         """The maintenance policy these settings give."""

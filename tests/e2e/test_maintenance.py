@@ -85,8 +85,9 @@ def test_vacuum_deletes_what_compaction_replaced(generated: Path, tmp_path: Path
     opened.maintain(MaintenancePolicy(min_small_files=4))
     on_disk = len(list((lake / "bronze/stocks").glob("*.parquet")))
     assert on_disk == 11  # the ten small files are still there for time travel
-    done = cli_process("maintain", "--output", str(lake), "--vacuum-hours", "0")
-    assert done.returncode == 0, done.stderr
+    refused = cli_process("maintain", "--output", str(lake), "--vacuum-hours", "0")
+    assert refused.returncode == 2 and "1 or more" in refused.stderr, refused.stderr
+    opened.maintain(MaintenancePolicy(min_small_files=4, vacuum_retention_hours=0))
     assert len(list((lake / "bronze/stocks").glob("*.parquet"))) == 1
     assert DeltaTable(str(lake / "bronze/stocks")).to_pyarrow_table().num_rows == 10 * SLICE
 
@@ -132,3 +133,17 @@ def _policy(folder: Path, min_small_files: int) -> Path:
     config = folder / "maintenance.toml"
     config.write_text(f"[maintenance]\nmin_small_files = {min_small_files}\n")
     return config
+
+
+def test_maintenance_waits_for_an_unfinished_batch(generated: Path, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    pieces = _slices(generated, tmp_path / "in", 2)
+    Lakehouse(lake).ingest_files(stocks=[str(pieces[0])])
+    crashed = cli_process("run", "--stocks", str(pieces[1]), "--output", str(lake),
+                          env={"DIGITAL_FINANCE_CRASH_AT": "before_silver_stocks"})  # fmt: skip
+    assert crashed.returncode == 137, crashed.stderr
+    refused = cli_process("maintain", "--output", str(lake))
+    assert refused.returncode == 2, refused.stderr
+    assert "batch 2 is unfinished" in refused.stderr and "Traceback" not in refused.stderr
+    Lakehouse(lake).ingest_files(stocks=[str(pieces[1])])  # finishes batch 2
+    assert cli_process("maintain", "--output", str(lake)).returncode == 0

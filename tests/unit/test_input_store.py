@@ -46,6 +46,26 @@ def test_globs_match_one_level_and_double_stars_any() -> None:
     assert _glob_match("stocks/2024/03/a.json", "stocks/**/*.json")
     assert _glob_match("stocks/part-1.jsonl", "stocks/part-?.jsonl")
     assert not _glob_match("funds/a.json", "stocks/*")
+    assert _glob_match("stocks/a.json", "stocks/**/*.json")  # `**/` may be no level at all
+    assert _glob_match("a/stocks/x.jsonl", "**/stocks/*.jsonl")
+    assert not _glob_match("archive/oldstocks/x.jsonl", "**/stocks/*.jsonl")
+    assert not _glob_match("a/stocks/deep/x.jsonl", "**/stocks/*.jsonl")
+    assert _glob_match("stocks/part-7.jsonl", "stocks/part-[0-9].jsonl")
+    assert not _glob_match("stocks/part-x.jsonl", "stocks/part-[0-9].jsonl")
+
+
+def test_an_object_rewritten_in_the_same_second_gets_a_new_fingerprint() -> None:
+    from datetime import UTC, datetime
+
+    when = datetime(2026, 12, 6, 6, 0, 1, tzinfo=UTC)
+    first = input_store._listed("az://c", {"path": "s/a.json", "size": 10, "last_modified": when,
+                                           "e_tag": '"0x8DC1"'})  # fmt: skip
+    again = input_store._listed("az://c", {"path": "s/a.json", "size": 10, "last_modified": when,
+                                           "e_tag": '"0x8DC2"'})  # fmt: skip
+    assert first.modified_ns != again.modified_ns
+    # still a time within that second: the landing folder's settle rule compares times
+    for f in (first, again):
+        assert int(when.timestamp()) * 10**9 <= f.modified_ns < (int(when.timestamp()) + 1) * 10**9
 
 
 def test_input_names_follow_the_folder_rules() -> None:

@@ -37,3 +37,25 @@ def test_an_interval_of_zero_never_maintains() -> None:
     lake: Any = _Lake()
     upkeep = Upkeep(lake, 0, clock=lambda: 1e9)
     assert upkeep.between_batches() is None and lake.calls == 0
+
+
+class _FailingLake:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def maintain(self) -> MaintenanceReport:
+        self.calls += 1
+        raise OSError("the store went away")
+
+
+def test_a_failed_maintenance_never_stops_the_stream_and_is_tried_again_later() -> None:
+    now = [0.0]
+    lake: Any = _FailingLake()
+    upkeep = Upkeep(lake, 60, clock=lambda: now[0])
+    now[0] = 61
+    assert upkeep.between_batches() is None and lake.calls == 1
+    now[0] = 62
+    assert upkeep.between_batches() is None and lake.calls == 1  # not at every batch
+    now[0] = 122
+    upkeep.between_batches()
+    assert lake.calls == 2

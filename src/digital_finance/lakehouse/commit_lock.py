@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from digital_finance.errors import TerminalError
+from digital_finance.errors import TerminalError, TransientError
 from digital_finance.lakehouse.storage import Location, location
 
 log = logging.getLogger(__name__)
@@ -167,8 +167,23 @@ class ObjectStoreLock:
         from obstore.exceptions import (
             AlreadyExistsError,
             BaseError,
+            InvalidPathError,
             NotFoundError,
+            NotSupportedError,
+            PermissionDeniedError,
             PreconditionError,
+            UnauthenticatedError,
+            UnknownConfigurationKeyError,
+        )
+
+        refusals = (  # a person must act: credentials, a missing container, a bad option
+            InvalidPathError,
+            NotSupportedError,
+            PermissionDeniedError,
+            UnauthenticatedError,
+            UnknownConfigurationKeyError,
+            ValueError,
+            FileNotFoundError,
         )
 
         started = time.monotonic()
@@ -180,8 +195,10 @@ class ObjectStoreLock:
                 return _version(put)
             except AlreadyExistsError:
                 pass
-            except (BaseError, ValueError) as exc:  # no credentials, no container, …
+            except refusals as exc:
                 raise LeaseUnreachableError.of(self.root, exc) from exc
+            except BaseError as exc:  # a timeout, a server error: the same run may pass later
+                raise TransientError(f"the commit lease on {self.root.uri}: {exc}") from exc
             try:
                 meta = obstore.head(store, self.key)
             except (NotFoundError, FileNotFoundError):  # obstore raises the built-in one

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import fnmatch
 import io
+import re
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+
+from digital_finance.errors import TransientError
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -75,7 +79,7 @@ class InputStore:
             f.seek(start)
             return f
         root, key = split_uri(path)
-        return _ObjectStream(_store(root, self.options), key, start, end)
+        return _ObjectStream(_store(root, self.options), key, start, end, path)
 
     def stat(self, path: str) -> InputFile:
         """The input as it is now; `FileNotFoundError` when it is gone."""
@@ -150,21 +154,50 @@ class InputStore:
         return [_listed(root, m) for m in _objects(store, prefix) if is_input_name(m["path"])]
 
 
+class InputUnreachableError(TransientError):
+    """A store could not be read just now (a timeout, a server error); running the same
+    command again may succeed, and nothing was committed that a retry would double."""
+
+
 @contextmanager
 def _reaching(uri: str) -> Iterator[None]:
-    """Turn the store's refusals (credentials, a missing container, a bad option) into one
-    clear input error; a missing object stays `FileNotFoundError` for the caller."""
-    from obstore.exceptions import BaseError
+    """The store's refusals as input errors: a person must act on credentials, a missing
+    container or a bad option (terminal); a timeout or a server error may pass (transient).
+    A missing object stays `FileNotFoundError` for the caller."""
+    from obstore.exceptions import (
+        BaseError,
+        InvalidPathError,
+        NotSupportedError,
+        PermissionDeniedError,
+        UnauthenticatedError,
+        UnknownConfigurationKeyError,
+    )
 
     from digital_finance.sources.discovery import InputError
 
+    terminal = (
+        InvalidPathError,
+        NotSupportedError,
+        PermissionDeniedError,
+        UnauthenticatedError,
+        UnknownConfigurationKeyError,
+        ValueError,
+    )
     try:
         yield
     except (BaseError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(
-            f"{uri} cannot be reached: {first}; check the storage options ([storage] options "
-            "or the AZURE_STORAGE_* variables, docs/STORAGE.md) and that the container exists"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        # object_store reports a missing container or a refused request as a generic error
+        # with the HTTP status in its text
+        refused = re.search(r"status code: (400|401|403|404)\b", str(exc)) is not None
+        if isinstance(exc, terminal) or refused:
+            raise InputError(
+                f"{uri} cannot be reached: {first}; check that the container exists and the "
+                "storage options ([storage] options or the AZURE_STORAGE_* variables, "
+                "docs/STORAGE.md)"
+            ) from exc
+        raise InputUnreachableError(
+            f"{uri} could not be read just now ({first}); run again"
         ) from exc
 
 
@@ -179,25 +212,62 @@ def _objects(store: Any, prefix: str) -> Iterator[Any]:
 
 
 def _glob_match(key: str, pattern: str) -> bool:
-    # `*` stays within one `/`-separated level, `**` crosses levels, as in a shell's globstar
-    if "**" in pattern:
-        return fnmatch.fnmatchcase(key, pattern.replace("**/", "*").replace("**", "*"))
-    return key.count("/") == pattern.count("/") and fnmatch.fnmatchcase(key, pattern)
+    """`*`, `?` and `[…]` within one `/`-separated level; `**` any number of levels (as a
+    shell's globstar and Python's recursive glob)."""
+    return _glob_regex(pattern).fullmatch(key) is not None
+
+
+@lru_cache(maxsize=64)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]*/)*")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 2 :]:
+            end = pattern.index("]", i + 2)
+            # fnmatch's reading of one bracket class, kept within the level
+            out.append(fnmatch.translate(pattern[i : end + 1])[4:-3].replace("/", ""))
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
 
 
 def _listed(root: str, meta: Any) -> InputFile:
+    """An object as listed. Stores give its modification time to the second, so an object
+    rewritten within that second with the same size would keep its (size, time) fingerprint
+    and never be read again: the sub-second digits, which the store leaves at zero, carry a
+    hash of the ETag instead (a new one on every write). The time stays within its second,
+    which is all the landing folder's settle rule compares at."""
     from digital_finance.sources.discovery import InputFile
 
-    modified = meta["last_modified"]
-    ns = int(modified.timestamp()) * 1_000_000_000 + modified.microsecond * 1_000
-    return InputFile(f"{root}/{meta['path']}", int(meta["size"]), ns)
+    seconds = int(meta["last_modified"].timestamp())
+    tag = str(meta.get("e_tag") or "")
+    return InputFile(
+        f"{root}/{meta['path']}",
+        int(meta["size"]),
+        seconds * 1_000_000_000 + zlib.crc32(tag.encode()) % 1_000_000_000,
+    )
 
 
 class _ObjectStream(io.RawIOBase):
     """Bytes [start, end) of an object, read as one ranged GET streamed in chunks."""
 
-    def __init__(self, store: Any, key: str, start: int, end: int | None) -> None:
-        self._store, self._key = store, key
+    def __init__(
+        self, store: Any, key: str, start: int, end: int | None, uri: str | None = None
+    ) -> None:
+        self._store, self._key, self._uri = store, key, uri or key
         self._start, self._end = start, end
         self._chunks: Iterator[Any] | None = None
         self._chunk: memoryview = memoryview(b"")
@@ -206,6 +276,10 @@ class _ObjectStream(io.RawIOBase):
         return True
 
     def _next_chunk(self) -> bool:
+        with _reaching(self._uri):
+            return self._pull()
+
+    def _pull(self) -> bool:
         if self._chunks is None:
             import obstore
 

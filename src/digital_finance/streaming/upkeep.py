@@ -9,6 +9,7 @@ cron) is maintained by `digital-finance maintain` on a schedule instead (docs/ST
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from digital_finance.api import Lakehouse
     from digital_finance.lakehouse.maintenance import MaintenanceReport
+
+log = logging.getLogger(__name__)
 
 
 class Upkeep:
@@ -35,7 +38,12 @@ class Upkeep:
         """Maintain now if it is due; what was done, or None."""
         if self.every <= 0 or self.clock() < self.due:
             return None
-        report = self.lake.maintain()
+        self.due = self.clock() + self.every
+        try:
+            report = self.lake.maintain()
+        except Exception as exc:
+            log.warning("table maintenance failed, tried again in %.0f s: %s", self.every, exc)
+            return None
         self.due = self.clock() + self.every
         if self.on_done is not None:
             self.on_done(report)

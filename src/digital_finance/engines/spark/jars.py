@@ -50,13 +50,44 @@ def delta_coordinates() -> list[str]:
     return [f"io.delta:delta-spark_{spark}_2.13:{delta}", f"io.delta:delta-storage:{delta}"]
 
 
+# Spark major.minor -> Spark's Kafka source and what it needs beyond Spark's own jars (the
+# versions of spark-sql-kafka's pom: kafka-clients and commons-pool2 of its parent)
+KAFKA_FOR_SPARK = {
+    "4.2": (
+        "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0",
+        "org.apache.spark:spark-token-provider-kafka-0-10_2.13:4.2.0",
+        "org.apache.kafka:kafka-clients:3.9.2",
+        "org.apache.commons:commons-pool2:2.13.1",
+    )
+}
+
+
+def kafka_coordinates() -> list[str]:
+    """Maven coordinates of Spark's Kafka source for the installed PySpark."""
+    spark = ".".join(metadata.version("pyspark").split(".")[:2])
+    found = KAFKA_FOR_SPARK.get(spark)
+    if found is None:
+        raise SparkSetupError(f"no Kafka source jars are known for PySpark {spark}")
+    return list(found)
+
+
 def delta_jars(cache: Path) -> list[Path]:
     """Paths of the Delta jars, fetched with Maven into `cache` when missing."""
+    return maven_jars(delta_coordinates(), cache)
+
+
+def kafka_jars(cache: Path) -> list[Path]:
+    """Paths of Spark's Kafka source jars, fetched with Maven into `cache` when missing."""
+    return maven_jars(kafka_coordinates(), cache)
+
+
+def maven_jars(coordinates: list[str], cache: Path) -> list[Path]:
+    """Paths of these jars, fetched with Maven into `cache` when missing."""
     if java_major() < 17:
         raise SparkSetupError("Spark 4 needs Java 17 or later; `java -version` shows an older one")
     cache.mkdir(parents=True, exist_ok=True)
     jars = []
-    for coordinate in delta_coordinates():
+    for coordinate in coordinates:
         _, artifact, version = coordinate.split(":")
         jar = cache / f"{artifact}-{version}.jar"
         if not jar.exists():
@@ -71,7 +102,7 @@ def _fetch(coordinate: str, cache: Path) -> None:
     mvn = shutil.which("mvn")
     if mvn is None:
         raise SparkSetupError(
-            f"the Delta jar {coordinate} is not in {cache} and Maven is not installed: "
+            f"the jar {coordinate} is not in {cache} and Maven is not installed: "
             "install Maven (apt-get install maven) or copy the jar there"
         )
     done = subprocess.run(
