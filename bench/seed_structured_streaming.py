@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
+    checkpoint = Path(str(out) + "-checkpoint")
+    for folder in (out, checkpoint):  # a fresh query: a checkpoint left would resume it
+        shutil.rmtree(folder, ignore_errors=True)
     cache = ROOT / ".cache" / "spark-jars"
     jars = ",".join(str(j) for j in [*delta_jars(cache), *kafka_jars(cache)])
     spark = local_session(
@@ -58,9 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             .select("r.*")
             .withColumn("timestamp", F.to_timestamp(F.col("timestamp")))
         )
-        writer = events.writeStream.format("delta").option(
-            "checkpointLocation", str(out) + "-checkpoint"
-        )
+        writer = events.writeStream.format("delta").option("checkpointLocation", str(checkpoint))
         if args.trigger == "available-now":
             writer = writer.trigger(availableNow=True)
         else:
