@@ -9,7 +9,6 @@ landing-folder stream must behave as they do on disk.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,18 +27,8 @@ DATASETS = {"stocks": "--stocks", "mutual_funds": "--funds"}
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[azurite.Azurite]:
-    service = azurite.start(tmp_path_factory.mktemp("azurite-inputs"))
-    saved = {k: os.environ.get(k) for k in service.env}
-    os.environ.update(service.env)  # this process uploads and reads back through them too
-    try:
+    with azurite.emulated(tmp_path_factory.mktemp("azurite-inputs")) as service:
         yield service
-    finally:
-        service.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _container(emulator: azurite.Azurite, prefix: str) -> str:

@@ -24,18 +24,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.azure]
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[azurite.Azurite]:
-    service = azurite.start(tmp_path_factory.mktemp("azurite"))
-    saved = {k: os.environ.get(k) for k in service.env}
-    os.environ.update(service.env)  # this process reads the tables back through them too
-    try:
+    with azurite.emulated(tmp_path_factory.mktemp("azurite")) as service:
         yield service
-    finally:
-        service.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,3 +87,21 @@ def start(data: Path) -> Azurite:
             time.sleep(0.1)
     process.kill()
     raise RuntimeError("Azurite did not answer within 30 s")
+
+
+@contextmanager
+def emulated(data: Path) -> Iterator[Azurite]:
+    """A running emulator whose variables this process holds too (it uploads and reads back
+    through them); both undone on exit."""
+    service = start(data)
+    saved = {k: os.environ.get(k) for k in service.env}
+    os.environ.update(service.env)
+    try:
+        yield service
+    finally:
+        service.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

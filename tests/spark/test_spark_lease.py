@@ -8,7 +8,6 @@ write to is one clear error before any work.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -28,18 +27,8 @@ pytestmark = [pytest.mark.spark, pytest.mark.azure, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[azurite.Azurite]:
-    service = azurite.start(tmp_path_factory.mktemp("azurite-lease"))
-    saved = {k: os.environ.get(k) for k in service.env}
-    os.environ.update(service.env)
-    try:
+    with azurite.emulated(tmp_path_factory.mktemp("azurite-lease")) as service:
         yield service
-    finally:
-        service.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def test_a_spark_writer_holds_the_lease_an_embedded_writer_waits_for(

@@ -125,3 +125,15 @@ def test_listing_takes_a_named_object_a_prefix_or_a_glob(memory: MemoryStore) ->
     with pytest.raises(InputError, match="names no object"):
         resolve_inputs(["az://mem/elsewhere/"])
     assert InputStore().below("az://mem/elsewhere") == []
+
+
+def test_store_errors_split_into_refusals_and_blips() -> None:
+    from obstore.exceptions import GenericError, PermissionDeniedError
+
+    from digital_finance.lakehouse.storage import refused_by_store
+
+    assert refused_by_store(PermissionDeniedError("no"))
+    assert refused_by_store(FileNotFoundError("container"))
+    assert refused_by_store(GenericError("returned non-2xx status code: 404 Not Found"))
+    assert not refused_by_store(GenericError("returned non-2xx status code: 503 Unavailable"))
+    assert not refused_by_store(GenericError("operation timed out"))

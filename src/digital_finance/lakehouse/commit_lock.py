@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from digital_finance.errors import TerminalError, TransientError
-from digital_finance.lakehouse.storage import Location, location
+from digital_finance.lakehouse.storage import Location, location, refused_by_store
 
 log = logging.getLogger(__name__)
 
@@ -167,23 +167,8 @@ class ObjectStoreLock:
         from obstore.exceptions import (
             AlreadyExistsError,
             BaseError,
-            InvalidPathError,
             NotFoundError,
-            NotSupportedError,
-            PermissionDeniedError,
             PreconditionError,
-            UnauthenticatedError,
-            UnknownConfigurationKeyError,
-        )
-
-        refusals = (  # a person must act: credentials, a missing container, a bad option
-            InvalidPathError,
-            NotSupportedError,
-            PermissionDeniedError,
-            UnauthenticatedError,
-            UnknownConfigurationKeyError,
-            ValueError,
-            FileNotFoundError,
         )
 
         started = time.monotonic()
@@ -195,9 +180,10 @@ class ObjectStoreLock:
                 return _version(put)
             except AlreadyExistsError:
                 pass
-            except refusals as exc:
-                raise LeaseUnreachableError.of(self.root, exc) from exc
-            except BaseError as exc:  # a timeout, a server error: the same run may pass later
+            except (BaseError, ValueError, FileNotFoundError) as exc:
+                if refused_by_store(exc):  # credentials, a missing container, a bad option
+                    raise LeaseUnreachableError.of(self.root, exc) from exc
+                # a timeout, a server error: the same run may pass later
                 raise TransientError(f"the commit lease on {self.root.uri}: {exc}") from exc
             try:
                 meta = obstore.head(store, self.key)

@@ -123,3 +123,34 @@ def location(text: str | Path | Location, options: Mapping[str, str] | None = No
     if isinstance(text, Location):
         return text
     return Location.parse(text, options)
+
+
+def refused_by_store(exc: BaseException) -> bool:
+    """Whether an object store's error needs a person (credentials, permissions, a missing
+    container, a bad option) rather than another try (a timeout, a server error).
+
+    object_store reports a missing container or a refused request as a generic error with
+    the HTTP status in its text, so the status is read from there too.
+    """
+    import re
+
+    from obstore.exceptions import (
+        InvalidPathError,
+        NotSupportedError,
+        PermissionDeniedError,
+        UnauthenticatedError,
+        UnknownConfigurationKeyError,
+    )
+
+    refusals = (
+        InvalidPathError,
+        NotSupportedError,
+        PermissionDeniedError,
+        UnauthenticatedError,
+        UnknownConfigurationKeyError,
+        ValueError,
+        FileNotFoundError,
+    )
+    if isinstance(exc, refusals):
+        return True
+    return re.search(r"status code: (400|401|403|404)\b", str(exc)) is not None

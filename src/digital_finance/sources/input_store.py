@@ -164,33 +164,16 @@ def _reaching(uri: str) -> Iterator[None]:
     """The store's refusals as input errors: a person must act on credentials, a missing
     container or a bad option (terminal); a timeout or a server error may pass (transient).
     A missing object stays `FileNotFoundError` for the caller."""
-    from obstore.exceptions import (
-        BaseError,
-        InvalidPathError,
-        NotSupportedError,
-        PermissionDeniedError,
-        UnauthenticatedError,
-        UnknownConfigurationKeyError,
-    )
+    from obstore.exceptions import BaseError
 
+    from digital_finance.lakehouse.storage import refused_by_store
     from digital_finance.sources.discovery import InputError
 
-    terminal = (
-        InvalidPathError,
-        NotSupportedError,
-        PermissionDeniedError,
-        UnauthenticatedError,
-        UnknownConfigurationKeyError,
-        ValueError,
-    )
     try:
         yield
     except (BaseError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        # object_store reports a missing container or a refused request as a generic error
-        # with the HTTP status in its text
-        refused = re.search(r"status code: (400|401|403|404)\b", str(exc)) is not None
-        if isinstance(exc, terminal) or refused:
+        if refused_by_store(exc):
             raise InputError(
                 f"{uri} cannot be reached: {first}; check that the container exists and the "
                 "storage options ([storage] options or the AZURE_STORAGE_* variables, "
