@@ -261,11 +261,10 @@ def _settled(store: Any, folder: str, settle_seconds: float) -> list[Any]:
     newest = time.time_ns() - int(settle_seconds * 1e9)
     if is_uri(folder):
         # a store gives the time to the second (its sub-second digits hold the ETag's hash,
-        # `sources.input_store`): count the write as late in that second as it can have been
+        # `sources.input_store`): the second it started is compared, so `--once` with no
+        # settle time takes every object listed, and a settle time is kept to the second
         second = 1_000_000_000
-        return sorted(
-            f for f in store.below(folder) if (f.modified_ns // second + 1) * second <= newest
-        )
+        return sorted(f for f in store.below(folder) if f.modified_ns // second * second <= newest)
     if not Path(folder).is_dir():
         return []
     found = []
