@@ -87,7 +87,7 @@ kernel-test: setup  ## the native kernel's own Rust unit tests
 	@if command -v cargo >/dev/null 2>&1; then cd native/kernel && cargo test --release --quiet; fi
 
 test: lint typecheck kernel-test  ## lint, type-check and run every test
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 bench: setup  ## side-by-side benchmark against the seed's PySpark job (installs PySpark)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

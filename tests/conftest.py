@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from deltalake import DeltaTable
@@ -14,6 +15,9 @@ from typer.testing import CliRunner
 
 from digital_finance.cli.main import app
 from digital_finance.lakehouse.layout import TABLES
+
+if TYPE_CHECKING:
+    from tests.services.kafka import Kafka
 
 REPO = Path(__file__).resolve().parents[1]
 # columns that say *when* or *in which run* a row was written: they differ between two
@@ -76,3 +80,16 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("generated")
     generate(out, 30_000, 4_000, seed=11)
     return out
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
+    """One Kafka broker (KRaft, loopback) for every Kafka test of the run; tests make their
+    own topics."""
+    from tests.services import kafka as kafka_service
+
+    k = kafka_service.start(tmp_path_factory.mktemp("kafka"))
+    try:
+        yield k
+    finally:
+        k.stop()

@@ -18,7 +18,7 @@ from tests.conftest import REPO, cli_ok
 def spark() -> Iterator[Any]:
     from digital_finance.engines.spark.session import local_session
 
-    session = local_session(REPO / ".cache")
+    session = local_session(REPO / ".cache", kafka=True)  # the Spark stream tests read Kafka
     yield session
     session.stop()
 

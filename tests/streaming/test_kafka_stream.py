@@ -7,34 +7,32 @@ gives for the same records as files (`compare.table_differences`).
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from digital_finance.api import Lakehouse
-from tests.conftest import REPO
 from tests.services import kafka as kafka_service
-from tests.streaming.compare import batch_reference, run_cli, table_differences
+from tests.streaming.compare import run_cli
+from tests.streaming.kafka_steps import (
+    assert_exactly_once,
+    bronze_rows,
+    fresh_topics,
+    start,
+    stream_args,
+)
 from tests.streaming.messages import Msg, messages, produce
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
 
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kafka_service.Kafka]:
-    k = kafka_service.start(tmp_path_factory.mktemp("kafka"))
-    try:
-        yield k
-    finally:
-        k.stop()
+@pytest.fixture
+def broker(kafka_broker: kafka_service.Kafka) -> kafka_service.Kafka:
+    return kafka_broker
 
 
 @pytest.fixture(scope="session")
@@ -48,44 +46,6 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Msg]]:
         generate(folder, stocks, funds, seed=11)
         out[name] = messages(folder)
     return out
-
-
-def _topics(broker: kafka_service.Kafka) -> dict[str, str]:
-    """Fresh topics for one test: dataset -> topic."""
-    tag = uuid.uuid4().hex[:8]
-    topics = {"stocks": f"stocks-{tag}", "mutual_funds": f"funds-{tag}"}
-    for topic in topics.values():
-        broker.create_topic(topic, partitions=4)
-    return topics
-
-
-def _stream_args(
-    broker: kafka_service.Kafka, topics: dict[str, str], lake: Path, *extra: str
-) -> list[str]:
-    args = [
-        sys.executable,
-        "-m",
-        "digital_finance",
-        "stream",
-        "--source",
-        "kafka",
-        "--bootstrap-servers",
-        broker.bootstrap,
-        "--output",
-        str(lake),
-        "--group",
-        f"g-{topics['stocks']}",
-    ]
-    for dataset, topic in topics.items():
-        args += ["--topic", f"{topic}={dataset}"]
-    return args + list(extra)
-
-
-def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ}
-        )
 
 
 def _free_port() -> int:
@@ -136,37 +96,25 @@ def _wait_caught_up(lake: Path, ends: dict[str, int], timeout: float = 180) -> N
     raise AssertionError(f"the stream did not reach {ends} within {timeout} s")
 
 
-def _bronze_rows(lake: Path) -> int:
-    from deltalake import DeltaTable
-
-    return sum(DeltaTable(str(lake / "bronze" / d)).count() for d in ("stocks", "mutual_funds"))
-
-
-def _assert_exactly_once(lake: Path, msgs: list[Msg], folder: Path) -> None:
-    """Every message once in bronze; every table as `run` makes it of the same records."""
-    assert _bronze_rows(lake) == len(msgs)
-    assert table_differences(lake, batch_reference(msgs, folder)) == []
-
-
 @pytest.mark.parametrize("protocol", ["classic", "consumer"])
 def test_once_equals_a_batch_run_and_a_second_once_changes_nothing(
     broker: kafka_service.Kafka, generated: dict[str, list[Msg]], tmp_path: Path, protocol: str
 ) -> None:
     """With the classic group protocol and with the next generation's (KIP-848)."""
     msgs = generated["small"]
-    topics = _topics(broker)
+    topics = fresh_topics(broker)
     produce(broker.bootstrap, msgs, topics)
     lake = tmp_path / "lake"
     config = tmp_path / "stream.toml"
     config.write_text(f'[stream.kafka]\noptions = {{ "group.protocol" = "{protocol}" }}\n')
     first = run_cli(
-        _stream_args(
+        stream_args(
             broker, topics, lake, "--once", "--max-batch-records", "4000", "--config", str(config)
         )
     )
     assert first.returncode == 0, first.stdout + first.stderr
     assert "caught up" in first.stderr
-    _assert_exactly_once(lake, msgs, tmp_path)
+    assert_exactly_once(lake, msgs, tmp_path)
     # lineage: the partition and the offset stand where a file's path and line stand
     from deltalake import DeltaTable
 
@@ -177,10 +125,10 @@ def test_once_equals_a_batch_run_and_a_second_once_changes_nothing(
     assert {s.rsplit("/", 1)[0] for s in bronze["source_file"].to_pylist()} == {topics["stocks"]}
     assert min(bronze["line_number"].to_pylist()) == 0
     batches_before = Lakehouse(lake).read("_system.pipeline_runs").num_rows
-    again = run_cli(_stream_args(broker, topics, lake, "--once", "--config", str(config)))
+    again = run_cli(stream_args(broker, topics, lake, "--once", "--config", str(config)))
     assert again.returncode == 0, again.stderr
     assert Lakehouse(lake).read("_system.pipeline_runs").num_rows == batches_before
-    assert _bronze_rows(lake) == len(msgs)
+    assert bronze_rows(lake) == len(msgs)
     assert not list((lake / "_system" / "spool").glob("*.parquet")), "spool files left behind"
 
 
@@ -189,7 +137,7 @@ def test_sigkill_at_random_moments_then_restart_gives_the_batch_result(
 ) -> None:
     msgs = generated["large"]
     assert len(msgs) >= 100_000
-    topics = _topics(broker)
+    topics = fresh_topics(broker)
     lake, log = tmp_path / "lake", tmp_path / "stream.log"
     # static membership: a restarted consumer takes its partitions back at once, instead
     # of waiting for the killed one's session to time out
@@ -197,7 +145,7 @@ def test_sigkill_at_random_moments_then_restart_gives_the_batch_result(
     config.write_text(
         '[stream.kafka]\noptions = { "group.instance.id" = "the-one", "session.timeout.ms" = "6000" }\n'
     )
-    args = _stream_args(
+    args = stream_args(
         broker,
         topics,
         lake,
@@ -216,7 +164,7 @@ def test_sigkill_at_random_moments_then_restart_gives_the_batch_result(
     for round_ in range(12):
         if round_ == 5:
             produce(broker.bootstrap, msgs[half:], topics)  # more arrives while it crashes
-        process = _start(args, log)
+        process = start(args, log)
         time.sleep(rng.uniform(2.0, 3.5))
         assert process.poll() is None, log.read_text()[-3000:]
         process.send_signal(signal.SIGKILL)
@@ -234,19 +182,19 @@ def test_sigkill_at_random_moments_then_restart_gives_the_batch_result(
     final = run_cli([*args, "--once"], timeout=600)
     assert final.returncode == 0, final.stdout + final.stderr
     _wait_caught_up(lake, _high_watermarks(broker, topics), timeout=5)
-    _assert_exactly_once(lake, msgs, tmp_path)
+    assert_exactly_once(lake, msgs, tmp_path)
 
 
 def test_a_crash_after_the_claim_is_finished_from_the_spool(
     broker: kafka_service.Kafka, generated: dict[str, list[Msg]], tmp_path: Path
 ) -> None:
     msgs = generated["small"]
-    topics = _topics(broker)
+    topics = fresh_topics(broker)
     produce(broker.bootstrap, msgs, topics)
     lake = tmp_path / "lake"
     for point in ("after_plan", "before_silver_stocks", "before_run_log"):
         crashed = run_cli(
-            _stream_args(broker, topics, lake, "--once", "--max-batch-records", "3000"),
+            stream_args(broker, topics, lake, "--once", "--max-batch-records", "3000"),
             env={"DIGITAL_FINANCE_CRASH_AT": point},
         )
         assert crashed.returncode == 137, crashed.stderr
@@ -270,22 +218,22 @@ def test_a_crash_after_the_claim_is_finished_from_the_spool(
     )
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "resumed" in ran.stdout
-    done = run_cli(_stream_args(broker, topics, lake, "--once"))
+    done = run_cli(stream_args(broker, topics, lake, "--once"))
     assert done.returncode == 0, done.stderr
-    _assert_exactly_once(lake, msgs, tmp_path)
+    assert_exactly_once(lake, msgs, tmp_path)
 
 
 def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
     broker: kafka_service.Kafka, generated: dict[str, list[Msg]], tmp_path: Path
 ) -> None:
     msgs = generated["small"]
-    topics = _topics(broker)
+    topics = fresh_topics(broker)
     lake, log = tmp_path / "lake", tmp_path / "stream.log"
     half = len(msgs) // 2
     produce(broker.bootstrap, msgs[:half], topics)
     port = _free_port()
-    args = _stream_args(broker, topics, lake, "--trigger", "0.3", "--metrics-port", str(port))
-    process = _start(args, log)
+    args = stream_args(broker, topics, lake, "--trigger", "0.3", "--metrics-port", str(port))
+    process = start(args, log)
     try:
         time.sleep(3)
         broker.restart(kill=True)
@@ -310,21 +258,21 @@ def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
     finally:
         if process.poll() is None:
             process.kill()
-    _assert_exactly_once(lake, msgs, tmp_path)
+    assert_exactly_once(lake, msgs, tmp_path)
 
 
 def test_two_consumers_in_one_group_one_killed_and_restarted(
     broker: kafka_service.Kafka, generated: dict[str, list[Msg]], tmp_path: Path
 ) -> None:
     msgs = generated["large"]
-    topics = _topics(broker)
+    topics = fresh_topics(broker)
     lake = tmp_path / "lake"
     # a killed member's partitions move on after its session times out: 6 s, not 45
     config = tmp_path / "stream.toml"
     config.write_text(
         '[stream.kafka]\noptions = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "1000" }\n'
     )
-    args = _stream_args(
+    args = stream_args(
         broker,
         topics,
         lake,
@@ -336,15 +284,15 @@ def test_two_consumers_in_one_group_one_killed_and_restarted(
         str(config),
     )
     produce(broker.bootstrap, msgs[: len(msgs) // 3], topics)
-    a = _start(args, tmp_path / "a.log")
-    b = _start(args, tmp_path / "b.log")
+    a = start(args, tmp_path / "a.log")
+    b = start(args, tmp_path / "b.log")
     try:
         time.sleep(4)
         produce(broker.bootstrap, msgs[len(msgs) // 3 :], topics)
         a.send_signal(signal.SIGKILL)
         a.wait(timeout=30)
         time.sleep(2)
-        a = _start(args, tmp_path / "a.log")
+        a = start(args, tmp_path / "a.log")
         _wait_caught_up(lake, _high_watermarks(broker, topics), timeout=300)
         for p in (a, b):
             p.send_signal(signal.SIGTERM)
@@ -356,7 +304,7 @@ def test_two_consumers_in_one_group_one_killed_and_restarted(
                 p.kill()
     both = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
     assert "batch" in both
-    _assert_exactly_once(lake, msgs, tmp_path)
+    assert_exactly_once(lake, msgs, tmp_path)
 
 
 def test_two_streams_in_different_groups_write_each_record_once(
@@ -365,14 +313,14 @@ def test_two_streams_in_different_groups_write_each_record_once(
     """Two streams that both read every partition (two groups: a failover started too
     early, a copy-pasted job) hold every record twice; the tables hold it once."""
     msgs = generated["small"]
-    topics = _topics(broker)
+    topics = fresh_topics(broker)
     lake = tmp_path / "lake"
-    base = _stream_args(broker, topics, lake, "--trigger", "0.2", "--max-batch-records", "1500")
+    base = stream_args(broker, topics, lake, "--trigger", "0.2", "--max-batch-records", "1500")
     group = base.index("--group") + 1
     first, second = list(base), list(base)
     first[group], second[group] = "copy-one", "copy-two"
     produce(broker.bootstrap, msgs, topics)
-    a, b = _start(first, tmp_path / "a.log"), _start(second, tmp_path / "b.log")
+    a, b = start(first, tmp_path / "a.log"), start(second, tmp_path / "b.log")
     try:
         _wait_caught_up(lake, _high_watermarks(broker, topics))
         for p in (a, b):
@@ -383,7 +331,7 @@ def test_two_streams_in_different_groups_write_each_record_once(
         for p in (a, b):
             if p.poll() is None:
                 p.kill()
-    _assert_exactly_once(lake, msgs, tmp_path)
+    assert_exactly_once(lake, msgs, tmp_path)
 
 
 def test_a_poison_message_is_quarantined_and_never_blocks_its_partition(
@@ -394,7 +342,7 @@ def test_a_poison_message_is_quarantined_and_never_blocks_its_partition(
     from confluent_kafka import Producer
     from deltalake import DeltaTable
 
-    topics = _topics(broker)
+    topics = fresh_topics(broker)
 
     def good(i: int) -> bytes:
         return (
@@ -416,7 +364,7 @@ def test_a_poison_message_is_quarantined_and_never_blocks_its_partition(
         producer.produce(topics["stocks"], key=b"same", value=value)
     assert producer.flush(60) == 0
     lake = tmp_path / "lake"
-    done = run_cli(_stream_args(broker, topics, lake, "--once"))
+    done = run_cli(stream_args(broker, topics, lake, "--once"))
     assert done.returncode == 0, done.stderr
     quarantine = DeltaTable(str(lake / "quarantine" / "stocks")).to_pyarrow_table().to_pylist()
     reasons = sorted(r["reason"] for r in quarantine)
@@ -432,7 +380,7 @@ def _peak_rss_mib(args: list[str], log: Path) -> float:
     """Run a command to its end; the largest resident size it reached, sampled."""
     import psutil
 
-    process = _start(args, log)
+    process = start(args, log)
     watched = psutil.Process(process.pid)
     peak = 0
     while process.poll() is None:
@@ -453,17 +401,17 @@ def test_memory_does_not_grow_with_the_backlog(
     stocks = [m for m in generated["large"] if m.dataset == "stocks"]
     peaks = {}
     for copies in (2, 6):
-        topics = _topics(broker)
+        topics = fresh_topics(broker)
         produce(broker.bootstrap, stocks * copies, topics)
         lake = tmp_path / f"lake-{copies}"
         config = tmp_path / "bounded.toml"
         # librdkafka's fetch queue: at most this much ahead of the pipeline
         config.write_text('[stream.kafka]\noptions = { "queued.max.messages.kbytes" = "16384" }\n')
-        args = _stream_args(
+        args = stream_args(
             broker, topics, lake, "--once", "--max-batch-records", "20000", "--config", str(config)
         )
         peaks[copies] = _peak_rss_mib(args, tmp_path / f"stream-{copies}.log")
-        assert _bronze_rows(lake) == len(stocks) * copies
+        assert bronze_rows(lake) == len(stocks) * copies
     print(
         f"peak RSS: {peaks[2]:.0f} MiB for {2 * len(stocks):,} events, {peaks[6]:.0f} MiB for {6 * len(stocks):,}"
     )

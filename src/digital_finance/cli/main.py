@@ -57,6 +57,45 @@ OutputOpt = Annotated[
     ),
 ]
 
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar="embedded|spark",
+        help="embedded (DuckDB + deltalake, one machine) or spark (PySpark + Delta Spark).",
+    ),
+]
+MasterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--master",
+        metavar="URL",
+        help="Spark master, e.g. local[4] or spark://host:7077 (default: local[2], or the "
+        "cluster's own session under spark-submit and on Databricks).",
+    ),
+]
+ConfOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--conf", metavar="KEY=VALUE", help="A Spark setting, passed through. Repeatable."
+    ),
+]
+
+
+def spark_settings(engine: str, master: str | None, conf: list[str] | None) -> dict[str, str]:
+    """`--conf KEY=VALUE` items as a dict; refused without `--engine spark`."""
+    if engine not in ("embedded", "spark"):
+        fail(f"--engine must be embedded or spark, not {engine!r}")
+    if engine != "spark" and (master or conf):
+        fail("--master and --conf are Spark settings: add --engine spark")
+    settings: dict[str, str] = {}
+    for item in conf or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--conf takes KEY=VALUE, e.g. spark.sql.shuffle.partitions=8; got {item!r}")
+        settings[key.strip()] = value
+    return settings
+
 
 @app.command()
 def run(
@@ -108,29 +147,9 @@ def run(
             help="TOML file with expectations, enrichments and settings.",
         ),
     ] = None,
-    engine: Annotated[
-        str,
-        typer.Option(
-            "--engine",
-            metavar="embedded|spark",
-            help="embedded (DuckDB + deltalake, one machine) or spark (PySpark + Delta Spark).",
-        ),
-    ] = "embedded",
-    master: Annotated[
-        str | None,
-        typer.Option(
-            "--master",
-            metavar="URL",
-            help="Spark master, e.g. local[4] or spark://host:7077 (default: local[2], or the "
-            "cluster's own session under spark-submit and on Databricks).",
-        ),
-    ] = None,
-    conf: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--conf", metavar="KEY=VALUE", help="A Spark setting, passed through. Repeatable."
-        ),
-    ] = None,
+    engine: EngineOpt = "embedded",
+    master: MasterOpt = None,
+    conf: ConfOpt = None,
 ) -> None:
     """Ingest new input files into bronze, quarantine, silver and gold.
 
@@ -145,14 +164,7 @@ def run(
         fail("give at least one input: --stocks PATH and/or --funds PATH")
     if fmt not in ("delta", "parquet", "csv"):
         fail(f"--format must be delta, parquet or csv, not {fmt!r}")
-    if engine != "spark" and (master or conf):
-        fail("--master and --conf are Spark settings: add --engine spark")
-    settings: dict[str, str] = {}
-    for item in conf or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            fail(f"--conf takes KEY=VALUE, e.g. spark.sql.shuffle.partitions=8; got {item!r}")
-        settings[key.strip()] = value
+    settings = spark_settings(engine, master, conf)
     code = run_pipeline(
         stocks or [], funds or [], output, fmt, source_tz, config, engine, master, settings
     )
@@ -243,6 +255,9 @@ def stream(
             help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics (Kafka and MQTT).",
         ),
     ] = None,
+    engine: EngineOpt = "embedded",
+    master: MasterOpt = None,
+    conf: ConfOpt = None,
 ) -> None:
     """Ingest a stream into the lakehouse in micro-batches, exactly once, until stopped.
 
@@ -250,13 +265,18 @@ def stream(
     expectations, silver MERGE, gold. Positions are kept in the tables, so a restart (after
     a crash too) goes on where the tables stand, and any number of streams and runs may
     write one lakehouse. SIGTERM or Ctrl-C commits the batch under way and exits 0.
+
+    With `--engine spark` (Kafka), Spark Structured Streaming reads the topics and each
+    micro-batch goes through the Spark engine; either engine continues the other's positions.
     """
     from digital_finance.cli.stream_command import StreamRequest
     from digital_finance.cli.stream_command import stream as run_stream
 
+    settings = spark_settings(engine, master, conf)
     request = StreamRequest(
         source, output, config, trigger, max_batch_records, once, topic or [],
         bootstrap_servers, group, broker, path, source_tz, metrics_port,
+        engine, master, settings,
     )  # fmt: skip
     raise typer.Exit(run_stream(request))
 

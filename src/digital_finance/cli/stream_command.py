@@ -11,7 +11,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,9 @@ class StreamRequest:
     path: str | None  # a folder or a container URI
     source_tz: str | None
     metrics_port: int | None = None
+    engine: str = "embedded"
+    master: str | None = None  # Spark's, with engine spark
+    spark_conf: dict[str, str] = field(default_factory=dict)
 
 
 def parse_topics(items: list[str], defaults: dict[str, str]) -> dict[str, str]:
@@ -90,6 +93,8 @@ def stream(request: StreamRequest) -> int:
     )
     if options.trigger_seconds < 0:
         fail("--trigger must be 0 or more seconds")
+    if request.engine == "spark":
+        return _spark_stream(request, where, config, settings, options)
     lake = Lakehouse(where, config)
     printer = BatchPrinter()
     with _stop_requests() as stop:
@@ -117,6 +122,59 @@ def stream(request: StreamRequest) -> int:
     return 0
 
 
+def _spark_stream(
+    request: StreamRequest, where: Any, config: RunConfig, settings: Any, options: Any
+) -> int:
+    """Structured Streaming from Kafka through the Spark engine (`engines.spark.stream`)."""
+    if request.source != "kafka":
+        fail(
+            f"--engine spark streams from Kafka (and Event Hubs); for --source {request.source} "
+            "use the embedded engine, which writes the same tables"
+        )
+    if request.metrics_port is not None:
+        fail("--metrics-port is the embedded stream's; Spark reports its own progress")
+    try:
+        from digital_finance.engines.spark.jars import SparkSetupError
+        from digital_finance.engines.spark.session import engine_session
+        from digital_finance.engines.spark.stream import REDACTION, SparkKafkaStream
+    except ImportError as exc:
+        fail(
+            f"the Spark engine needs PySpark and Delta Spark ({exc}); install them with "
+            "pip install 'digital-finance[spark,kafka]' (or `make setup` in the repository)"
+        )
+    conn, group, topics = _kafka_connection(request, settings, config)
+    printer = BatchPrinter()
+    err_console.print("starting Spark", markup=False)
+    try:
+        spark, owned = engine_session(
+            request.master, {**REDACTION, **request.spark_conf}, kafka=True
+        )
+    except SparkSetupError as exc:
+        fail(str(exc))
+    try:
+        lake = Lakehouse(where, config, engine="spark", spark=spark)
+        query = SparkKafkaStream(lake, spark, conn, topics, group, options, printer.batch)
+        with _stop_requests() as stop:
+            try:
+                totals = query.run(stop)
+            except TerminalError as exc:
+                fail(str(exc))
+            except TransientError as exc:
+                fail(str(exc), code=EXIT_TRY_AGAIN)
+            except Interrupted as now:
+                err_console.print("stopped at once; the next start finishes any claimed batch")
+                return now.code
+            how = "stopped" if stop() else "caught up"
+    finally:
+        if owned:
+            spark.stop()
+    err_console.print(
+        f"{how}: {totals.batches:,} batch(es), {totals.records:,} records → {request.output}",
+        markup=False,
+    )
+    return 0
+
+
 def _stream_settings(config: RunConfig) -> Any:
     if config.settings is not None:
         return config.settings.stream
@@ -125,28 +183,36 @@ def _stream_settings(config: RunConfig) -> Any:
     return StreamSettings()
 
 
+def _kafka_connection(
+    request: StreamRequest, stream_settings: Any, config: RunConfig
+) -> tuple[Any, str, dict[str, str]]:
+    """The Kafka connection, the group and the topics (topic -> dataset) asked for."""
+    from digital_finance.settings import resolved
+    from digital_finance.streaming.kafka_config import KafkaConfigError, connection
+
+    kafka = stream_settings.kafka
+    topics = parse_topics(request.topics, kafka.topics)
+    settings = config.settings
+    try:
+        options = {k: resolved(v, settings) for k, v in kafka.options.items()}
+        conn = connection(
+            request.bootstrap_servers or kafka.bootstrap_servers,
+            options,
+            resolved(kafka.event_hubs_connection_string, settings)
+            if kafka.event_hubs_connection_string is not None
+            else None,
+            kafka.entra_id,
+        )
+    except KafkaConfigError as exc:
+        fail(str(exc))
+    return conn, request.group or kafka.group, topics
+
+
 def _feed(request: StreamRequest, stream_settings: Any, config: RunConfig) -> tuple[str, Any]:
     if request.source == "kafka":
-        from digital_finance.settings import resolved
-        from digital_finance.streaming.kafka_config import KafkaConfigError, connection
         from digital_finance.streaming.kafka_feed import KafkaFeed
 
-        kafka = stream_settings.kafka
-        topics = parse_topics(request.topics, kafka.topics)
-        settings = config.settings
-        try:
-            options = {k: resolved(v, settings) for k, v in kafka.options.items()}
-            conn = connection(
-                request.bootstrap_servers or kafka.bootstrap_servers,
-                options,
-                resolved(kafka.event_hubs_connection_string, settings)
-                if kafka.event_hubs_connection_string is not None
-                else None,
-                kafka.entra_id,
-            )
-        except KafkaConfigError as exc:
-            fail(str(exc))
-        group = request.group or kafka.group
+        conn, group, topics = _kafka_connection(request, stream_settings, config)
         return "kafka", lambda lake: KafkaFeed(conn, group, topics)
     if request.source == "mqtt":
         return _mqtt_feed(request, stream_settings, config)

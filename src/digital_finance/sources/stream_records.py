@@ -110,7 +110,7 @@ class StreamRecords:
         last = bisect.bisect_left(held_positions, part.end)
         positions, values = held_positions[first:last], held_values[first:last]
         for at in range(0, len(values), CHUNK_RECORDS):
-            chunk = _chunk(
+            chunk = message_chunk(
                 positions[at : at + CHUNK_RECORDS], values[at : at + CHUNK_RECORDS], self.limits
             )
             if chunk is not None:
@@ -125,7 +125,9 @@ def stored_text(value: bytes, limits: InputLimits) -> str:
     return value.decode("utf-8", errors="backslashreplace")
 
 
-def _chunk(positions: list[int], values: list[bytes], limits: InputLimits) -> LineChunk | None:
+def message_chunk(
+    positions: list[int], values: list[bytes], limits: InputLimits
+) -> LineChunk | None:
     """Messages as a chunk with the reader's verdicts: too large, not UTF-8, or whole."""
     import numpy as np
     import pyarrow as pa

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from digital_finance.engines.spark.jars import SparkSetupError, delta_jars
+from digital_finance.engines.spark.jars import SparkSetupError, delta_jars, kafka_jars
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -30,13 +30,20 @@ LOCAL_DEFAULTS: dict[str, str] = {
 
 
 def local_session(
-    cache: Path, master: str = "local[2]", conf: Mapping[str, str] | None = None
+    cache: Path,
+    master: str = "local[2]",
+    conf: Mapping[str, str] | None = None,
+    kafka: bool = False,
 ) -> SparkSession:
-    """A Spark session with Delta; `conf` entries win over the defaults."""
+    """A Spark session with Delta (and Spark's Kafka source with `kafka`); `conf` entries
+    win over the defaults."""
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    jars = ",".join(str(j) for j in delta_jars(cache / "spark-jars"))
+    found = delta_jars(cache / "spark-jars")
+    if kafka:
+        found += kafka_jars(cache / "spark-jars")
+    jars = ",".join(str(j) for j in found)
     builder = SparkSession.builder.master(master).appName("digital-finance")
     settings = {
         **LOCAL_DEFAULTS,
@@ -88,12 +95,14 @@ def _apply_checked(session: SparkSession, conf: Mapping[str, str]) -> None:
             raise SparkSetupError(f"--conf {key}={value}: {first}") from None
 
 
-def engine_session(master: str | None, conf: Mapping[str, str]) -> tuple[SparkSession, bool]:
+def engine_session(
+    master: str | None, conf: Mapping[str, str], kafka: bool = False
+) -> tuple[SparkSession, bool]:
     """The session a run uses, and whether the run owns it (and so stops it).
 
     On a cluster, or when the process already has a session, the session and its Delta setup
     are not ours: only `conf` is applied. Elsewhere a local session with the cached Delta
-    jars is started.
+    jars (and, for a stream from Kafka, Spark's Kafka source) is started.
     """
     from pyspark.sql import SparkSession
 
@@ -105,7 +114,7 @@ def engine_session(master: str | None, conf: Mapping[str, str]) -> tuple[SparkSe
             session.conf.set(key, value)
         return session, False
     try:
-        session = local_session(cache_dir(), master or "local[2]", conf)
+        session = local_session(cache_dir(), master or "local[2]", conf, kafka=kafka)
     except SparkSetupError:
         raise
     except Exception as exc:  # the JVM did not start: its own words, and what was passed

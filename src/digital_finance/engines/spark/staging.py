@@ -2,7 +2,9 @@
 
 Reading and the contract run in Python workers (`mapInArrow`), one task per file, with the
 project's own file reader and the compiled contract (`contract.compiled_check`: the embedded
-engine's DuckDB query, with the reference deciding the rows it is unsure of). Spark's JSON
+engine's DuckDB query, with the reference deciding the rows it is unsure of). A stream
+batch's records (a Kafka micro-batch, `sources.stream_records`) are checked the same way,
+a message as a line and its offset as the line number. Spark's JSON
 functions are not used:
 they read numbers as doubles and accept NaN, single quotes, duplicate keys and trailing
 garbage (docs/SPARK_PLAN.md §3), and line numbers need one reader per file anyway. Everything
@@ -35,6 +37,7 @@ from digital_finance.runs.report import RuleFailures
 from digital_finance.sources.base import FileSource
 from digital_finance.sources.discovery import InputFile
 from digital_finance.sources.input_limits import InputLimits
+from digital_finance.sources.stream_records import message_chunk
 
 ANSI = "spark.sql.ansi.enabled"
 # measured: 4 MB chunks spent a quarter of the time planning the query again and again
@@ -58,6 +61,77 @@ def _reader(spec: DatasetSpec, tz: str, limits: InputLimits) -> object:
     return read_files
 
 
+def _message_checker(spec: DatasetSpec, tz: str, limits: InputLimits) -> object:
+    """The task that turns stream messages (ordinal, position, value) into checked records."""
+
+    def check_messages(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            for ordinal in sorted(set(table["file_ordinal"].to_pylist())):
+                part = table.filter(pa.compute.equal(table["file_ordinal"], ordinal))
+                chunk = message_chunk(
+                    part["position"].to_pylist(), part["value"].to_pylist(), limits
+                )
+                if chunk is not None:
+                    yield check_lines_compiled(chunk.table, ordinal, spec, tz)
+
+    return check_messages
+
+
+def parse_files(
+    spark: SparkSession, spec: DatasetSpec, tz: str, files: Sequence[PlannedFile],
+    limits: InputLimits,
+) -> DataFrame:  # fmt: skip
+    """The files' records, checked: one task per file."""
+    schema = from_arrow_schema(checked_schema(spec), prefer_timestamp_ntz=False)
+    file_rows = [(pf.ordinal, pf.file.path, pf.start, pf.file.size, pf.first_line) for pf in files]
+    # one file per partition: a file is read by exactly one task, in order
+    listing = spark.createDataFrame(
+        spark.sparkContext.parallelize(file_rows, max(1, len(file_rows))),
+        "file_ordinal int, path string, start_byte long, end_byte long, first_line long",
+    )
+    return listing.mapInArrow(_reader(spec, tz, limits), schema)  # type: ignore[arg-type]
+
+
+def parse_messages(
+    spark: SparkSession, spec: DatasetSpec, tz: str, parts: Sequence[PlannedFile],
+    records: pa.Table, limits: InputLimits,
+) -> DataFrame:  # fmt: skip
+    """A stream batch's records of these parts (partition and position range), checked.
+
+    `records` is the batch's table (`sources.stream_records.schema()`); each message goes
+    to Spark tagged with its part's ordinal, so lineage and "received last" are a file's.
+    """
+    import pyarrow.compute as pc
+
+    schema = from_arrow_schema(checked_schema(spec), prefer_timestamp_ntz=False)
+    pieces = []
+    for pf in parts:
+        held = records.filter(
+            pc.and_(
+                pc.equal(records["partition"], pf.partition),
+                pc.and_(
+                    pc.greater_equal(records["position"], pf.start),
+                    pc.less(records["position"], pf.file.size),
+                ),
+            )
+        )
+        ordinals = pa.array([pf.ordinal] * held.num_rows, pa.int32())
+        values = held["value"].cast(pa.binary())
+        pieces.append(
+            pa.table({"file_ordinal": ordinals, "position": held["position"], "value": values})
+        )
+    messages = (
+        pa.concat_tables(pieces)
+        if pieces
+        else pa.table({"file_ordinal": pa.array([], pa.int32()),
+                       "position": pa.array([], pa.int64()), "value": pa.array([], pa.binary())})
+    )  # fmt: skip
+    # Spark slices the table over its cores; each task checks its messages part by part
+    frame = spark.createDataFrame(messages)
+    return frame.mapInArrow(_message_checker(spec, tz, limits), schema)  # type: ignore[arg-type]
+
+
 class SparkStagedDataset:
     """One dataset of a batch, parsed and checked, held by Spark until the batch commits."""
 
@@ -65,26 +139,18 @@ class SparkStagedDataset:
         self,
         spark: SparkSession,
         spec: DatasetSpec,
-        source_tz: str,
-        files: Sequence[PlannedFile],
+        parsed: DataFrame,
+        parts: Sequence[PlannedFile],
         expectations: Sequence[Expectation],
-        limits: InputLimits | None = None,
+        source: str = "file",
     ) -> None:
         self.spark = spark
         self.spec = spec
+        self.source = source  # bronze's `source`: `file`, `kafka`, …
         self.user_rules = [e for e in expectations if not e.builtin]
         self.builtin_actions = {e.name: e.action for e in expectations if e.builtin}
-        self.paths = {pf.ordinal: pf.file.path for pf in files}
-        schema = from_arrow_schema(checked_schema(spec), prefer_timestamp_ntz=False)
-        file_rows = [
-            (pf.ordinal, pf.file.path, pf.start, pf.file.size, pf.first_line) for pf in files
-        ]
-        # one file per partition: a file is read by exactly one task, in order
-        listing = spark.createDataFrame(
-            spark.sparkContext.parallelize(file_rows, max(1, len(file_rows))),
-            "file_ordinal int, path string, start_byte long, end_byte long, first_line long",
-        )
-        parsed = listing.mapInArrow(_reader(spec, source_tz, limits or InputLimits()), schema)  # type: ignore[arg-type]
+        # a file's path, or a stream partition (`topic/3`) where a file's path stands
+        self.paths = {pf.ordinal: pf.file.path for pf in parts}
         self.checked = self._with_rules(parsed).persist(StorageLevel.MEMORY_AND_DISK)
 
     def _with_rules(self, parsed: DataFrame) -> DataFrame:
@@ -150,7 +216,7 @@ class SparkStagedDataset:
         """Every staged record as received, with its origin."""
         return self.checked.select(
             F.col("raw").alias("record"),
-            F.lit("file").alias("source"),
+            F.lit(self.source).alias("source"),
             self._source_file().alias("source_file"),
             "line_number",
             F.lit(batch_id).cast("bigint").alias("_batch_id"),

@@ -1,0 +1,136 @@
+"""`stream --engine spark`: Structured Streaming from a real Kafka broker through the Spark engine.
+
+The same generated records (the contract's duplicates, ties and bad records included) are
+streamed by the embedded and the Spark engine; the tables must be the same, and the same as
+`digital-finance run` on the records as files, whatever kills the Spark driver and whichever
+engine continues the other's lakehouse.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from digital_finance import Lakehouse
+from digital_finance.streaming.kafka_config import connection
+from digital_finance.streaming.loop import StreamOptions
+from tests.conftest import REPO
+from tests.services import kafka as kafka_service
+from tests.streaming.compare import run_cli, table_differences
+from tests.streaming.kafka_steps import (
+    assert_exactly_once,
+    bronze_rows,
+    fresh_topics,
+    stream_args,
+)
+from tests.streaming.messages import Msg, messages, produce
+
+pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def msgs(tmp_path_factory: pytest.TempPathFactory) -> list[Msg]:
+    """A small generated data set as messages: Spark's batches cost seconds each."""
+    from digital_finance.generate import generate
+
+    folder = tmp_path_factory.mktemp("gen-spark-stream")
+    generate(folder, 5_000, 500, seed=11)
+    return messages(folder)
+
+
+def _positions(lake: Path) -> int:
+    if not (lake / "_system" / "batches").exists():
+        return 0
+    return sum(Lakehouse(lake).stream_positions("kafka").values())
+
+
+def test_the_spark_stream_gives_the_embedded_streams_tables(
+    spark: Any, kafka_broker: kafka_service.Kafka, msgs: list[Msg], tmp_path: Path
+) -> None:
+    """Parity: one topic, each engine's stream into its own lakehouse, the same tables."""
+    from digital_finance.engines.spark.stream import SparkKafkaStream
+
+    topics = fresh_topics(kafka_broker)
+    produce(kafka_broker.bootstrap, msgs, topics)
+    embedded = tmp_path / "embedded"
+    done = run_cli(stream_args(kafka_broker, topics, embedded, "--once"))
+    assert done.returncode == 0, done.stderr
+
+    lake = Lakehouse(tmp_path / "spark", engine="spark", spark=spark)
+    conn = connection(kafka_broker.bootstrap, {})
+    by_topic = {t: d for d, t in topics.items()}
+    options = StreamOptions(once=True, max_batch_records=2_500)
+    totals = SparkKafkaStream(lake, spark, conn, by_topic, "parity", options).run(lambda: False)
+    assert totals.batches >= 2, totals  # the bound per trigger cut the backlog
+    assert totals.records == len(msgs)
+    assert table_differences(embedded, tmp_path / "spark") == []
+    assert bronze_rows(tmp_path / "spark") == len(msgs)
+    source = lake.read("bronze.stocks", columns=["source"])["source"].to_pylist()
+    assert set(source) == {"kafka"}
+    assert not list((tmp_path / "spark" / "_system" / "spool").glob("*.parquet"))
+
+    # started again, from the tables: nothing is new, nothing is written
+    again = SparkKafkaStream(lake, spark, conn, by_topic, "parity", options).run(lambda: False)
+    assert (again.batches, again.records) == (0, 0)
+    assert bronze_rows(tmp_path / "spark") == len(msgs)
+
+
+def _spark_process(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    # its own process group: the kill takes Spark's JVM with the Python driver at once
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ},
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def test_a_killed_spark_driver_and_hand_overs_between_engines_lose_and_double_nothing(
+    kafka_broker: kafka_service.Kafka, msgs: list[Msg], tmp_path: Path
+) -> None:
+    """The embedded stream begins; the Spark stream continues from its positions, is killed
+    at random moments and restarted; the embedded stream takes the rest. Every record is in the tables once, and they are what `run` makes."""
+    topics = fresh_topics(kafka_broker)
+    lake, log = tmp_path / "lake", tmp_path / "spark.log"
+    third = len(msgs) // 3
+    produce(kafka_broker.bootstrap, msgs[:third], topics)
+    first = run_cli(stream_args(kafka_broker, topics, lake, "--once"))
+    assert first.returncode == 0, first.stderr
+    assert _positions(lake) == third
+
+    produce(kafka_broker.bootstrap, msgs[third : 2 * third], topics)
+    spark = stream_args(
+        kafka_broker, topics, lake, "--engine", "spark", "--max-batch-records", "600",
+        "--trigger", "0",
+    )  # fmt: skip
+    # A Spark driver here needs about 20 s to start and 15-30 s a batch, so kills fall
+    # 40-70 s after a start: in start-up, while finishing the batch the last kill left
+    # claimed, while staging or committing a new one.
+    rng = random.Random(20261206)
+    reached, progressed = _positions(lake), 0
+    for _ in range(5):
+        process = _spark_process(spark, log)
+        time.sleep(rng.uniform(40.0, 70.0))
+        assert process.poll() is None, log.read_text()[-3000:]
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        now = _positions(lake)
+        progressed += reached < now < 2 * third  # it had claimed batches since the last kill
+        reached = now
+    assert progressed >= 3, log.read_text()[-3000:]
+    assert "finished after an interruption" in log.read_text()
+
+    caught_up = run_cli([*spark, "--once"], timeout=600)
+    assert caught_up.returncode == 0, caught_up.stdout + caught_up.stderr
+    assert _positions(lake) == 2 * third
+
+    produce(kafka_broker.bootstrap, msgs[2 * third :], topics)
+    last = run_cli(stream_args(kafka_broker, topics, lake, "--once"))
+    assert last.returncode == 0, last.stderr
+    assert_exactly_once(lake, msgs, tmp_path)
