@@ -49,6 +49,18 @@ $(KAFKA_LIBS): tests/services/kafka-pom.xml
 		echo "warning: no mvn on PATH; the Kafka streaming tests will fail"; \
 	fi
 
+# Spark's Delta and Kafka jars (Maven Central, once) for the Spark engine and its stream; the
+# engine fetches them itself on a first start, but the tests start Spark from two workers.
+SPARK_JARS := .cache/spark-jars/.complete
+$(SPARK_JARS): $(STAMP)
+	@if command -v mvn >/dev/null 2>&1; then \
+		echo "fetching Spark's Delta and Kafka jars (Maven Central) into .cache/spark-jars"; \
+		$(BIN)/python -c 'from pathlib import Path; from digital_finance.engines.spark.jars import delta_jars, kafka_jars; d = Path(".cache/spark-jars"); delta_jars(d); kafka_jars(d)' \
+			&& touch $(SPARK_JARS); \
+	else \
+		echo "warning: no mvn on PATH; the Spark tests will fail"; \
+	fi
+
 # Mosquitto (Debian's package) for the MQTT streaming tests and demo.
 MOSQUITTO_STAMP := .cache/.mosquitto
 $(MOSQUITTO_STAMP):
@@ -63,7 +75,7 @@ $(MOSQUITTO_STAMP):
 		echo "warning: no mosquitto; install it (sudo apt-get install mosquitto) for the MQTT tests"; \
 	fi
 
-setup: $(STAMP) $(KERNEL_STAMP) $(AZURITE) $(KAFKA_LIBS) $(MOSQUITTO_STAMP)  ## create .venv, install the package, its native kernel and test tools
+setup: $(STAMP) $(KERNEL_STAMP) $(AZURITE) $(KAFKA_LIBS) $(SPARK_JARS) $(MOSQUITTO_STAMP)  ## create .venv, install the package, its native kernel and test tools
 
 demo: setup  ## generate sample data, run the pipeline on it, list the tables
 	$(BIN)/digital-finance generate --stocks 200000 --funds 20000 --out data/generated --seed 7
@@ -87,7 +99,7 @@ kernel-test: setup  ## the native kernel's own Rust unit tests
 	@if command -v cargo >/dev/null 2>&1; then cd native/kernel && cargo test --release --quiet; fi
 
 test: lint typecheck kernel-test  ## lint, type-check and run every test
-	$(BIN)/pytest -q --durations=25
+	$(BIN)/pytest -q -n 2 --dist loadgroup --durations=25
 
 bench: setup  ## side-by-side benchmark against the seed's PySpark job (installs PySpark)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

@@ -12,6 +12,10 @@ topic of 4 partitions once, then times, in pairs run one after the other on the 
   group each time), from the process start to its exit: every batch through bronze, the
   contract, quarantine, silver MERGE and gold, committed.
 
+With `--spark-peer`, each pair also times the seed-faithful Structured Streaming job; with
+`--our-spark`, our own stream on the Spark engine (`stream --engine spark --once`, local[2]):
+Structured Streaming reading the topic, each micro-batch through the Spark engine.
+
 Printed: per pair, both times and events/s, and the median and spread of our rate and of
 its share of the ceiling (bare time / our time); written to `bench/results/stream_catchup.json`.
 Our time includes the process start (about 1 s of imports and the consumer group join).
@@ -61,19 +65,28 @@ def bare_consume(bootstrap: str, topic: str, total: int) -> float:
 
 
 def ours(
-    bootstrap: str, topic: str, lake: Path, batch: int, config: Path, src: str | None = None
+    bootstrap: str,
+    topic: str,
+    lake: Path,
+    batch: int,
+    config: Path | None,
+    src: str | None = None,
+    spark: bool = False,
 ) -> tuple[float, float]:
     """`digital-finance stream --once`: seconds from start to exit, and from the first
     batch's hand-over to the last commit (the steady part, without start-up and join).
-    `src`: run the package of another checkout's `src/` instead (an A/B of a change)."""
+    `src`: run the package of another checkout's `src/` instead (an A/B of a change);
+    `spark`: the Spark engine's stream (`--engine spark`)."""
     shutil.rmtree(lake, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": src} if src else None
+    extra = ["--engine", "spark"] if spark else []
+    extra += ["--config", str(config)] if config is not None else []
     started = time.perf_counter()
     done = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "digital-finance"), "stream", "--source", "kafka",
          "--bootstrap-servers", bootstrap, "--topic", f"{topic}=stocks", "--once",
          "--group", f"ours-{uuid.uuid4().hex[:6]}", "--max-batch-records", str(batch),
-         "--output", str(lake), "--config", str(config)],
+         "--output", str(lake), *extra],
         capture_output=True, text=True, check=False, env=env,
     )  # fmt: skip
     seconds = time.perf_counter() - started
@@ -117,6 +130,10 @@ def main() -> int:
         " in each pair",
     )  # fmt: skip
     parser.add_argument(
+        "--our-spark", action="store_true",
+        help="also time our stream on the Spark engine (stream --engine spark) in each pair",
+    )  # fmt: skip
+    parser.add_argument(
         "--compare-src", metavar="DIR",
         help="also time the stream of another checkout's src/ in each pair (A/B of a change)",
     )  # fmt: skip
@@ -141,6 +158,7 @@ def main() -> int:
             steadies = []
             compared: list[float] = []
             spark_times: list[float] = []
+            our_spark: list[tuple[float, float]] = []
             for i in range(args.pairs):
                 bare = bare_consume(broker.bootstrap, "bench", len(events))
                 if args.spark_peer:
@@ -148,6 +166,15 @@ def main() -> int:
                     spark_times.append(ss)
                     print(f"pair {i + 1}: Structured Streaming (availableNow) {ss:.2f} s "
                           f"({len(events) / ss:,.0f}/s)", flush=True)  # fmt: skip
+                if args.our_spark:
+                    whole, steady_spark = ours(
+                        broker.bootstrap, "bench", work / "lake-spark", args.batch, None,
+                        spark=True,
+                    )  # fmt: skip
+                    our_spark.append((whole, steady_spark))
+                    print(f"pair {i + 1}: stream --engine spark --once {whole:.2f} s "
+                          f"({len(events) / whole:,.0f}/s; first batch to last commit "
+                          f"{steady_spark:.2f} s)", flush=True)  # fmt: skip
                 if args.compare_src:
                     other, _ = ours(broker.bootstrap, "bench", work / "lake", args.batch, config,
                                     args.compare_src)  # fmt: skip
@@ -195,6 +222,26 @@ def main() -> int:
             f"Structured Streaming: median {summary['spark_events_per_second_median']:,.0f} "
             f"events/s; its time / ours: median {statistics.median(ratios):.2f}x "
             f"(range {min(ratios):.2f}-{max(ratios):.2f})"
+        )
+    if our_spark:
+        ratios = [w / m for (w, _), (_, m) in zip(our_spark, pairs, strict=True)]
+        summary["our_spark_seconds"] = [w for w, _ in our_spark]
+        summary["our_spark_events_per_second_median"] = statistics.median(
+            [len(events) / w for w, _ in our_spark]
+        )
+        summary["our_spark_over_ours_median"] = statistics.median(ratios)
+        if spark_times:
+            over_seed = [w / s for (w, _), s in zip(our_spark, spark_times, strict=True)]
+            summary["our_spark_over_structured_streaming_median"] = statistics.median(over_seed)
+            print(
+                f"our Spark stream / Structured Streaming time: median "
+                f"{statistics.median(over_seed):.2f}x "
+                f"(range {min(over_seed):.2f}-{max(over_seed):.2f})"
+            )
+        print(
+            f"our Spark stream: median {summary['our_spark_events_per_second_median']:,.0f} "
+            f"events/s; its time / the embedded stream's: median "
+            f"{statistics.median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f})"
         )
     if compared:
         ratios = [o / m for o, (_, m) in zip(compared, pairs, strict=True)]

@@ -2,14 +2,16 @@
 
     .venv/bin/python bench/stream_latency.py                          # 20k/s for 10 minutes
     .venv/bin/python bench/stream_latency.py --rate 20000 --seconds 120
+    .venv/bin/python bench/stream_latency.py --engine spark --trigger 10 --rate 2000 --seconds 180
 
 A local Kafka broker (KRaft) gets stock events at a steady `--rate` for `--seconds`, each
 stamped with the time it was produced (an extra field, kept in silver's `_rescued`), while
-`digital-finance stream --trigger 1` runs. Afterwards every event's latency is its silver
-commit's time (the Delta commit of its batch) minus its production time. Printed: p50, p90,
-p99 and the largest over the whole run, and p99 of the first and of the last minute (so a
-slowdown as the tables and their logs grow shows); written to
-`bench/results/stream_latency.json`.
+`digital-finance stream --trigger 1` runs (`--engine spark`: the Spark engine's stream,
+Structured Streaming on local[2], given 40 s to start before the first event). Afterwards
+every event's latency is its silver commit's time (the Delta commit of its batch) minus its
+production time. Printed: p50, p90, p99 and the largest over the whole run, and p99 of the
+first and of the last minute (so a slowdown as the tables and their logs grow shows);
+written to `bench/results/stream_latency_<engine>.json`.
 """
 
 from __future__ import annotations
@@ -72,9 +74,11 @@ def latencies(lake: Path) -> tuple[list[float], list[float]]:
     import duckdb
     from deltalake import DeltaTable
 
+    from digital_finance.lakehouse.layout import tagged_batch
+
     commits = {}
     for entry in DeltaTable(str(lake / "silver" / "stocks")).history():
-        batch = entry.get("digital_finance.batch_id")  # every commit names its batch
+        batch = tagged_batch(entry)  # every commit names its batch, on either engine
         if batch is not None:
             commits[int(batch)] = entry["timestamp"] / 1000.0
     bronze = DeltaTable(str(lake / "bronze" / "stocks")).to_pyarrow_table(
@@ -103,6 +107,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=20_000)
     parser.add_argument("--seconds", type=int, default=600)
+    parser.add_argument("--engine", choices=["embedded", "spark"], default="embedded")
+    parser.add_argument("--trigger", type=float, default=1.0, help="the stream's --trigger")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stream-latency-") as temp:
         work = Path(temp)
@@ -113,15 +119,15 @@ def main() -> int:
             stream = subprocess.Popen(
                 [str(ROOT / ".venv" / "bin" / "digital-finance"), "stream", "--source", "kafka",
                  "--bootstrap-servers", broker.bootstrap, "--topic", "steady=stocks",
-                 "--trigger", "1", "--output", str(lake)],
+                 "--trigger", str(args.trigger), "--output", str(lake), "--engine", args.engine],
                 stdout=subprocess.DEVNULL, stderr=open(work / "stream.log", "wb"),  # noqa: SIM115
             )  # fmt: skip
-            time.sleep(4)  # joined its group
+            time.sleep(4 if args.engine == "embedded" else 40)  # joined / Spark started
             stop = threading.Event()
             sent = produce_steadily(broker.bootstrap, "steady", args.rate, args.seconds, stop)
-            time.sleep(5)  # the last trigger commits
+            time.sleep(5 if args.engine == "embedded" else 60)  # the last trigger commits
             stream.send_signal(signal.SIGTERM)
-            stream.wait(timeout=120)
+            stream.wait(timeout=300)
             values, produced = latencies(lake)
         finally:
             broker.stop()
@@ -129,12 +135,14 @@ def main() -> int:
     first = [v for v, p in zip(values, produced, strict=True) if p - start < 60]
     last = [v for v, p in zip(values, produced, strict=True) if p - start >= args.seconds - 60]
     summary = {
+        "engine": args.engine, "trigger": args.trigger,
         "rate": args.rate, "seconds": args.seconds, "produced": sent, "measured": len(values),
         "p50": _pct(values, 0.5), "p90": _pct(values, 0.9), "p99": _pct(values, 0.99),
         "max": max(values), "mean": statistics.fmean(values),
         "p99_first_minute": _pct(first, 0.99), "p99_last_minute": _pct(last, 0.99),
     }  # fmt: skip
     print(
+        f"{args.engine}, trigger {args.trigger:g} s: "
         f"{sent:,} events at {args.rate:,}/s for {args.seconds} s ({len(values):,} measured): "
         f"p50 {summary['p50']:.2f} s, p90 {summary['p90']:.2f} s, p99 {summary['p99']:.2f} s, "
         f"max {summary['max']:.2f} s; p99 first minute {summary['p99_first_minute']:.2f} s, "
@@ -142,7 +150,7 @@ def main() -> int:
     )
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / "stream_latency.json").write_text(json.dumps(summary, indent=2))
+    (results / f"stream_latency_{args.engine}.json").write_text(json.dumps(summary, indent=2))
     return 0
 
 

@@ -82,6 +82,15 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With two workers (`make test`: `-n 2 --dist loadgroup`), a module's tests stay on one
+    worker (they share module fixtures), and every Spark test on one worker, which starts one
+    Spark session for them all."""
+    for item in items:
+        group = "spark" if item.get_closest_marker("spark") else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
     """One Kafka broker (KRaft, loopback) for every Kafka test of the run; tests make their

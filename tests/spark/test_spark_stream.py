@@ -91,11 +91,24 @@ def _spark_process(args: list[str], log: Path) -> subprocess.Popen[bytes]:
         )  # fmt: skip
 
 
+def _wait_for_line(process: subprocess.Popen[bytes], log: Path, text: str, after: int) -> None:
+    """Until the log, past its first `after` bytes, shows `text` (the query is up)."""
+    deadline = time.monotonic() + 240
+    while text not in log.read_bytes()[after:].decode(errors="replace"):
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"no {text!r} within 240 s"
+        time.sleep(0.2)
+
+
 def test_a_killed_spark_driver_and_hand_overs_between_engines_lose_and_double_nothing(
     kafka_broker: kafka_service.Kafka, msgs: list[Msg], tmp_path: Path
 ) -> None:
-    """The embedded stream begins; the Spark stream continues from its positions, is killed
-    at random moments and restarted; the embedded stream takes the rest. Every record is in the tables once, and they are what `run` makes."""
+    """The embedded stream begins; the Spark stream continues from its positions, is
+    SIGKILLed at random moments five times and restarted while more records arrive; the
+    embedded stream takes the rest. Every record is in the tables once, as `run` makes them."""
+    from digital_finance.lakehouse.storage import location
+    from digital_finance.runs.abandon import unfinished_batch
+
     topics = fresh_topics(kafka_broker)
     lake, log = tmp_path / "lake", tmp_path / "spark.log"
     third = len(msgs) // 3
@@ -104,31 +117,28 @@ def test_a_killed_spark_driver_and_hand_overs_between_engines_lose_and_double_no
     assert first.returncode == 0, first.stderr
     assert _positions(lake) == third
 
-    produce(kafka_broker.bootstrap, msgs[third : 2 * third], topics)
-    spark = stream_args(
-        kafka_broker, topics, lake, "--engine", "spark", "--max-batch-records", "600",
-        "--trigger", "0",
-    )  # fmt: skip
-    # A Spark driver here needs about 20 s to start and 15-30 s a batch, so kills fall
-    # 40-70 s after a start: in start-up, while finishing the batch the last kill left
-    # claimed, while staging or committing a new one.
+    spark = stream_args(kafka_broker, topics, lake, "--engine", "spark", "--trigger", "0")
+    slices = [msgs[third + n * third // 5 : third + (n + 1) * third // 5] for n in range(5)]
     rng = random.Random(20261206)
-    reached, progressed = _positions(lake), 0
-    for _ in range(5):
+    cut_mid_batch = 0
+    for piece in slices:
+        produce(kafka_broker.bootstrap, piece, topics)  # more arrives while it crashes
+        seen = log.stat().st_size if log.exists() else 0
         process = _spark_process(spark, log)
-        time.sleep(rng.uniform(40.0, 70.0))
-        assert process.poll() is None, log.read_text()[-3000:]
+        # the kill falls at a random moment once the query runs: in a batch's staging, its
+        # commits, or between batches (a start first finishes what the last kill left)
+        _wait_for_line(process, log, "Spark stream started", seen)
+        time.sleep(rng.uniform(0.0, 25.0))
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
-        now = _positions(lake)
-        progressed += reached < now < 2 * third  # it had claimed batches since the last kill
-        reached = now
-    assert progressed >= 3, log.read_text()[-3000:]
-    assert "finished after an interruption" in log.read_text()
+        cut_mid_batch += unfinished_batch(location(lake)) is not None
+    assert cut_mid_batch >= 1, log.read_text()[-3000:]  # a kill fell between claim and done
+    assert _positions(lake) > third, "the Spark stream committed nothing between the kills"
 
     caught_up = run_cli([*spark, "--once"], timeout=600)
     assert caught_up.returncode == 0, caught_up.stdout + caught_up.stderr
     assert _positions(lake) == 2 * third
+    assert "finished after an interruption" in log.read_text() + caught_up.stderr
 
     produce(kafka_broker.bootstrap, msgs[2 * third :], topics)
     last = run_cli(stream_args(kafka_broker, topics, lake, "--once"))

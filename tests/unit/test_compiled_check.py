@@ -1,12 +1,14 @@
-"""The compiled contract on Arrow chunks (used by the Spark workers) equals the reference."""
+"""The fast contract paths on Arrow chunks (used by the Spark workers) equal the reference:
+the compiled query, and the native kernel where it is installed."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pytest
 
+from digital_finance import native
 from digital_finance.contract.arrow_records import check_lines
-from digital_finance.contract.compiled_check import check_lines_compiled
+from digital_finance.contract.compiled_check import check_lines_compiled, check_lines_fast
 from digital_finance.contract.schemas import FUNDS, STOCKS, DatasetSpec
 from tests.spark.traps import trap_lines
 
@@ -24,17 +26,21 @@ def _chunk(lines: list[str]) -> pa.Table:
 
 @pytest.mark.parametrize("spec", [STOCKS, FUNDS], ids=lambda s: s.name)
 @pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kolkata"])
-def test_every_trap_gets_the_reference_verdict(spec: DatasetSpec, tz: str) -> None:
+@pytest.mark.parametrize("path", ["compiled", "fast"])
+def test_every_trap_gets_the_reference_verdict(spec: DatasetSpec, tz: str, path: str) -> None:
+    if path == "fast" and native.kernel() is None:
+        pytest.skip(native.INSTALL_HINT)  # `make setup` builds it: CI runs this
     lines = [*trap_lines(spec), "\\xff not utf-8"]
     chunk = _chunk(lines)
     expected = check_lines(chunk, 7, spec, tz)
-    got = check_lines_compiled(chunk, 7, spec, tz)
+    check = check_lines_compiled if path == "compiled" else check_lines_fast
+    got = check(chunk, 7, spec, tz)
     assert got.schema == expected.schema
     mine, theirs = got.to_pylist(), expected.to_pylist()
     for row in mine + theirs:
         row.pop("by_reference")  # how a verdict was reached, not the verdict
     assert mine == theirs
-    assert not all(got.column("by_reference").to_pylist())  # the compiled path decided most
+    assert not all(got.column("by_reference").to_pylist())  # the fast path decided most
     assert any(got.column("by_reference").to_pylist())  # and handed the unsure ones over
 
 

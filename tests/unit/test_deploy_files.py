@@ -65,18 +65,21 @@ def _resolve(value: str, bundle: dict[str, Any]) -> str:
     return REFERENCE.sub(one, value)
 
 
-def _the_task(bundle: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The job and its single python_wheel_task."""
-    jobs = bundle["resources"]["jobs"]
-    found = [
-        (job, task) for job in jobs.values() for task in job["tasks"] if "python_wheel_task" in task
-    ]
-    assert len(found) == 1, "expected exactly one python_wheel_task"
-    return found[0]
+PIPELINE, STREAM = "digital_finance_pipeline", "digital_finance_stream"
 
 
-def _the_cluster(bundle: dict[str, Any]) -> dict[str, Any]:
-    job, task = _the_task(bundle)
+def _the_task(
+    bundle: dict[str, Any], name: str = PIPELINE
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A job and its single python_wheel_task."""
+    job = bundle["resources"]["jobs"][name]
+    found = [task for task in job["tasks"] if "python_wheel_task" in task]
+    assert len(found) == 1, f"expected exactly one python_wheel_task in {name}"
+    return job, found[0]
+
+
+def _the_cluster(bundle: dict[str, Any], name: str = PIPELINE) -> dict[str, Any]:
+    job, task = _the_task(bundle, name)
     clusters = {c["job_cluster_key"]: c["new_cluster"] for c in job["job_clusters"]}
     assert task["job_cluster_key"] in clusters, "the task must run on one of the job's clusters"
     cluster: dict[str, Any] = clusters[task["job_cluster_key"]]
@@ -203,6 +206,59 @@ def test_no_secret_is_written_in_the_bundle(bundle: dict[str, Any]) -> None:
         # variables end up in plain text (CLI flags, env vars, the deployed job): names only
         last = re.split(r"[._]", name.lower())[-1]
         assert last not in sensitive, f"variable {name} looks like it holds a secret"
+
+
+def test_the_stream_job_runs_the_spark_stream_from_event_hubs(bundle: dict[str, Any]) -> None:
+    job, task = _the_task(bundle, STREAM)
+    parameters = task["python_wheel_task"]["parameters"]
+    assert all(isinstance(p, str) for p in parameters)
+    assert parameters[:6] == ["stream", "--engine", "spark", "--source", "kafka", "--once"]
+    options: dict[str, list[str]] = {}
+    for flag, value in zip(parameters[6::2], parameters[7::2], strict=True):
+        options.setdefault(flag, []).append(value)
+    assert sorted(_resolve(t, bundle) for t in options["--topic"]) == [
+        "mutual_funds=mutual_funds",
+        "stocks=stocks",
+    ]
+    assert options["--output"] == _the_task(bundle)[1]["python_wheel_task"]["parameters"][-1:]
+    assert int(_resolve(options["--max-batch-records"][0], bundle)) > 0
+    config = options["--config"][0]
+    assert config.startswith("${workspace.file_path}/")
+    assert (REPO / config.removeprefix("${workspace.file_path}/")).is_file()
+    assert job["max_concurrent_runs"] == 1 and job["schedule"]["pause_status"] == "UNPAUSED"
+    # the driver lists the topics' partitions with the `kafka` extra's client
+    pinned = next(
+        d for d in PYPROJECT["project"]["optional-dependencies"]["kafka"] if "confluent" in d
+    )
+    assert task["libraries"] == [{"whl": "./dist/*.whl"}, {"pypi": {"package": pinned}}]
+
+
+def test_the_stream_job_reads_the_event_hubs_secret_the_config_names(
+    bundle: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digital_finance.config import load_config
+    from digital_finance.engines.spark.stream import spark_kafka_options
+    from digital_finance.settings import resolved
+    from digital_finance.streaming.kafka_config import connection
+
+    cluster = _the_cluster(bundle, STREAM)
+    assert cluster["spark_conf"] == _the_cluster(bundle)["spark_conf"]
+    env = cluster["spark_env_vars"]
+    reference = env["DIGITAL_FINANCE_SECRET_EVENTHUBS_CONNECTION"]
+    assert SECRET_REFERENCE.fullmatch(_resolve(reference, bundle))
+    assert _resolve(reference, bundle).endswith("/eventhubs-connection}}")
+    # what the cluster puts in that variable is what the job's config file resolves
+    monkeypatch.setenv(
+        "DIGITAL_FINANCE_SECRET_EVENTHUBS_CONNECTION",
+        "Endpoint=sb://ns1.servicebus.windows.net/;SharedAccessKeyName=l;SharedAccessKey=k",
+    )
+    config = load_config(REPO / "deploy" / "databricks-stream.toml")
+    assert config.settings is not None
+    kafka = config.settings.stream.kafka
+    conn = connection(None, {}, resolved(kafka.event_hubs_connection_string, config.settings))
+    options = spark_kafka_options(conn)
+    assert options["kafka.bootstrap.servers"] == "ns1.servicebus.windows.net:9093"
+    assert "SharedAccessKey=k" in options["kafka.sasl.jaas.config"]
 
 
 def test_deletion_vectors_are_disabled(bundle: dict[str, Any]) -> None:

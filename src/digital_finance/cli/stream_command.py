@@ -153,7 +153,9 @@ def _spark_stream(
         fail(str(exc))
     try:
         lake = Lakehouse(where, config, engine="spark", spark=spark)
-        query = SparkKafkaStream(lake, spark, conn, topics, group, options, printer.batch)
+        query = SparkKafkaStream(
+            lake, spark, conn, topics, group, options, printer.batch, printer.note
+        )
         with _stop_requests() as stop:
             try:
                 totals = query.run(stop)
@@ -368,6 +370,10 @@ class BatchPrinter:
                 self._line(f"warning: {warning}")
         if held and not report.batches:
             self._line(f"{held:,} record(s) were already in the tables (another writer's)")
+
+    def note(self, text: str) -> None:
+        """A line about the stream itself (its start)."""
+        self._line(text)
 
     def maintained(self, report: MaintenanceReport) -> None:
         compacted = [

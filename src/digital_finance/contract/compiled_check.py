@@ -1,10 +1,12 @@
-"""The compiled contract (one DuckDB query) applied to a chunk of lines, as Arrow in and out.
+"""The contract applied to a chunk of lines by a fast path, as Arrow in and out.
 
 For an engine that holds lines as Arrow batches outside DuckDB — the Spark engine's Python
-workers — this gives the embedded engine's vectorised verdicts: the query of
-`compiled_sql.compile_contract`, with the rows it flags `needs_reference` decided by the
-reference, in the column layout of `arrow_records.checked_schema`. Both engines therefore
-decide every record with the same code, and the reference stays the judge of the unsure rows.
+workers — this gives the embedded engine's vectorised verdicts: the native kernel where it
+is installed (and the source zone is UTC, so no naive time waits for a zone's offset), else
+the query of `compiled_sql.compile_contract`; the rows either flags `needs_reference` are
+decided by the reference, and the result has the column layout of
+`arrow_records.checked_schema`. Both engines therefore decide every record with the same
+code, and the reference stays the judge of the unsure rows.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from digital_finance.contract.schemas import DatasetSpec
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
+
+    from digital_finance.contract.native_check import NativeContract
 
 
 @cache
@@ -38,14 +42,39 @@ def _query(spec: DatasetSpec, tz: str) -> str:
     return compile_contract(spec, tz)
 
 
+@cache
+def _native(spec: DatasetSpec) -> NativeContract | None:
+    """The kernel's contract for `spec` in UTC, one thread (Spark runs a task per core);
+    None where the kernel is missing or cannot express the dataset."""
+    from digital_finance import native
+    from digital_finance.contract.native_check import KernelUnsupportedError, NativeContract
+
+    module = native.kernel()
+    if module is None:
+        return None
+    try:
+        return NativeContract(module, spec, "UTC", threads=1)
+    except KernelUnsupportedError:
+        return None
+
+
+def check_lines_fast(
+    lines: pa.Table, file_ordinal: int, spec: DatasetSpec, tz: str
+) -> pa.RecordBatch:
+    """Like `arrow_records.check_lines`: by the kernel where it can, else the compiled query."""
+    contract = _native(spec) if tz == "UTC" else None
+    if contract is None:
+        return check_lines_compiled(lines, file_ordinal, spec, tz)
+    decided = contract.decide(lines)
+    return _finished(decided.filter(decided.column("keep")), file_ordinal, spec, tz)
+
+
 def check_lines_compiled(
     lines: pa.Table, file_ordinal: int, spec: DatasetSpec, tz: str
 ) -> pa.RecordBatch:
     """Like `arrow_records.check_lines`, decided by the compiled query where it is sure."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    schema = checked_schema(spec)
     con = _connection().cursor()
     try:
         ordinals = pa.array([file_ordinal] * lines.num_rows, pa.int32())
@@ -53,6 +82,20 @@ def check_lines_compiled(
         result = con.sql(_query(spec, tz)).to_arrow_table()
     finally:
         con.close()
+    return _finished(result, file_ordinal, spec, tz)
+
+
+def _finished(result: pa.Table, file_ordinal: int, spec: DatasetSpec, tz: str) -> pa.RecordBatch:
+    """Verdicts (`line_number`, `raw`, `needs_reference`, `reasons`, the fields, `_rescued`)
+    as a checked batch: the unsure rows decided by the reference, a rejected record's values
+    blank, in line order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = checked_schema(spec)
+    if "file_ordinal" not in result.column_names:
+        ordinals = pa.array([file_ordinal] * result.num_rows, pa.int32())
+        result = result.append_column("file_ordinal", ordinals)
     unsure = result.column("needs_reference")
     sure = result.filter(pc.invert(unsure))
     sure = sure.append_column("by_reference", pa.array([False] * sure.num_rows))

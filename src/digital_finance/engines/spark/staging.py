@@ -1,8 +1,9 @@
 """Stage one dataset of a batch on Spark: read, apply the contract, evaluate the expectations.
 
 Reading and the contract run in Python workers (`mapInArrow`), one task per file, with the
-project's own file reader and the compiled contract (`contract.compiled_check`: the embedded
-engine's DuckDB query, with the reference deciding the rows it is unsure of). A stream
+project's own file reader and the embedded engine's fast contract (`contract.compiled_check`:
+the native kernel where the workers have it, else the compiled DuckDB query, with the
+reference deciding the rows either is unsure of). A stream
 batch's records (a Kafka micro-batch, `sources.stream_records`) are checked the same way,
 a message as a line and its offset as the line number. Spark's JSON
 functions are not used:
@@ -28,7 +29,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.window import Window
 
 from digital_finance.contract.arrow_records import checked_schema
-from digital_finance.contract.compiled_check import check_lines_compiled
+from digital_finance.contract.compiled_check import check_lines_fast
 from digital_finance.contract.schemas import DatasetSpec
 from digital_finance.definition.expectations import Action, Expectation, ExpectationError
 from digital_finance.definition.rules import LINEAGE, QUARANTINE, SPARK, LatestWins, count_rules
@@ -56,7 +57,7 @@ def _reader(spec: DatasetSpec, tz: str, limits: InputLimits) -> object:
                 part = PlannedFile(spec.name, row["file_ordinal"], listed, row["start_byte"],
                                    row["first_line"])  # fmt: skip
                 for chunk in files.read(part):
-                    yield check_lines_compiled(chunk.table, part.ordinal, spec, tz)
+                    yield check_lines_fast(chunk.table, part.ordinal, spec, tz)
 
     return read_files
 
@@ -73,7 +74,7 @@ def _message_checker(spec: DatasetSpec, tz: str, limits: InputLimits) -> object:
                     part["position"].to_pylist(), part["value"].to_pylist(), limits
                 )
                 if chunk is not None:
-                    yield check_lines_compiled(chunk.table, ordinal, spec, tz)
+                    yield check_lines_fast(chunk.table, ordinal, spec, tz)
 
     return check_messages
 

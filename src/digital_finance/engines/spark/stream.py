@@ -149,6 +149,7 @@ class SparkKafkaStream:
     group: str
     options: StreamOptions
     on_batch: Callable[[RunReport, int, float], None] | None = None
+    on_start: Callable[[str], None] | None = None  # told once the query runs
     totals: SparkStreamTotals = field(default_factory=SparkStreamTotals)
     kind: str = "kafka"
 
@@ -171,6 +172,10 @@ class SparkKafkaStream:
         log.info("Spark stream starts at %s", start)
         _delete_folder(self.spark, self.checkpoint)
         query = self._query(start)
+        if self.on_start is not None:
+            where = "the earliest offsets" if start == "earliest" else "the tables' positions"
+            shown = ", ".join(f"{t} ({n} partitions)" for t, n in sorted(partitions.items()))
+            self.on_start(f"Spark stream started on {shown}, from {where}")
         try:
             while query.isActive:
                 if stop() and not self._stopping:
@@ -180,8 +185,9 @@ class SparkKafkaStream:
                     break
                 query.awaitTermination(0.2)
         except BaseException:
-            with self._lock:
-                self._stopping = True
+            # a second signal, or an error here: no new batch starts, and Spark interrupts
+            # the query once the batch under way returns to it
+            self._stopping = True
             query.stop()
             raise
         self._raise_failure(query)
