@@ -82,6 +82,32 @@ def test_the_spark_stream_gives_the_embedded_streams_tables(
     assert bronze_rows(tmp_path / "spark") == len(msgs)
 
 
+def test_a_failing_batch_stops_the_spark_stream_with_its_own_error(
+    spark: Any, kafka_broker: kafka_service.Kafka, msgs: list[Msg], tmp_path: Path
+) -> None:
+    """A `fail` rule that fires inside `foreachBatch` comes out as the rule's error (exit 2
+    from the CLI), not as Spark's wrapper, and nothing of the batch is committed."""
+    from digital_finance.config import load_config
+    from digital_finance.engines.spark.stream import SparkKafkaStream
+    from digital_finance.runs.report import RuleFailedError
+
+    topics = fresh_topics(kafka_broker)
+    produce(kafka_broker.bootstrap, msgs[:500], topics)
+    rules = tmp_path / "fail.toml"
+    rules.write_text(
+        '[[expectations]]\nname = "never_true"\ndataset = "stocks"\ncondition = "1 = 0"\n'
+        'action = "fail"\n',
+        encoding="utf-8",
+    )
+    lake = Lakehouse(tmp_path / "lake", load_config(rules), engine="spark", spark=spark)
+    conn = connection(kafka_broker.bootstrap, {})
+    by_topic = {t: d for d, t in topics.items()}
+    stream = SparkKafkaStream(lake, spark, conn, by_topic, "fails", StreamOptions(once=True))
+    with pytest.raises(RuleFailedError, match="never_true"):
+        stream.run(lambda: False)
+    assert not (tmp_path / "lake" / "bronze").exists()
+
+
 def _spark_process(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     # its own process group: the kill takes Spark's JVM with the Python driver at once
     with open(log, "ab") as out:

@@ -49,6 +49,26 @@ def test_on_databricks_the_login_module_is_the_shaded_one(monkeypatch: pytest.Mo
     assert options["kafka.sasl.jaas.config"].startswith("kafkashaded.org.apache.kafka.")
 
 
+def test_scram_signs_in_with_the_scram_login_module() -> None:
+    conn = connection(
+        "broker:9093",
+        {"security.protocol": "SASL_SSL", "sasl.mechanisms": "SCRAM-SHA-512",
+         "sasl.username": "app", "sasl.password": SecretStr("pw")},
+    )  # fmt: skip
+    options = spark_kafka_options(conn)
+    assert options["kafka.sasl.mechanism"] == "SCRAM-SHA-512"
+    assert options["kafka.sasl.jaas.config"].startswith(
+        "org.apache.kafka.common.security.scram.ScramLoginModule required"
+    )
+    assert 'username="app" password="pw"' in options["kafka.sasl.jaas.config"]
+
+
+def test_librdkafka_only_settings_and_other_secrets_are_refused_by_name() -> None:
+    conn = connection("broker:9093", {"ssl.ca.location": "/ca.pem", "ssl.key.password": "x"})
+    with pytest.raises(KafkaConfigError, match=r"ssl\.ca\.location, ssl\.key\.password"):
+        spark_kafka_options(conn)
+
+
 def test_entra_id_is_refused_with_what_to_use_instead() -> None:
     conn = connection("ns1.servicebus.windows.net:9093", {}, entra_id=True)
     with pytest.raises(KafkaConfigError, match="connection string"):

@@ -222,7 +222,8 @@ def stream(
         typer.Option(
             "--group",
             metavar="ID",
-            help="Kafka consumer group: processes in one group share the partitions.",
+            help="Kafka consumer group: processes in one group share the partitions "
+            "(--engine spark: names the query's checkpoint; one query per group).",
         ),
     ] = None,
     broker: Annotated[

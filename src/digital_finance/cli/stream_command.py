@@ -86,13 +86,19 @@ def stream(request: StreamRequest) -> int:
     trigger = request.trigger if request.trigger is not None else settings.trigger_seconds
     options = StreamOptions(
         trigger_seconds=trigger,
-        max_batch_records=request.max_batch_records or settings.max_batch_records,
+        max_batch_records=(
+            request.max_batch_records
+            if request.max_batch_records is not None
+            else settings.max_batch_records
+        ),
         once=request.once,
         settle_seconds=settings.folder_settle_seconds,
         maintain_every_seconds=settings.maintain_every_seconds,
     )
     if options.trigger_seconds < 0:
         fail("--trigger must be 0 or more seconds")
+    if options.max_batch_records < 1:
+        fail("--max-batch-records must be 1 or more")
     if request.engine == "spark":
         return _spark_stream(request, where, config, settings, options)
     lake = Lakehouse(where, config)
@@ -134,6 +140,8 @@ def _spark_stream(
     if request.metrics_port is not None:
         fail("--metrics-port is the embedded stream's; Spark reports its own progress")
     try:
+        import confluent_kafka  # noqa: F401 - the driver lists the topics' partitions with it
+
         from digital_finance.engines.spark.jars import SparkSetupError
         from digital_finance.engines.spark.session import engine_session
         from digital_finance.engines.spark.stream import REDACTION, SparkKafkaStream
@@ -164,7 +172,8 @@ def _spark_stream(
             except TransientError as exc:
                 fail(str(exc), code=EXIT_TRY_AGAIN)
             except Interrupted as now:
-                err_console.print("stopped at once; the next start finishes any claimed batch")
+                # a Python foreachBatch cannot be interrupted: Spark let the batch under way end
+                err_console.print("stopped after the batch under way ended", markup=False)
                 return now.code
             how = "stopped" if stop() else "caught up"
     finally:

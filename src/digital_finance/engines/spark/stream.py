@@ -49,6 +49,13 @@ log = logging.getLogger(__name__)
 CHECKPOINTS = "_system/checkpoints"
 EARLIEST = -2  # Spark's `startingOffsets` code for a partition's first offset
 _PLAIN_LOGIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
+_SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
+# librdkafka's own names for files and switches the Java client spells otherwise (keystores)
+_LIBRDKAFKA_ONLY = {
+    "ssl.ca.location", "ssl.certificate.location", "ssl.key.location", "ssl.ca.pem",
+    "ssl.certificate.pem", "ssl.key.pem", "enable.ssl.certificate.verification",
+    "statistics.interval.ms", "queued.max.messages.kbytes", "enable.partition.eof",
+}  # fmt: skip
 
 
 def spark_kafka_options(conn: KafkaConnection) -> dict[str, str]:
@@ -63,6 +70,16 @@ def spark_kafka_options(conn: KafkaConnection) -> dict[str, str]:
             "client cannot call; on Spark use the Event Hubs connection string (from a Key "
             "Vault-backed secret scope on Databricks) or run the embedded stream"
         )
+    untranslated = sorted(
+        {k for k in conn.settings if k in _LIBRDKAFKA_ONLY}
+        | {k for k in conn.secrets if k != "sasl.password"}
+    )
+    if untranslated:
+        raise KafkaConfigError(
+            f"[stream.kafka] {', '.join(untranslated)}: librdkafka settings that Spark's Java "
+            "Kafka client has no equivalent for here; drop them for --engine spark (a broker "
+            "with a public certificate needs none), or run the embedded stream"
+        )
     renamed = {"sasl.mechanisms": "sasl.mechanism"}
     dropped = {"sasl.username", "sasl.password", "log_level", "group.id"}
     options = {
@@ -71,10 +88,10 @@ def spark_kafka_options(conn: KafkaConnection) -> dict[str, str]:
     if "sasl.password" in conn.secrets:
         user = conn.settings.get("sasl.username", "")
         secret = conn.secrets["sasl.password"].get_secret_value()
+        mechanism = conn.settings.get("sasl.mechanisms", "PLAIN").upper()
+        login = _SCRAM_LOGIN if mechanism.startswith("SCRAM") else _PLAIN_LOGIN
         # Databricks ships the Kafka client shaded under `kafkashaded.`
-        module = ("kafkashaded." if "DATABRICKS_RUNTIME_VERSION" in os.environ else "") + (
-            _PLAIN_LOGIN
-        )
+        module = ("kafkashaded." if "DATABRICKS_RUNTIME_VERSION" in os.environ else "") + login
         options["kafka.sasl.jaas.config"] = (
             f'{module} required username="{_escaped(user)}" password="{_escaped(secret)}";'
         )
@@ -176,6 +193,8 @@ class SparkKafkaStream:
             where = "the earliest offsets" if start == "earliest" else "the tables' positions"
             shown = ", ".join(f"{t} ({n} partitions)" for t, n in sorted(partitions.items()))
             self.on_start(f"Spark stream started on {shown}, from {where}")
+        from pyspark.errors import StreamingQueryException
+
         try:
             while query.isActive:
                 if stop() and not self._stopping:
@@ -184,6 +203,8 @@ class SparkKafkaStream:
                     query.stop()
                     break
                 query.awaitTermination(0.2)
+        except StreamingQueryException:
+            pass  # the query died: `_raise_failure` says why, as the error it was
         except BaseException:
             # a second signal, or an error here: no new batch starts, and Spark interrupts
             # the query once the batch under way returns to it
