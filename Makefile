@@ -13,7 +13,7 @@ KERNEL_SRC   := native/kernel/Cargo.toml native/kernel/Cargo.lock native/kernel/
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,spark,azure,kafka,mqtt]'
+	$(BIN)/pip install --quiet -e '.[dev,spark,azure,kafka,mqtt,api]'
 	$(BIN)/python -m compileall -q src  # as pip does for a regular install (see bench/README.md)
 	touch $(STAMP)
 

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 
 SETTINGS_SECTIONS = (
-    "source_tz", "engine", "input", "storage", "secrets", "stream", "maintenance",
+    "source_tz", "engine", "input", "storage", "secrets", "stream", "maintenance", "api",
     "expectations", "rules", "enrichments",
 )  # fmt: skip
 

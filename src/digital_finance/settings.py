@@ -158,6 +158,50 @@ class MaintenanceSettings(_Section):
         )
 
 
+# asymmetric algorithms only: `none` and HS* (a shared secret, forgeable by anyone who
+# holds the public JWKS if mixed up) are never accepted
+JwtAlgorithm = Literal[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
+]
+
+
+class JwtSettings(_Section):
+    """`[api.jwt]`: bearer tokens from an OpenID Connect issuer (Entra ID; docs/API.md)."""
+
+    issuer: str | None = None  # `iss`, exactly; unset: bearer JWTs are not accepted
+    audiences: list[str] = []  # accepted `aud` values (the app's client id or App ID URI)
+    jwks_url: str | None = None  # the issuer's `jwks_uri`
+    algorithms: list[JwtAlgorithm] = ["RS256"]
+    tenants: list[str] = []  # accepted `tid` claims; empty: any tenant the issuer names
+    leeway_seconds: float = 60.0  # clock skew allowed on `exp` and `nbf`
+    jwks_max_age_seconds: float = 3600.0  # keys are fetched again after this long
+    jwks_cooldown_seconds: float = 30.0  # an unknown `kid` refetches at most this often
+
+
+class ApiSettings(_Section):
+    """`[api]`: the ingestion service, `digital-finance serve` (docs/API.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # the local append-only log a request is durable in before its 202 (a local disk: it
+    # is fsynced); one service per log folder
+    log_dir: Path = Path("api-log")
+    keys_file: Path = Path("api-keys.json")  # API keys, salted hashes only (`apikey create`)
+    max_body_bytes: PositiveInt = 8 * 1024 * 1024  # after gzip is inflated, too
+    max_records: PositiveInt = 10_000  # per request
+    rate_per_second: float = 500.0  # requests per client, refilled continuously
+    rate_burst: PositiveInt = 1_000
+    request_timeout_seconds: float = 30.0  # reading the body and making it durable
+    idempotency_hours: float = 24.0  # how long an `Idempotency-Key` is remembered
+    max_page_rows: PositiveInt = 10_000  # rows per page of `GET /v1/tables/...`
+    max_record_bytes: PositiveInt = 1024 * 1024  # one record
+    max_depth: PositiveInt = 32  # JSON nesting of one record
+    max_string_bytes: PositiveInt = 64 * 1024  # one string (or key) of a record
+    audit_log: Path | None = None  # one JSON line per write; unset: stderr
+    metrics_anonymous: bool = False  # `/metrics` without credentials (else the admin role)
+    jwt: JwtSettings = JwtSettings()
+
+
 class ExpectationEntry(_Section):
     """One `[[expectations]]` table."""
 
@@ -181,6 +225,7 @@ class Settings(BaseSettings):
     secrets: SecretsSettings = SecretsSettings()
     stream: StreamSettings = StreamSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
+    api: ApiSettings = ApiSettings()
     expectations: list[ExpectationEntry] = []
     rules: dict[str, Any] = {}  # rule name -> action, checked by config.load_config
     enrichments: Any = []  # [[enrichments]] tables, checked by enrichment.load_enrichments

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from digital_finance.cli.apikey_command import apikey_app
 from digital_finance.cli.console import fail
 
 app = typer.Typer(
@@ -392,8 +393,50 @@ def forget(
     forget_files(output, files)
 
 
+@app.command()
+def serve(
+    output: OutputOpt = "lakehouse",
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", metavar="FILE", help="TOML file: \\[api] and \\[api.jwt], rules."),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", metavar="HOST", help="Address to listen on (default 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", metavar="PORT", help="Port (default 8080).")
+    ] = None,
+    log_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-dir",
+            metavar="DIR",
+            help="Local folder of the durable log (default ./api-log); one service per folder.",
+        ),
+    ] = None,
+    keys_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--keys-file", metavar="FILE", help="API keys (default api-keys.json; `apikey create`)."
+        ),
+    ] = None,
+) -> None:
+    """Serve the ingestion API: authenticated POST /v1/events/{dataset}, table reads, health.
+
+    A request is answered 202 once its records are fsynced to a local log; a thread moves
+    the log into the lakehouse in micro-batches, exactly once, beside any other writer.
+    Callers need a bearer JWT from the \\[api.jwt] issuer or an API key (docs/API.md).
+    """
+    from digital_finance.cli.serve_command import ServeRequest
+    from digital_finance.cli.serve_command import serve as run_serve
+
+    raise typer.Exit(run_serve(ServeRequest(output, config, host, port, log_dir, keys_file)))
+
+
 config_app = typer.Typer(help="Check a configuration file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(apikey_app, name="apikey")
 
 
 @config_app.command("check")

@@ -43,7 +43,7 @@ def _query(spec: DatasetSpec, tz: str) -> str:
 
 
 @cache
-def _native(spec: DatasetSpec) -> NativeContract | None:
+def native_contract(spec: DatasetSpec) -> NativeContract | None:
     """The kernel's contract for `spec` in UTC, one thread (Spark runs a task per core);
     None where the kernel is missing or cannot express the dataset."""
     from digital_finance import native
@@ -62,7 +62,7 @@ def check_lines_fast(
     lines: pa.Table, file_ordinal: int, spec: DatasetSpec, tz: str
 ) -> pa.RecordBatch:
     """Like `arrow_records.check_lines`: by the kernel where it can, else the compiled query."""
-    contract = _native(spec) if tz == "UTC" else None
+    contract = native_contract(spec) if tz == "UTC" else None
     if contract is None:
         return check_lines_compiled(lines, file_ordinal, spec, tz)
     decided = contract.decide(lines)

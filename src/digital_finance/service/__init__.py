@@ -1,0 +1,1 @@
+"""The ingestion API: `digital-finance serve` (docs/API.md)."""

@@ -1,0 +1,900 @@
+"""The service's durable log: a request's records are on disk before its `202 Accepted`.
+
+The API must not answer before the records it accepted would survive a crash, and must not
+make one Delta commit per request (a commit costs tens of milliseconds, and thousands of
+small files). So a request is first appended here — a local append-only log, fsynced — and
+a `StreamLoop` in the same process reads the log (`log_feed.LogFeed`) and ingests it in
+micro-batches. Each dataset is one partition of the stream, named after the log's own id
+(`api-<log id>/<dataset>`), and every record has a stable position in it; the tables keep
+the position they reached per partition and drop records a batch already holds, so after a
+crash every acknowledged record reaches them exactly once.
+
+Group commit: one writer thread takes every submission waiting, gives them positions,
+writes them (one `writev` per segment file) and fsyncs each file once, then completes all
+their futures — so N requests arriving together cost one fsync, not N. A future completes
+only after its frame is fsynced, and the service answers only then.
+
+Layout::
+
+    <folder>/LOCK                           flock'ed by the one process writing the log
+    <folder>/log-id                         12 hex characters naming the log's partitions
+    <folder>/<dataset>/<first:020d>.log     segments, named by their first record's position
+
+A segment is a run of frames, each the records of one submission (little-endian)::
+
+    b"DFL1" | u32 header length | u32 body length | u32 CRC-32 of header + body
+    header: compact JSON {"first": position, "count": records, "at": unix time written,
+            "receipt": {principal, key, body_sha256, dataset, response, at}}  (optional)
+    body:   count x (u32 length | record bytes)
+
+An `Idempotency-Key`'s receipt rides in its records' frame header, so the key is durable
+exactly when the records are: never one without the other. A segment is started only once
+the one before is fsynced, and its name once the folder is, so only the last segment can
+end in bytes that were never acknowledged. (Linux: `flock`, `fdatasync`.)
+
+Recovery (`open`): frames past the last fsync were never acknowledged, so a torn tail of
+the last segment — an incomplete frame, or a damaged one with nothing intact after it — is
+cut off. A damaged frame followed by intact ones is corruption of acknowledged records and
+stops the log with the file and byte offset. (A process killed mid-`write` leaves a prefix
+of what it wrote, which is a torn tail; only a power loss that persisted later blocks of an
+unsynced write before earlier ones could look like corruption, and the message says where
+to look.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import collections
+import concurrent.futures
+import contextlib
+import fcntl
+import itertools
+import json
+import logging
+import os
+import queue
+import re
+import secrets
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NamedTuple
+
+from digital_finance.errors import TerminalError, TransientError
+
+__all__ = ["Appended", "DurableLog", "Receipt"]
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"DFL1"
+_PREFIX = struct.Struct("<4sIII")  # magic, header length, body length, CRC-32
+_U32 = struct.Struct("<I")
+_SEGMENT = re.compile(r"^(\d{20})\.log$")
+_LOG_ID = re.compile(r"^[0-9a-f]{12}$")
+# a header without a receipt, as `_header` writes it: read without the json module
+_PLAIN_HEADER = re.compile(rb'\{"first":(\d+),"count":(\d+),"at":([-+.0-9eE]+)\}')
+_READ_CHUNK = 1 << 20  # one pread serves many small frames
+_MAX_HEADER = 1 << 20  # a header is positions and a receipt: anything longer is damage
+_IOV_MAX = 1024  # Linux's limit on buffers per writev
+DAY = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where a submission's records went: positions `first` .. `first + count - 1`."""
+
+    dataset: str
+    first: int
+    count: int
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The answer to a request with an `Idempotency-Key`, kept with its records."""
+
+    principal: str
+    key: str
+    body_sha256: str
+    dataset: str
+    response: str  # the JSON the service answered
+    at: float  # unix time
+
+
+@dataclass
+class _Segment:
+    first: int
+    path: Path
+    end: int  # the position after its last durable record
+    size: int  # durable bytes: readers never go past them
+    newest: float  # when its newest frame was written (0 when it has none)
+
+
+@dataclass
+class _Stream:
+    """One dataset's segments, its writer's state and its reader's cursor."""
+
+    name: str
+    folder: Path
+    segments: list[_Segment]
+    # the writer thread's own
+    fd: int = -1
+    next: int = 0
+    written: int = 0  # bytes in the current segment, synced or not
+    # readers: (segment first, byte offset, position of the frame there), and an open file
+    read_lock: threading.Lock = field(default_factory=threading.Lock)
+    cursor: tuple[int, int, int] | None = None
+    reader: _File | None = None
+    reader_first: int = -1
+
+
+# a submission: dataset, body, record count, receipt, future
+_Item = tuple[str, bytes, int, Receipt | None, concurrent.futures.Future[Appended]]
+_STOP: Any = object()
+
+
+@dataclass
+class _Chunk:
+    """Frames of one group commit bound for one segment file."""
+
+    stream: _Stream
+    new_first: int | None  # a segment to start first, at this position
+    base: int  # bytes already in that segment
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 0
+    end: int = 0
+    items: list[tuple[_Item, int]] = field(default_factory=list)  # with their first position
+
+
+class DurableLog:
+    """An append-only, fsynced log of records per dataset, with group commit.
+
+    Example::
+
+        with DurableLog(Path("api-log")) as log:
+            appended = log.submit("stocks", [b'{"stock_id": 1}']).result()  # durable now
+            log.read("stocks", appended.first, 10)  # [(position, b'{"stock_id": 1}')]
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        datasets: Sequence[str] = ("stocks", "mutual_funds"),
+        *,
+        segment_bytes: int = 64 * 1024 * 1024,
+        idempotency_seconds: float = DAY,
+        sync: Callable[[int], None] = os.fdatasync,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """A log in `folder` (nothing is touched until `open`); `sync` makes a file's written
+        bytes durable (tests count or fail it), `clock` gives unix time."""
+        if not datasets or len(set(datasets)) != len(datasets):
+            raise ValueError(f"the datasets must be distinct and at least one: {datasets!r}")
+        self.folder = Path(folder)
+        self.datasets = tuple(datasets)
+        self.segment_bytes = segment_bytes
+        self.idempotency_seconds = idempotency_seconds
+        self._sync = sync
+        self._clock = clock
+        self._log_id: str | None = None
+        self._lock_fd = -1
+        self._streams: dict[str, _Stream] = {}
+        self._lock = threading.Lock()  # segments, durable ends, receipts
+        self._changed = threading.Condition(self._lock)  # notified when records become durable
+        self._submit_lock = threading.Lock()  # so nothing is queued behind the writer's stop
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._closed = True
+        self._failure: TransientError | None = None
+        self._receipts: dict[tuple[str, str], Receipt] = {}
+        self._receipt_order: collections.deque[Receipt] = collections.deque()
+
+    # --- opening and closing ---------------------------------------------------------
+    def open(self) -> DurableLog:
+        """Lock the folder, recover every dataset's segments and start the writer."""
+        if self._writer is not None:
+            raise RuntimeError("the log is open already")
+        self._streams, self._failure = {}, None
+        self._receipts, self._receipt_order = {}, collections.deque()
+        self._queue = queue.SimpleQueue()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _lock_folder(self.folder)
+        try:
+            self._log_id = _read_or_create_id(self.folder)
+            for dataset in self.datasets:
+                self._streams[dataset] = self._recover(dataset)
+        except BaseException:
+            self._release()
+            raise
+        self._closed = False
+        self._writer = threading.Thread(
+            target=self._write_loop, name="digital-finance-log-writer", daemon=True
+        )
+        self._writer.start()
+        return self
+
+    def close(self) -> None:
+        """Write what was submitted, stop the writer, release the folder."""
+        with self._submit_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        with self._changed:
+            self._changed.notify_all()  # waiting readers see the log closed
+        self._release()
+
+    def __enter__(self) -> DurableLog:
+        return self.open()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _release(self) -> None:
+        for stream in self._streams.values():
+            with stream.read_lock:
+                _close_reader(stream)
+            if stream.fd >= 0:
+                os.close(stream.fd)
+                stream.fd = -1
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+
+    # --- names -----------------------------------------------------------------------
+    @property
+    def log_id(self) -> str:
+        """The log's 12 hex characters, kept in `log-id`: a new log folder gets new ones."""
+        if self._log_id is None:
+            raise RuntimeError("the log is not open")
+        return self._log_id
+
+    def partition(self, dataset: str) -> str:
+        """The stream partition of a dataset's records in the tables."""
+        return f"api-{self.log_id}/{dataset}"
+
+    def dataset_of(self, partition: str) -> str | None:
+        """The dataset of one of this log's partitions; None for any other partition."""
+        head, _, dataset = partition.partition("/")
+        if head == f"api-{self.log_id}" and dataset in self.datasets:
+            return dataset
+        return None
+
+    # --- writing ---------------------------------------------------------------------
+    def submit(
+        self, dataset: str, values: Sequence[bytes], receipt: Receipt | None = None
+    ) -> concurrent.futures.Future[Appended]:
+        """Append records; the future completes once they are fsynced (or fails with a
+        `TransientError` when they could not be)."""
+        if dataset not in self._streams:
+            raise ValueError(f"no dataset {dataset!r} in this log: {', '.join(self.datasets)}")
+        if not values:
+            raise ValueError("no records to append")
+        if receipt is not None and receipt.dataset != dataset:
+            raise ValueError(f"a receipt for {receipt.dataset} with records of {dataset}")
+        # length-prefixed records, packed in C: no Python loop per record
+        lengths = map(_U32.pack, map(len, values))
+        body = b"".join(itertools.chain.from_iterable(zip(lengths, values, strict=True)))
+        future: concurrent.futures.Future[Appended] = concurrent.futures.Future()
+        with self._submit_lock:
+            if self._closed:
+                raise TransientError("the log is closed: the service is stopping")
+            if self._failure is not None:
+                raise _refused(self._failure)
+            self._queue.put((dataset, body, len(values), receipt, future))
+        return future
+
+    async def append(
+        self, dataset: str, values: Sequence[bytes], receipt: Receipt | None = None
+    ) -> Appended:
+        """`submit`, awaited."""
+        return await asyncio.wrap_future(self.submit(dataset, values, receipt))
+
+    @property
+    def closed(self) -> bool:
+        """Whether the log is closed (or not opened yet)."""
+        return self._closed
+
+    @property
+    def failure(self) -> TransientError | None:
+        """Why the log refuses submissions until it is reopened (None while it is well)."""
+        return self._failure
+
+    def _write_loop(self) -> None:
+        get, get_nowait = self._queue.get, self._queue.get_nowait
+        while True:
+            item = get()
+            group: list[_Item] = []
+            stop = False
+            while True:
+                if item is _STOP:
+                    stop = True  # nothing is queued after it (`close` holds the submit lock)
+                    break
+                group.append(item)
+                try:
+                    item = get_nowait()
+                except queue.Empty:
+                    break
+            if group:
+                try:
+                    self._commit(group)
+                except BaseException as exc:  # a bug: still, no request may wait forever
+                    failure = self._fail(str(self.folder), exc)
+                    for item in group:
+                        if not item[4].done():
+                            item[4].set_exception(_refused(failure))
+            if stop:
+                return
+
+    def _commit(self, group: list[_Item]) -> None:
+        if self._failure is not None:
+            for item in group:
+                item[4].set_exception(_refused(self._failure))
+            return
+        at = self._clock()
+        chunks = self._frames(group, at)
+        finished: list[tuple[concurrent.futures.Future[Appended], Appended]] = []
+        failed_from = len(chunks)
+        error: BaseException | None = None
+        for number, chunk in enumerate(chunks):
+            stream = chunk.stream
+            try:
+                if chunk.new_first is not None:
+                    self._start_segment(stream, chunk.new_first)
+                _write_all(stream.fd, chunk.parts)
+                stream.written += chunk.size
+                self._sync(stream.fd)
+            except Exception as exc:
+                failed_from, error = number, exc
+                break
+            with self._changed:
+                segment = stream.segments[-1]
+                segment.size, segment.end, segment.newest = stream.written, chunk.end, at
+                for (_, _, _, receipt, _), _ in chunk.items:
+                    if receipt is not None:
+                        self._remember(receipt)
+                self._changed.notify_all()
+            name = stream.name
+            finished.extend((it[4], Appended(name, first, it[2])) for it, first in chunk.items)
+        if error is not None:
+            failure = self._fail(str(chunks[failed_from].stream.segments[-1].path), error)
+            for chunk in chunks[failed_from:]:
+                for item, _ in chunk.items:
+                    item[4].set_exception(_refused(failure))
+        for future, appended in finished:
+            future.set_result(appended)
+
+    def _frames(self, group: list[_Item], at: float) -> list[_Chunk]:
+        """Give the submissions positions in order and frame them, per segment file."""
+        chunks: list[_Chunk] = []
+        current: dict[str, _Chunk] = {}
+        limit = self.segment_bytes
+        for item in group:
+            dataset, body, count, receipt, _ = item
+            stream = self._streams[dataset]
+            first = stream.next
+            header = _header(first, count, at, receipt)
+            size = _PREFIX.size + len(header) + len(body)
+            chunk = current.get(dataset)
+            filled = chunk.base + chunk.size if chunk else stream.written
+            if filled > 0 and filled + size > limit:
+                chunk = _Chunk(stream, first, 0)
+            elif chunk is None:
+                chunk = _Chunk(stream, None, stream.written)
+            if current.get(dataset) is not chunk:
+                current[dataset] = chunk
+                chunks.append(chunk)
+            crc = zlib.crc32(body, zlib.crc32(header))
+            chunk.parts += (_PREFIX.pack(MAGIC, len(header), len(body), crc), header, body)
+            chunk.size += size
+            stream.next = chunk.end = first + count
+            chunk.items.append((item, first))
+        return chunks
+
+    def _start_segment(self, stream: _Stream, first: int) -> None:
+        path = stream.folder / f"{first:020d}.log"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        os.close(stream.fd)  # its frames are fsynced: a segment is started after them
+        stream.fd, stream.written = fd, 0
+        _fsync_folder(stream.folder)  # the new name must survive a crash as its bytes will
+        with self._lock:
+            stream.segments.append(_Segment(first, path, first, 0, 0.0))
+
+    def _fail(self, where: str, error: BaseException) -> TransientError:
+        # After a failed fsync the kernel may have dropped the dirty pages and marked them
+        # clean, so a later fsync can succeed without the bytes ever reaching the disk
+        # (PostgreSQL's "fsyncgate", 2018): nothing written since can be trusted. The log
+        # refuses everything until it is reopened, which rereads what the disk holds.
+        failure = TransientError(
+            f"the durable log could not write or fsync {where} ({error}); it refuses records "
+            "until the service restarts"
+        )
+        failure.__cause__ = error
+        self._failure = failure
+        logger.error("%s", failure)
+        return failure
+
+    def _remember(self, receipt: Receipt) -> None:
+        """Index a receipt (under `_lock`); the first durable one of a key is the answer."""
+        key = (receipt.principal, receipt.key)
+        if key not in self._receipts:
+            self._receipts[key] = receipt
+            self._receipt_order.append(receipt)
+
+    # --- reading ---------------------------------------------------------------------
+    def durable_end(self, dataset: str) -> int:
+        """The position after the dataset's last durable record."""
+        stream = self._stream(dataset)
+        with self._lock:
+            return stream.segments[-1].end
+
+    def first_position(self, dataset: str) -> int:
+        """The position of the dataset's first record the log still holds."""
+        stream = self._stream(dataset)
+        with self._lock:
+            return stream.segments[0].first
+
+    def wait_durable(self, ends: dict[str, int] | None, timeout: float) -> bool:
+        """Wait until some dataset of `ends` (dataset -> position read to; None: the durable
+        ends now) has durable records beyond it; False on timeout or when the log closes."""
+        streams = self._streams
+        with self._changed:
+            if ends is None:
+                ends = {d: s.segments[-1].end for d, s in streams.items()}
+            watched = [(streams[d], end) for d, end in ends.items() if d in streams]
+
+            def beyond() -> bool:
+                return any(s.segments[-1].end > end for s, end in watched)
+
+            self._changed.wait_for(lambda: self._closed or beyond(), timeout)
+            return beyond()
+
+    def read(self, dataset: str, start: int, limit: int) -> list[tuple[int, bytes]]:
+        """Durable records at positions ≥ `start`, at most `limit`, in order."""
+        stream = self._stream(dataset)
+        if limit <= 0:
+            return []
+        with stream.read_lock:
+            with self._lock:
+                segments = stream.segments
+                if start >= segments[-1].end:
+                    return []
+                if start < segments[0].first:
+                    raise TerminalError(
+                        f"records of {dataset} before position {segments[0].first} are no longer "
+                        f"in the log {self.folder}; position {start} was asked for"
+                    )
+                index = bisect.bisect_right(segments, start, key=lambda s: s.first) - 1
+                # sizes as durable now: what is written after may not be synced yet
+                spans = [(s.first, s.path, s.size) for s in segments[index:]]
+            try:
+                return self._read(stream, spans, start, limit)
+            except _BadFrame as bad:  # in bytes fsynced and acknowledged: not a torn tail
+                raise TerminalError(
+                    f"{bad.args[1]}: {bad.args[0]} at byte {bad.args[2]}: the log is damaged"
+                ) from None
+
+    def _read(
+        self, stream: _Stream, spans: list[tuple[int, Path, int]], start: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        cursor = stream.cursor
+        for number, (first, path, size) in enumerate(spans):
+            if number == 0 and cursor is not None and cursor[0] == first and cursor[2] <= start:
+                offset, position = cursor[1], cursor[2]  # sequential reads go on from there
+            else:
+                offset, position = 0, first
+            file = _reader(stream, first, path, size)
+            while offset < size:
+                try:
+                    frame = _frame(file, offset)
+                    after = frame.first + frame.records
+                    at = _body(file, frame, path) if after > start else -1
+                except _BadFrame as bad:
+                    raise _BadFrame(bad.args[0], path, offset) from None
+                if frame.first != position:
+                    raise TerminalError(
+                        f"{path}: the frame at byte {offset} holds position {frame.first}, "
+                        f"{position} was expected: the log is damaged"
+                    )
+                if after <= start:  # skipped by its header alone
+                    offset, position = offset + frame.length, after
+                    continue
+                skip = max(0, start - frame.first)
+                want = limit - len(out)
+                values = _records(file.buf, at, frame, skip, want, path)
+                taken = frame.first + skip
+                out.extend(zip(range(taken, taken + len(values)), values, strict=True))
+                if skip + len(values) < frame.records:
+                    break  # the rest of this frame is for the next read
+                offset, position = offset + frame.length, after
+                if len(out) >= limit:
+                    break
+            stream.cursor = (first, offset, position)
+            if len(out) >= limit:
+                break
+        return out
+
+    # --- idempotency receipts --------------------------------------------------------
+    def receipt(self, principal: str, key: str) -> Receipt | None:
+        """The answer stored for this caller's `Idempotency-Key`, while it is remembered."""
+        with self._lock:
+            found = self._receipts.get((principal, key))
+        if found is None or found.at < self._clock() - self.idempotency_seconds:
+            return None
+        return found
+
+    # --- retention -------------------------------------------------------------------
+    def trim(self, positions: dict[str, int]) -> int:
+        """Delete segments all of whose records the tables hold (`positions`: dataset ->
+        position reached) and that are older than the idempotency window, so a retried
+        request's key is still found; never a dataset's last segment. How many went."""
+        horizon = self._clock() - self.idempotency_seconds
+        deleted = 0
+        for dataset, position in positions.items():
+            stream = self._streams.get(dataset)
+            if stream is None:
+                continue
+            with stream.read_lock:
+                with self._lock:
+                    gone: list[_Segment] = []
+                    segments = stream.segments
+                    while (
+                        len(segments) > 1
+                        and segments[0].end <= position
+                        and segments[0].newest < horizon
+                    ):
+                        gone.append(segments.pop(0))
+                if not gone:
+                    continue
+                if stream.reader_first <= gone[-1].first:
+                    _close_reader(stream)
+                if stream.cursor is not None and stream.cursor[0] <= gone[-1].first:
+                    stream.cursor = None
+                for segment in gone:
+                    segment.path.unlink(missing_ok=True)
+                _fsync_folder(stream.folder)
+                deleted += len(gone)
+                logger.info(
+                    "log %s: removed %d segment(s) below position %d",
+                    dataset,
+                    len(gone),
+                    gone[-1].end,
+                )
+        with self._lock:
+            order = self._receipt_order
+            while order and order[0].at < horizon:
+                old = order.popleft()
+                key = (old.principal, old.key)
+                if self._receipts.get(key) is old:
+                    del self._receipts[key]
+        return deleted
+
+    def backlog(self, positions: dict[str, int]) -> dict[str, int]:
+        """Per dataset, records durable here and not yet in the tables (`positions`: dataset
+        -> position reached; a dataset missing from it counts from the log's first record)."""
+        with self._lock:
+            return {
+                name: s.segments[-1].end - positions.get(name, s.segments[0].first)
+                for name, s in self._streams.items()
+            }
+
+    def size_bytes(self) -> int:
+        """The durable bytes of every segment kept."""
+        with self._lock:
+            return sum(seg.size for s in self._streams.values() for seg in s.segments)
+
+    # --- recovery --------------------------------------------------------------------
+    def _recover(self, dataset: str) -> _Stream:
+        folder = self.folder / dataset
+        folder.mkdir(exist_ok=True)
+        firsts = sorted(
+            int(m[1]) for p in folder.iterdir() if (m := _SEGMENT.match(p.name)) is not None
+        )
+        if not firsts:
+            (folder / f"{0:020d}.log").touch()
+            _fsync_folder(folder)
+            firsts = [0]
+        segments: list[_Segment] = []
+        horizon = self._clock() - self.idempotency_seconds
+        for number, first in enumerate(firsts):
+            if segments and segments[-1].end != first:
+                raise TerminalError(
+                    f"{folder}: positions {segments[-1].end} to {first - 1} are missing "
+                    "between two segments: the log is damaged"
+                )
+            last = number == len(firsts) - 1
+            path = folder / f"{first:020d}.log"
+            segment = self._scan(path, first, last=last, horizon=horizon)
+            segments.append(segment)
+        stream = _Stream(dataset, folder, segments)
+        current = segments[-1]
+        stream.fd = os.open(current.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        stream.next, stream.written = current.end, current.size
+        return stream
+
+    def _scan(self, path: Path, first: int, *, last: bool, horizon: float) -> _Segment:
+        """A segment's frames by their headers (the last segment's checked whole, its torn
+        tail cut off); receipts still in the window are indexed."""
+        fd = os.open(path, (os.O_RDWR if last else os.O_RDONLY) | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            file = _File(fd, size)
+            offset, position, newest = 0, first, 0.0
+            while offset < size:
+                try:
+                    frame = _frame(file, offset)
+                    if last:
+                        _body(file, frame, path)
+                except _BadFrame as bad:
+                    if not last:
+                        raise TerminalError(
+                            f"{path}: {bad} at byte {offset}: the log is damaged"
+                        ) from None
+                    if _intact_after(fd, offset, size):
+                        raise TerminalError(
+                            f"{path}: {bad} at byte {offset}, followed by intact frames: "
+                            "acknowledged records are damaged. Keep a copy of the folder; "
+                            "cutting the file at that byte loses the records after it"
+                        ) from None
+                    logger.warning(
+                        "%s: cutting %d bytes never acknowledged (%s at byte %d)",
+                        path,
+                        size - offset,
+                        bad,
+                        offset,
+                    )
+                    os.ftruncate(fd, offset)
+                    os.fsync(fd)
+                    size = offset
+                    break
+                if frame.first != position:
+                    raise TerminalError(
+                        f"{path}: the frame at byte {offset} holds position {frame.first}, "
+                        f"{position} was expected: the log is damaged"
+                    )
+                if frame.receipt is not None and frame.receipt.at >= horizon:
+                    self._remember(frame.receipt)
+                newest = max(newest, frame.at)
+                position += frame.records
+                offset += frame.length
+            return _Segment(first, path, position, size, newest)
+        finally:
+            os.close(fd)
+
+    def _stream(self, dataset: str) -> _Stream:
+        try:
+            return self._streams[dataset]
+        except KeyError:
+            raise ValueError(
+                f"no dataset {dataset!r} in this log (open: {bool(self._streams)}); "
+                f"the datasets are {', '.join(self.datasets)}"
+            ) from None
+
+
+# --- frames ----------------------------------------------------------------------------
+class _BadFrame(Exception):
+    """No whole, intact frame where one was expected."""
+
+
+class _File:
+    """A segment read through a buffer: one `pread` serves many small frames. `size` bounds
+    every read, so bytes not yet fsynced are never seen."""
+
+    def __init__(self, fd: int, size: int, data: bytes = b"") -> None:
+        self.fd = fd
+        self.size = size
+        self.buf = data
+        self.at = 0  # the file offset of buf[0]
+
+    def get(self, offset: int, n: int) -> int:
+        """Make `n` bytes at `offset` available; their index in `buf`, -1 past the end."""
+        rel = offset - self.at
+        if rel >= 0 and rel + n <= len(self.buf):
+            return rel
+        if offset + n > self.size or self.fd < 0:
+            return -1
+        self.buf = os.pread(self.fd, max(n, min(_READ_CHUNK, self.size - offset)), offset)
+        self.at = offset
+        return 0 if len(self.buf) >= n else -1
+
+
+class _Frame(NamedTuple):  # a tuple: a log of single-record frames reads one per record
+    offset: int
+    length: int
+    header_length: int
+    crc: int
+    first: int
+    records: int
+    at: float
+    receipt: Receipt | None
+
+
+def _header(first: int, count: int, at: float, receipt: Receipt | None) -> bytes:
+    if receipt is None:  # the common case, formatted without the json module
+        return f'{{"first":{first},"count":{count},"at":{at!r}}}'.encode()
+    fields = {
+        "first": first,
+        "count": count,
+        "at": at,
+        "receipt": {
+            "principal": receipt.principal,
+            "key": receipt.key,
+            "body_sha256": receipt.body_sha256,
+            "dataset": receipt.dataset,
+            "response": receipt.response,
+            "at": receipt.at,
+        },
+    }
+    return json.dumps(fields, separators=(",", ":")).encode()
+
+
+def _frame(file: _File, offset: int) -> _Frame:
+    """The frame at `offset`, from its prefix and header (the body unread)."""
+    i = file.get(offset, _PREFIX.size)
+    if i < 0:
+        raise _BadFrame("an incomplete frame")
+    magic, header_length, body_length, crc = _PREFIX.unpack_from(file.buf, i)
+    if magic != MAGIC:
+        raise _BadFrame("no frame")
+    length = _PREFIX.size + header_length + body_length
+    if header_length > _MAX_HEADER or offset + length > file.size:
+        raise _BadFrame("an incomplete frame")
+    i = file.get(offset, _PREFIX.size + header_length)
+    if i < 0:
+        raise _BadFrame("an incomplete frame")
+    i += _PREFIX.size
+    plain = _PLAIN_HEADER.fullmatch(file.buf, i, i + header_length)
+    try:
+        if plain is not None:
+            first, count, at = int(plain[1]), int(plain[2]), float(plain[3])
+            receipt = None
+        else:
+            header = json.loads(file.buf[i : i + header_length])
+            first, count, at = header["first"], header["count"], float(header["at"])
+            found = header.get("receipt")
+            receipt = Receipt(**found) if found is not None else None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _BadFrame(f"an unreadable frame header ({exc})") from None
+    if not (isinstance(first, int) and isinstance(count, int) and first >= 0 and count > 0):
+        raise _BadFrame("a frame header without positions")
+    return _Frame(offset, length, header_length, crc, first, count, at, receipt)
+
+
+def _body(file: _File, frame: _Frame, path: Path) -> int:
+    """Check the whole frame against its CRC; the index of its body in `file.buf`."""
+    i = file.get(frame.offset, frame.length)
+    if i < 0:
+        raise _BadFrame("an incomplete frame")
+    if zlib.crc32(memoryview(file.buf)[i + _PREFIX.size : i + frame.length]) != frame.crc:
+        raise _BadFrame("a frame whose CRC does not match")
+    return i + _PREFIX.size + frame.header_length
+
+
+def _records(buf: bytes, at: int, frame: _Frame, skip: int, want: int, path: Path) -> list[bytes]:
+    """Records `skip` .. `skip + want - 1` of a frame's body, which starts at `buf[at]`."""
+    unpack = _U32.unpack_from
+    end = at + frame.length - _PREFIX.size - frame.header_length
+    out: list[bytes] = []
+    try:
+        for number in range(min(frame.records, skip + want)):
+            (n,) = unpack(buf, at)
+            at += 4
+            if number >= skip:
+                out.append(buf[at : at + n])
+            at += n
+    except struct.error:
+        at = end + 1
+    if at > end:  # the CRC matched: only a writer's bug makes this
+        raise TerminalError(f"{path}: the frame at byte {frame.offset} is malformed")
+    return out
+
+
+def _intact_after(fd: int, offset: int, size: int) -> bool:
+    """Whether an intact frame starts anywhere after the damaged one at `offset`."""
+    rest = _File(-1, size - offset, os.pread(fd, size - offset, offset))
+    found = rest.buf.find(MAGIC, 1)
+    while found >= 0:
+        try:
+            _body(rest, _frame(rest, found), Path())
+        except _BadFrame:
+            found = rest.buf.find(MAGIC, found + 1)
+        else:
+            return True
+    return False
+
+
+def _reader(stream: _Stream, first: int, path: Path, size: int) -> _File:
+    """The stream's open reader on segment `first` (under `stream.read_lock`)."""
+    if stream.reader is None or stream.reader_first != first:
+        _close_reader(stream)
+        stream.reader = _File(os.open(path, os.O_RDONLY | os.O_CLOEXEC), size)
+        stream.reader_first = first
+    stream.reader.size = size
+    return stream.reader
+
+
+def _close_reader(stream: _Stream) -> None:
+    if stream.reader is not None:
+        os.close(stream.reader.fd)
+        stream.reader, stream.reader_first = None, -1
+
+
+# --- files -----------------------------------------------------------------------------
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    for start in range(0, len(parts), _IOV_MAX):
+        chunk = parts[start : start + _IOV_MAX]
+        written = os.writev(fd, chunk)
+        wanted = sum(map(len, chunk))
+        if written < wanted:  # a short write (a signal, a full disk): write the rest plainly
+            rest = memoryview(b"".join(chunk))[written:]
+            while rest:
+                rest = rest[os.write(fd, rest) :]
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _lock_folder(folder: Path) -> int:
+    fd = os.open(folder / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise TerminalError(
+            f"another `digital-finance serve` uses the log folder {folder}: one service per "
+            "log folder (give this one its own [api] log_dir)"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    with contextlib.suppress(OSError):  # who holds it, for a person looking: not needed
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _read_or_create_id(folder: Path) -> str:
+    path = folder / "log-id"
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        text = secrets.token_hex(6)
+        temp = folder / f".log-id.{os.getpid()}.tmp"
+        with open(temp, "w", encoding="ascii") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+        _fsync_folder(folder)
+        return text
+    except UnicodeDecodeError:
+        text = ""
+    if not _LOG_ID.match(text):
+        raise TerminalError(f"{path} does not hold a log id (12 hex characters): {text[:40]!r}")
+    return text
+
+
+def _refused(failure: TransientError) -> TransientError:
+    """A fresh error per refusal: one instance raised in many threads mixes tracebacks."""
+    refused = TransientError(str(failure))
+    refused.__cause__ = failure.__cause__
+    return refused

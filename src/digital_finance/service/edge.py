@@ -1,0 +1,246 @@
+"""The contract at the door: a request's records split and checked before it is accepted.
+
+The body is one JSON object, one JSON array of objects (`application/json`) or NDJSON
+(`application/x-ndjson`). Each record is checked by the pipeline's own code — the native
+kernel for many records, `contract.reference` for a few (and for whatever the kernel is
+unsure of) — so the answer names exactly the records quarantine will hold, with the same
+reasons.
+
+Two kinds of verdict:
+- a record that is not well-formed JSON of an object (invalid UTF-8, invalid JSON such as
+  NaN or a duplicate key, too deep, too large, a string over the limit) or that sets a field
+  the server owns refuses the whole request (400): nothing of it is kept;
+- a record that breaks a field rule (a missing price, a bad date) is accepted into the log
+  like any other source's record, and quarantine keeps it with its reason; the answer lists
+  it, so the caller knows without reading quarantine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from digital_finance.contract import reference
+from digital_finance.contract.json_exact import nesting_exceeds
+from digital_finance.contract.schemas import (
+    DUPLICATE_KEY,
+    INVALID_JSON,
+    INVALID_UTF8,
+    NESTING_TOO_DEEP,
+    NOT_AN_OBJECT,
+    RECORD_TOO_LARGE,
+    DatasetSpec,
+)
+from digital_finance.service.problems import ApiError
+from digital_finance.sources.input_limits import InputLimits
+
+# records at most this many are checked by the reference: the kernel's call costs ~0.4 ms
+# whatever the count, the reference ~25 µs a record (measured, docs/PERFORMANCE.md)
+KERNEL_FROM = 16
+SERVER_OWNED_FIELD = "server_owned_field"
+STRING_TOO_LONG = "string_too_long"
+REFUSED = frozenset(
+    {RECORD_TOO_LARGE, INVALID_UTF8, NESTING_TOO_DEEP, INVALID_JSON, NOT_AN_OBJECT, DUPLICATE_KEY}
+)
+# the columns the pipeline writes about a record: a client never sets them
+SERVER_OWNED = frozenset(
+    {
+        "_batch_id", "_run_id", "_ingested_at", "_source", "_source_file", "_line_number",
+        "_rescued", "_quarantined_at",
+    }
+)  # fmt: skip
+MAX_LISTED = 100  # per-record problems listed in one answer
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    """`[api]`'s limits on what one request may hold."""
+
+    max_records: int = 10_000
+    max_record_bytes: int = 1024 * 1024
+    max_depth: int = 32
+    max_string_bytes: int = 64 * 1024
+
+
+@dataclass
+class Checked:
+    """A request's records, as the log keeps them, and the ones quarantine will hold."""
+
+    values: list[bytes]
+    rejected: list[dict[str, Any]]
+
+    @property
+    def accepted(self) -> int:
+        """Records that pass the contract (silver candidates)."""
+        return len(self.values) - len(self.rejected)
+
+
+def split_records(body: bytes, ndjson: bool) -> tuple[list[bytes], list[int] | None]:
+    """The records of a body, and for NDJSON the line each was on (1-based)."""
+    if ndjson:
+        values: list[bytes] = []
+        lines: list[int] = []
+        for number, line in enumerate(body.split(b"\n"), start=1):
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if line and not line.isspace():
+                values.append(line)
+                lines.append(number)
+        return values, lines
+    text = body[3:] if body.startswith(b"\xef\xbb\xbf") else body
+    text = text.strip(b" \t\r\n")
+    if text.startswith(b"{"):
+        return [text], None
+    if text.startswith(b"["):
+        return _array(text), None
+    raise ApiError(
+        400,
+        "the body must be one JSON object or a JSON array of objects (or NDJSON, sent as "
+        "Content-Type: application/x-ndjson)",
+    )
+
+
+def _array(text: bytes) -> list[bytes]:
+    from digital_finance.sources.json_arrays import array_chunk, native_array_chunk
+
+    chunk = native_array_chunk(text) or array_chunk(text)
+    if chunk is None:
+        raise ApiError(400, "the body is not valid JSON: a JSON array of objects was expected")
+    return [raw.encode("utf-8") for raw in chunk.table.column("raw").to_pylist()]
+
+
+def check_records(
+    values: list[bytes],
+    lines: list[int] | None,
+    spec: DatasetSpec,
+    tz: str,
+    limits: EdgeLimits,
+) -> Checked:
+    """The verdicts on `values`; `ApiError` 400 or 413 when the request cannot be taken."""
+    if not values:
+        raise ApiError(400, "the body holds no record")
+    if len(values) > limits.max_records:
+        raise ApiError(
+            413,
+            f"{len(values):,} records is over the limit of {limits.max_records:,} per request; "
+            "split the request (or raise [api] max_records)",
+        )
+    reasons = (
+        _by_reference(values, spec, tz, limits)
+        if len(values) < KERNEL_FROM
+        else _by_kernel(values, spec, tz, limits)
+    )
+    refused: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for i, found in enumerate(reasons):
+        if not found:
+            continue
+        entry = _entry(i, lines, found)
+        (refused if found[0] in REFUSED else rejected).append(entry)
+    for i, value in enumerate(values):
+        if reasons[i] and reasons[i][0] in REFUSED:
+            continue
+        owned = _own_verdict(value, limits)
+        if owned is not None:
+            refused.append(_entry(i, lines, [owned]))
+    if refused:
+        refused.sort(key=lambda e: int(e["index"]))
+        first = refused[0]
+        where = f"line {first['line']}" if "line" in first else f"record {first['index']}"
+        raise ApiError(
+            400,
+            f"{len(refused):,} of {len(values):,} records cannot be taken (first: {where}, "
+            f"{first['reasons'][0]}); nothing of this request was kept",
+            errors=refused[:MAX_LISTED],
+        )
+    return Checked(values, rejected)
+
+
+def _entry(i: int, lines: list[int] | None, reasons: list[str]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"index": i, "reasons": reasons}
+    if lines is not None:
+        entry["line"] = lines[i]
+    return entry
+
+
+def _by_reference(
+    values: list[bytes], spec: DatasetSpec, tz: str, limits: EdgeLimits
+) -> list[list[str]]:
+    out: list[list[str]] = []
+    for value in values:
+        if len(value) > limits.max_record_bytes:
+            out.append([RECORD_TOO_LARGE])
+            continue
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            out.append([INVALID_UTF8])
+            continue
+        if _too_deep(value, text, limits.max_depth):
+            out.append([NESTING_TOO_DEEP])
+            continue
+        verdict = reference.check_record(text, spec, tz)
+        out.append(list(verdict.reasons) if isinstance(verdict, reference.Rejected) else [])
+    return out
+
+
+def _by_kernel(
+    values: list[bytes], spec: DatasetSpec, tz: str, limits: EdgeLimits
+) -> list[list[str]]:
+    from digital_finance.contract.compiled_check import native_contract
+    from digital_finance.sources.stream_records import message_chunk
+
+    contract = native_contract(spec) if tz == "UTC" else None
+    if contract is None:
+        return _by_reference(values, spec, tz, limits)
+    chunk = message_chunk(list(range(len(values))), values, InputLimits(limits.max_record_bytes))
+    if chunk is None:  # every record blank: cannot be, split_records drops those
+        raise ApiError(400, "the body holds no record")
+    decided = contract.decide(chunk.table)
+    found: list[list[str]] = decided.column("reasons").to_pylist()
+    unsure: list[bool] = decided.column("needs_reference").to_pylist()
+    numbers: list[int] = decided.column("line_number").to_pylist()
+    out: list[list[str]] = [[] for _ in values]
+    for at, number in enumerate(numbers):
+        if unsure[at]:
+            out[number] = _by_reference([values[number]], spec, tz, limits)[0]
+        else:
+            out[number] = found[at] or []
+    for i, value in enumerate(values):
+        # a record that passed is UTF-8; the kernel's own depth limit is the contract's
+        if not out[i] and _too_deep(value, value.decode("utf-8"), limits.max_depth):
+            out[i] = [NESTING_TOO_DEEP]
+    return out
+
+
+def _too_deep(value: bytes, text: str, limit: int) -> bool:
+    return value.count(b"[") + value.count(b"{") > limit and nesting_exceeds(text, limit)
+
+
+def _own_verdict(value: bytes, limits: EdgeLimits) -> str | None:
+    """`server_owned_field` or `string_too_long` for a well-formed record, else None.
+
+    Only records that could break either rule are parsed: one naming a field that starts
+    with an underscore, one longer than the string limit.
+    """
+    if b'"_' not in value and len(value) <= limits.max_string_bytes:
+        return None
+    record = json.loads(value)
+    if isinstance(record, dict) and SERVER_OWNED.intersection(record):
+        return SERVER_OWNED_FIELD
+    if len(value) > limits.max_string_bytes and _longest_string(record) > limits.max_string_bytes:
+        return STRING_TOO_LONG
+    return None
+
+
+def _longest_string(value: object) -> int:
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, dict):
+        return max(
+            (max(len(k.encode("utf-8")), _longest_string(v)) for k, v in value.items()), default=0
+        )
+    if isinstance(value, list):
+        return max((_longest_string(v) for v in value), default=0)
+    return 0
