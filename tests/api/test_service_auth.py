@@ -141,6 +141,17 @@ def test_a_revoked_key_is_refused_within_seconds_without_a_restart(
     assert "revoked" in post(service, bearer(key)).json()["detail"]
 
 
+def test_a_valid_key_beside_a_forged_token_is_refused(
+    service: Running, keys: dict[str, str], issuer: Issuer
+) -> None:
+    forged = issuer.token(key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    headers = {"X-API-Key": keys["admin"], **bearer(forged)}
+    assert post(service, headers).status_code == 401
+    # two valid credentials of two callers are refused too
+    headers = {"X-API-Key": keys["admin"], **bearer(issuer.token(roles=["admin"]))}
+    assert post(service, headers).status_code == 401
+
+
 def test_a_jwt_from_the_issuer_carries_its_roles_and_scopes(
     service: Running, issuer: Issuer
 ) -> None:

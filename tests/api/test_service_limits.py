@@ -216,7 +216,7 @@ def test_a_retry_with_the_same_idempotency_key_writes_nothing_again(
         "application/x-ndjson",
         **{"Idempotency-Key": "order-77"},
     )
-    refused(other, 422, "different request")
+    refused(other, 409, "different request")
     got = wait_ingested(service.output, {"stocks": 1}, timeout=30)
     assert got["stocks"] >= 1
     from deltalake import DeltaTable

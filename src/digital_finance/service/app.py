@@ -78,6 +78,15 @@ class DatasetName(StrEnum):
     mutual_funds = "mutual_funds"
 
 
+class Layer(StrEnum):
+    """The layers whose tables the API reads."""
+
+    bronze = "bronze"
+    silver = "silver"
+    gold = "gold"
+    quarantine = "quarantine"
+
+
 class Rejected(BaseModel):
     """A record quarantine will hold, and why."""
 
@@ -144,7 +153,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
         408: "the body did not arrive in time",
         413: "the body, or its record count, is over the limit",
         415: "unsupported Content-Type or Content-Encoding",
-        422: "the Idempotency-Key was used for another request",
+        409: "the Idempotency-Key is bound to another request (body or dataset)",
         429: "over the caller's rate limit; see Retry-After",
         503: "not ready, or the records could not be made durable; retry",
     }.items()
@@ -273,7 +282,7 @@ class Service:
             PREFIX + "{dataset}",
             status_code=202,
             response_model=Accepted,
-            responses=_pick(400, 401, 403, 404, 408, 413, 415, 422, 429, 503),
+            responses=_pick(400, 401, 403, 404, 408, 409, 413, 415, 429, 503),
             summary="Send events",
             openapi_extra={
                 "parameters": [
@@ -284,12 +293,6 @@ class Service:
                         "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                         "description": "A retry with the same key and body is answered as "
                         "the first was, and writes nothing",
-                    },
-                    {
-                        "name": "Content-Encoding",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string", "enum": ["gzip", "identity"]},
                     },
                 ],
                 "requestBody": {
@@ -309,9 +312,9 @@ class Service:
             },
         )
         async def send_events(dataset: DatasetName, request: Request, who: Caller) -> Response:
-            """One JSON object, a JSON array of objects, or NDJSON (gzip accepted). The
-            answer comes once every record is durable; it lists the records quarantine
-            will hold, with their reasons."""
+            """One JSON object, a JSON array of objects, or NDJSON; a body may be gzipped
+            (`Content-Encoding: gzip`). The answer comes once every record is durable; it
+            lists the records quarantine will hold, with their reasons."""
             return _Passed(service.events)  # the same handler as the fast path
 
         @app.get("/v1/tables", response_model=TableList, responses=_pick(401, 403))
@@ -326,7 +329,7 @@ class Service:
             responses=_pick(400, 401, 403, 404),
         )
         def table_rows(
-            layer: str,
+            layer: Layer,
             name: str,
             who: Caller,
             request: Request,
@@ -346,7 +349,7 @@ class Service:
                     400, f"limit is at most {service.config.max_page_rows:,} rows a page"
                 )
             return read_page(
-                service.reader, layer, name, columns=columns, filters=filter or [],
+                service.reader, layer.value, name, columns=columns, filters=filter or [],
                 limit=limit, offset=offset, as_of=as_of, path=request.url.path,
             )  # fmt: skip
 
@@ -382,10 +385,13 @@ class Service:
             # routes answer a bad parameter with 400 (a problem document), never FastAPI's 422
             if app.openapi_schema is None:
                 doc = plain()
-                for path, item in doc["paths"].items():
+                for item in doc["paths"].values():
                     for operation in item.values():
-                        if path != PREFIX + "{dataset}":
-                            operation.get("responses", {}).pop("422", None)
+                        operation.get("responses", {}).pop("422", None)
+                rows = doc["paths"]["/v1/tables/{layer}/{name}"]["get"]["parameters"]
+                for parameter in rows:
+                    if parameter["name"] == "limit":
+                        parameter["schema"]["maximum"] = service.config.max_page_rows
                 schemas = doc.get("components", {}).get("schemas", {})
                 for name in ("HTTPValidationError", "ValidationError"):
                     schemas.pop(name, None)

@@ -27,13 +27,28 @@ class Callers:
         self.jwt = jwt
 
     async def identify(self, authorization: str | None, api_key: str | None) -> Principal:
-        """The caller, from the `Authorization` and `X-API-Key` header values."""
-        if api_key is not None:
-            return self.keys.verify(api_key.strip())
-        if authorization is None:
+        """The caller, from the `Authorization` and `X-API-Key` header values.
+
+        Every credential sent must verify: a valid key beside a forged token is refused,
+        not taken for the key alone, and two valid ones must be the same caller's.
+        """
+        if authorization is None and api_key is None:
             raise AuthError(
                 401, "credentials are required: a bearer token or an API key", CHALLENGE
             )
+        by_key = self.keys.verify(api_key.strip()) if api_key is not None else None
+        if authorization is None:
+            assert by_key is not None
+            return by_key
+        by_bearer = await self._bearer(authorization)
+        if by_key is not None and by_key.subject != by_bearer.subject:
+            raise AuthError(
+                401, "the API key and the bearer credential name different callers; send one",
+                CHALLENGE,
+            )  # fmt: skip
+        return by_bearer
+
+    async def _bearer(self, authorization: str) -> Principal:
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:

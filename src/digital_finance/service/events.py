@@ -163,7 +163,7 @@ class EventsHandler:
             return None
         if receipt.body_sha256 != digest or receipt.dataset != dataset:
             raise ApiError(
-                422,
+                409,
                 "this Idempotency-Key was used for a different request; use a new key for "
                 "new records",
             )
