@@ -97,6 +97,35 @@ def test_records_acknowledged_before_a_kill_reach_the_tables_exactly_once(tmp_pa
     assert silver.num_rows == sent["stocks"]
 
 
+def test_a_keyed_request_with_many_rejected_records_survives_a_restart(tmp_path: Path) -> None:
+    """The answer kept with an Idempotency-Key is bounded however many records it lists."""
+    key = create_key(tmp_path / "api-keys.json", "app", "events.write:*")
+    slow = config_text(None) + "[stream]\ntrigger_seconds = 3600.0\nmax_batch_records = 1000000\n"
+    running = start(tmp_path, slow)
+    body = b"{}\n" * 10_000  # every record breaks the field rules: all listed as rejected
+    headers = {"X-API-Key": key, "Content-Type": "application/x-ndjson", "Idempotency-Key": "big-1"}
+    with running.client() as c:
+        r = c.post("/v1/events/stocks", content=body, headers=headers)
+    assert r.status_code == 202, r.text
+    answer = r.json()
+    assert (answer["received"], answer["accepted"], len(answer["rejected"])) == (10_000, 0, 1_000)
+    running.kill()
+    running = start(tmp_path, config_text(None) + "[stream]\ntrigger_seconds = 0.2\n")
+    try:
+        assert wait_ingested(running.output, {"stocks": 10_000}) == {"stocks": 10_000}
+        with running.client() as c:
+            again = c.post("/v1/events/stocks", content=body, headers=headers)
+            ready = c.get("/readyz")
+        assert again.json() == answer and again.headers["idempotent-replayed"] == "true"
+        assert ready.status_code == 200, ready.text
+    finally:
+        assert running.stop() == 0, running.errors()
+    quarantined = DeltaTable(str(running.output / "quarantine" / "stocks")).to_pyarrow_table(
+        columns=["reason"]
+    )
+    assert quarantined.num_rows == 10_000
+
+
 def test_a_kill_during_ingestion_loses_and_doubles_nothing(tmp_path: Path) -> None:
     key = create_key(tmp_path / "api-keys.json", "app", "events.write:*")
     fast = config_text(None) + "[stream]\ntrigger_seconds = 0.05\nmax_batch_records = 300\n"

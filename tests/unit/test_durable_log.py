@@ -6,6 +6,7 @@ import errno
 import fcntl
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -282,6 +283,53 @@ def test_readers_wait_for_durable_records_without_polling(log: DurableLog) -> No
     assert log.wait_durable(None, 5.0) is True
     assert time.monotonic() - started < 2.0
     assert log.read("stocks", 0, 1) == [(0, b"late")]
+
+
+def _published(folder: Path) -> tuple[int, ...]:
+    data = (folder / "durable-ends").read_bytes()
+    return struct.unpack(f"<{len(data) // 8}Q", data)
+
+
+def test_the_durable_ends_are_published_after_each_group_commit(folder: Path) -> None:
+    seen: list[tuple[tuple[int, ...], tuple[int, int]]] = []
+
+    def sync(fd: int) -> None:  # the hint as it stands while records are being made durable
+        os.fdatasync(fd)
+        time.sleep(0.002)  # a disk takes a while: submissions pile up into groups
+        ends = (writer.durable_end("stocks"), writer.durable_end("mutual_funds"))
+        seen.append((_published(folder), ends))
+
+    pwrites: list[int] = []
+    real_pwrite = os.pwrite
+
+    def counting_pwrite(fd: int, data: bytes, offset: int) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("durable-ends"):
+            pwrites.append(len(data))
+        return real_pwrite(fd, data, offset)
+
+    writer = DurableLog(folder, sync=sync)  # `sync` runs on its writer thread, after this
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "pwrite", counting_pwrite)
+        with writer:
+            assert _published(folder) == (0, 0)  # at open, after recovery
+            futures = [writer.submit("stocks", [b"s%d" % n] * (1 + n % 3)) for n in range(40)]
+            futures += [writer.submit("mutual_funds", [b"m"]) for _ in range(5)]
+            for f in futures:
+                f.result(timeout=10)
+            assert _published(folder) == (writer.durable_end("stocks"), 5)
+    # never ahead of what is durable: while a group is synced, the hint is the last group's
+    for published, durable in seen:
+        assert published[0] <= durable[0] and published[1] <= durable[1]
+    assert all(size == 16 for size in pwrites)  # one u64 per dataset
+    # one pwrite at open, then one per group, which syncs one or two datasets' files
+    groups = len(pwrites) - 1
+    assert (len(seen) + 1) // 2 <= groups <= len(seen)
+    assert groups < 45, "not one pwrite per submission"
+    # a restart publishes the recovered ends, even without the file
+    (folder / "durable-ends").unlink()
+    with DurableLog(folder) as reopened:
+        assert _published(folder) == (reopened.durable_end("stocks"), 5)
+        assert reopened.durable_end("stocks") == sum(1 + n % 3 for n in range(40))
 
 
 def test_bad_submissions_are_refused(log: DurableLog) -> None:

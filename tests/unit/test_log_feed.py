@@ -12,7 +12,7 @@ import pytest
 
 from digital_finance.api import Lakehouse
 from digital_finance.errors import TerminalError
-from digital_finance.service.durable_log import DurableLog
+from digital_finance.service.durable_log import DurableLog, LogReader
 from digital_finance.service.log_feed import LogFeed
 from digital_finance.streaming.loop import StreamLoop, StreamOptions
 
@@ -166,3 +166,30 @@ def test_a_stream_of_the_log_ingests_each_record_once(tmp_path: Path) -> None:
         silver = lake.read("silver.stocks", columns=["stock_id"])
         assert sorted(silver["stock_id"].to_pylist()) == [1, 2, 3, 4, 5]
         assert lake.stream_positions("api") == {log.partition("stocks"): log.durable_end("stocks")}
+
+
+def test_a_stream_of_a_reader_ingests_what_the_writer_wrote(tmp_path: Path) -> None:
+    lake = Lakehouse(tmp_path / "lake")
+    options = StreamOptions(once=True, trigger_seconds=0.2)
+    with DurableLog(tmp_path / "log", segment_bytes=512) as log:
+        for n in range(1, 7, 2):
+            log.submit("stocks", [_stock(n), _stock(n + 1)]).result(10)
+        with LogReader(tmp_path / "log") as reader:
+            totals = StreamLoop(lake, "api", lambda lake: LogFeed(reader), options).run(
+                lambda: False
+            )
+            assert totals.records == 6
+            silver = lake.read("silver.stocks", columns=["stock_id"])
+            assert sorted(silver["stock_id"].to_pylist()) == [1, 2, 3, 4, 5, 6]
+            assert lake.stream_positions("api") == {reader.partition("stocks"): 6}
+            assert reader.partition("stocks") == log.partition("stocks")
+        # a new reader (a restarted ingest process) goes on where the tables stand
+        log.submit("stocks", [_stock(7)]).result(10)
+        with LogReader(tmp_path / "log") as reader:
+            totals = StreamLoop(lake, "api", lambda lake: LogFeed(reader), options).run(
+                lambda: False
+            )
+            assert totals.records == 1
+            assert lake.read("bronze.stocks").num_rows == 7
+            assert lake.stream_positions("api") == {log.partition("stocks"): 7}
+        assert len(list((tmp_path / "log" / "stocks").glob("*.log"))) > 1

@@ -61,6 +61,8 @@ def serve(request: ServeRequest) -> int:
     service_config = ServiceConfig(
         root=root,
         run=config,
+        output=request.output,
+        config_file=request.config,
         log_dir=request.log_dir or api.log_dir,
         keys_file=request.keys_file or api.keys_file,
         jwt=jwt,

@@ -27,7 +27,6 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from digital_finance.api import Lakehouse
 from digital_finance.lakehouse.storage import Location
 from digital_finance.service.audit import AuditLog
 from digital_finance.service.auth import AuthError, Principal
@@ -35,12 +34,12 @@ from digital_finance.service.auth.api_keys import ApiKeyStore
 from digital_finance.service.auth.jwt_bearer import JwtVerifier
 from digital_finance.service.callers import Callers
 from digital_finance.service.durable_log import DurableLog
-from digital_finance.service.edge import EdgeLimits
+from digital_finance.service.edge import SERVER_OWNED, EdgeLimits
 from digital_finance.service.events import PREFIX, EventsConfig, EventsHandler
 from digital_finance.service.ingester import Ingester
 from digital_finance.service.metrics import ServiceMetrics
 from digital_finance.service.problems import PROBLEM_TYPE, ApiError, problem
-from digital_finance.service.rate_limit import RateLimits
+from digital_finance.service.rate_limit import RateLimits, retry_after
 from digital_finance.service.tables import list_tables, read_page
 from digital_finance.streaming.loop import StreamOptions
 
@@ -56,6 +55,8 @@ class ServiceConfig:
 
     root: Location
     run: RunConfig
+    output: str  # as given: the ingester process opens the lakehouse itself
+    config_file: Path | None
     log_dir: Path
     keys_file: Path
     jwt: Any  # settings.JwtSettings | None (None: no bearer JWTs)
@@ -85,6 +86,14 @@ class Layer(StrEnum):
     silver = "silver"
     gold = "gold"
     quarantine = "quarantine"
+
+
+class TableName(StrEnum):
+    """The tables of a layer (gold has one: `stock_fund_holdings`)."""
+
+    stocks = "stocks"
+    mutual_funds = "mutual_funds"
+    stock_fund_holdings = "stock_fund_holdings"
 
 
 class Rejected(BaseModel):
@@ -164,6 +173,8 @@ def _pick(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {c: PROBLEMS[c] for c in codes}
 
 
+MAX_OFFSET = 10_000_000  # rows skipped by one page: paging reads them, so it is bounded
+
 bearer = HTTPBearer(auto_error=False, description="A JWT from the issuer, or an API key")
 api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")
 
@@ -222,8 +233,7 @@ class Service:
         durable = DurableLog(c.log_dir, idempotency_seconds=c.idempotency_seconds)
         durable.open()
         self.durable = durable
-        lake = Lakehouse(c.root, c.run)
-        self.ingester = Ingester(lake, durable, c.stream, self.metrics)
+        self.ingester = Ingester(c.output, c.config_file, durable, c.stream, self.metrics)
         self.ingester.start()
 
     def stop(self) -> None:
@@ -290,7 +300,12 @@ class Service:
                         "name": "Idempotency-Key",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 255,
+                            "pattern": "^[!-~]([ -~]*[!-~])?$",
+                        },
                         "description": "A retry with the same key and body is answered as "
                         "the first was, and writes nothing",
                     },
@@ -301,8 +316,13 @@ class Service:
                         "application/json": {
                             "schema": {
                                 "oneOf": [
-                                    {"type": "object"},
-                                    {"type": "array", "items": {"type": "object"}, "minItems": 1},
+                                    {"$ref": "#/components/schemas/Record"},
+                                    {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Record"},
+                                        "minItems": 1,
+                                        "maxItems": service.config.limits.max_records,
+                                    },
                                 ]
                             }
                         },
@@ -317,7 +337,7 @@ class Service:
             lists the records quarantine will hold, with their reasons."""
             return _Passed(service.events)  # the same handler as the fast path
 
-        @app.get("/v1/tables", response_model=TableList, responses=_pick(401, 403))
+        @app.get("/v1/tables", response_model=TableList, responses=_pick(401, 403, 429, 503))
         def tables(who: Caller) -> Any:
             """Every table that exists, with its version and row count."""
             _may_read(who)
@@ -326,11 +346,11 @@ class Service:
         @app.get(
             "/v1/tables/{layer}/{name}",
             response_model=TablePage,
-            responses=_pick(400, 401, 403, 404),
+            responses=_pick(400, 401, 403, 404, 429, 503),
         )
         def table_rows(
             layer: Layer,
-            name: str,
+            name: TableName,
             who: Caller,
             request: Request,
             columns: Annotated[str | None, Query(description="comma-separated")] = None,
@@ -339,7 +359,7 @@ class Service:
                 Query(description="column:op:value, op one of eq ne lt le gt ge; ANDed"),
             ] = None,
             limit: Annotated[int, Query(ge=1, description="at most [api] max_page_rows")] = 100,
-            offset: Annotated[int, Query(ge=0)] = 0,
+            offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
             as_of: Annotated[int | None, Query(ge=0, description="a table version")] = None,
         ) -> Any:
             """A page of rows: chosen columns, simple filters, at a version."""
@@ -349,7 +369,7 @@ class Service:
                     400, f"limit is at most {service.config.max_page_rows:,} rows a page"
                 )
             return read_page(
-                service.reader, layer.value, name, columns=columns, filters=filter or [],
+                service.reader, layer.value, name.value, columns=columns, filters=filter or [],
                 limit=limit, offset=offset, as_of=as_of, path=request.url.path,
             )  # fmt: skip
 
@@ -366,7 +386,8 @@ class Service:
         @app.get(
             "/metrics",
             response_class=Response,
-            responses={200: {"content": {"text/plain": {}}}, **_pick(401, 403)},
+            responses={200: {"content": {"text/plain": {}}}, **_pick(401, 403, 503)},
+            openapi_extra={"security": [{"HTTPBearer": []}, {"APIKeyHeader": []}]},
         )
         async def metrics(request: Request) -> Response:
             """Prometheus metrics (needs the admin role unless [api] metrics_anonymous)."""
@@ -392,7 +413,13 @@ class Service:
                 for parameter in rows:
                     if parameter["name"] == "limit":
                         parameter["schema"]["maximum"] = service.config.max_page_rows
-                schemas = doc.get("components", {}).get("schemas", {})
+                schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+                schemas["Record"] = {
+                    "type": "object",
+                    "description": "One event (docs/CONTRACT_RULES.md); fields the server "
+                    "owns are refused",
+                    "propertyNames": {"not": {"enum": sorted(SERVER_OWNED)}},
+                }
                 for name in ("HTTPValidationError", "ValidationError"):
                     schemas.pop(name, None)
                 app.openapi_schema = doc
@@ -409,8 +436,18 @@ class Service:
         if not self.ingester.alive:
             raise ApiError(503, "the ingester stopped")
         if state.error is not None:
-            raise ApiError(503, f"ingesting the log is failing: {state.error}")
-        return {"status": "ready", "batches": state.batches, "records": state.records}
+            # the error itself is in the service's log: it may name paths and hosts
+            raise ApiError(503, "ingesting the log is failing; the service's log says why")
+        log = self.durable
+        return {
+            "status": "ready",
+            "batches": state.batches,
+            "records": state.records,
+            "log": {
+                d: {"durable": log.durable_end(d), "in_tables": state.positions.get(d)}
+                for d in log.datasets
+            },
+        }
 
 
 async def _caller(
@@ -421,7 +458,11 @@ async def _caller(
     """The authenticated caller of a FastAPI route (401 otherwise)."""
     service: Service = request.app.state.service
     h = request.headers
-    return await service.callers.identify(h.get("authorization"), h.get("x-api-key"))
+    who = await service.callers.identify(h.get("authorization"), h.get("x-api-key"))
+    wait = service.events.rates.take(who.subject)  # one bucket per caller, reads and writes
+    if wait > 0:
+        raise ApiError(429, "too many requests", headers={"retry-after": retry_after(wait)})
+    return who
 
 
 Caller = Annotated[Principal, Depends(_caller)]

@@ -18,6 +18,7 @@ Layout::
 
     <folder>/LOCK                           flock'ed by the one process writing the log
     <folder>/log-id                         12 hex characters naming the log's partitions
+    <folder>/durable-ends                   a hint for readers in other processes (below)
     <folder>/<dataset>/<first:020d>.log     segments, named by their first record's position
 
 A segment is a run of frames, each the records of one submission (little-endian)::
@@ -39,6 +40,14 @@ stops the log with the file and byte offset. (A process killed mid-`write` leave
 of what it wrote, which is a torn tail; only a power loss that persisted later blocks of an
 unsynced write before earlier ones could look like corruption, and the message says where
 to look.)
+
+Readers in other processes (`LogReader`, for an ingestion process) take no lock and never
+write: after every group commit's fsyncs the writer publishes each dataset's durable end in
+`durable-ends` — one little-endian u64 per dataset, in the writer's `datasets` order, written
+by one `pwrite` at offset 0 (and once at `open`, after recovery). The file is never fsynced:
+it is only a hint, and as it is written after the records are durable, a reader never sees an
+end beyond them. Readers never read a record at or past the end they saw, and leave trimming
+to the writer's process.
 """
 
 from __future__ import annotations
@@ -64,11 +73,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from digital_finance.errors import TerminalError, TransientError
 
-__all__ = ["Appended", "DurableLog", "Receipt"]
+__all__ = ["Appended", "DurableLog", "LogReader", "Receipt"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +90,12 @@ _LOG_ID = re.compile(r"^[0-9a-f]{12}$")
 _PLAIN_HEADER = re.compile(rb'\{"first":(\d+),"count":(\d+),"at":([-+.0-9eE]+)\}')
 _READ_CHUNK = 1 << 20  # one pread serves many small frames
 _MAX_HEADER = 1 << 20  # a header is positions and a receipt: anything longer is damage
+_MAX_RECEIPT = _MAX_HEADER // 2  # what `submit` takes, well inside what a reader accepts
+
+
 _IOV_MAX = 1024  # Linux's limit on buffers per writev
+_ENDS = "durable-ends"
+_U64 = struct.Struct("<Q")
 DAY = 24 * 3600.0
 
 
@@ -116,8 +130,30 @@ class _Segment:
 
 
 @dataclass
+class _Cursor:
+    """Where sequential reads of one dataset stand, and the segment file they have open."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one read at a time
+    at: tuple[int, int, int] | None = None  # segment first, byte offset, position there
+    file: _File | None = None
+    file_first: int = -1  # the segment `file` reads
+
+    def forget(self, below: int) -> None:
+        """Drop the open file and place of segments starting at or below `below` (trimmed)."""
+        if self.file_first <= below:
+            self.close()
+        if self.at is not None and self.at[0] <= below:
+            self.at = None
+
+    def close(self) -> None:
+        if self.file is not None:
+            os.close(self.file.fd)
+            self.file, self.file_first = None, -1
+
+
+@dataclass
 class _Stream:
-    """One dataset's segments, its writer's state and its reader's cursor."""
+    """One dataset's segments, its writer's state and its readers' cursor."""
 
     name: str
     folder: Path
@@ -126,15 +162,72 @@ class _Stream:
     fd: int = -1
     next: int = 0
     written: int = 0  # bytes in the current segment, synced or not
-    # readers: (segment first, byte offset, position of the frame there), and an open file
-    read_lock: threading.Lock = field(default_factory=threading.Lock)
-    cursor: tuple[int, int, int] | None = None
-    reader: _File | None = None
-    reader_first: int = -1
+    cursor: _Cursor = field(default_factory=_Cursor)
 
 
 # a submission: dataset, body, record count, receipt, future
-_Item = tuple[str, bytes, int, Receipt | None, concurrent.futures.Future[Appended]]
+class _Waiter(Protocol):
+    """What the writer completes: a `concurrent.futures.Future`, or a `_LoopWaiter`."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: Appended) -> None: ...
+    def set_exception(self, exception: BaseException) -> None: ...
+
+
+class _LoopWaiter:
+    """An event loop's wait for one submission, settled on that loop in one call per group.
+
+    A `concurrent.futures.Future` per request costs a `Condition` and a thread-safe call
+    each to hand over to asyncio (a tenth of a single-record request); these are settled
+    together, and a waiter that gave up (timed out) is simply skipped.
+    """
+
+    __slots__ = ("error", "future", "loop", "result")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Appended] = loop.create_future()
+        self.result: Appended | None = None
+        self.error: BaseException | None = None
+
+    def done(self) -> bool:
+        return self.result is not None or self.error is not None
+
+    def set_result(self, result: Appended) -> None:
+        self.result = result
+
+    def set_exception(self, exception: BaseException) -> None:
+        self.error = exception
+
+
+def _receipt_size(receipt: Receipt) -> int:
+    texts = (receipt.principal, receipt.key, receipt.response)
+    return sum(len(t.encode()) for t in texts) + 200  # and the fixed fields
+
+
+def _hand_over(group: list[_Item]) -> None:
+    """Settle a group's loop waiters: one thread-safe call per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_LoopWaiter]] = {}
+    for item in group:
+        waiter = item[4]
+        if isinstance(waiter, _LoopWaiter):
+            by_loop.setdefault(waiter.loop, []).append(waiter)
+    for loop, waiters in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle, waiters)
+
+
+def _settle(waiters: list[_LoopWaiter]) -> None:
+    for w in waiters:
+        if w.future.done():  # cancelled: its request timed out, the records are kept anyway
+            continue
+        if w.error is not None:
+            w.future.set_exception(w.error)
+        elif w.result is not None:
+            w.future.set_result(w.result)
+
+
+_Item = tuple[str, bytes, int, Receipt | None, _Waiter]
 _STOP: Any = object()
 
 
@@ -183,6 +276,9 @@ class DurableLog:
         self._clock = clock
         self._log_id: str | None = None
         self._lock_fd = -1
+        self._ends_fd = -1  # `durable-ends`, written after each group commit
+        self._ends_format = struct.Struct(f"<{len(self.datasets)}Q")
+        self._ends_failed = False
         self._streams: dict[str, _Stream] = {}
         self._lock = threading.Lock()  # segments, durable ends, receipts
         self._changed = threading.Condition(self._lock)  # notified when records become durable
@@ -208,6 +304,10 @@ class DurableLog:
             self._log_id = _read_or_create_id(self.folder)
             for dataset in self.datasets:
                 self._streams[dataset] = self._recover(dataset)
+            self._ends_fd = os.open(
+                self.folder / _ENDS, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644
+            )
+            self._publish_ends()
         except BaseException:
             self._release()
             raise
@@ -245,11 +345,14 @@ class DurableLog:
 
     def _release(self) -> None:
         for stream in self._streams.values():
-            with stream.read_lock:
-                _close_reader(stream)
+            with stream.cursor.lock:
+                stream.cursor.close()
             if stream.fd >= 0:
                 os.close(stream.fd)
                 stream.fd = -1
+        if self._ends_fd >= 0:
+            os.close(self._ends_fd)
+            self._ends_fd = -1
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = -1
@@ -279,29 +382,50 @@ class DurableLog:
     ) -> concurrent.futures.Future[Appended]:
         """Append records; the future completes once they are fsynced (or fails with a
         `TransientError` when they could not be)."""
+        future: concurrent.futures.Future[Appended] = concurrent.futures.Future()
+        self._enqueue(dataset, values, receipt, future)
+        return future
+
+    def append_future(
+        self, dataset: str, values: Sequence[bytes], receipt: Receipt | None = None
+    ) -> asyncio.Future[Appended]:
+        """Submit on the running loop; the future is settled on the loop once the records
+        are fsynced. Cancelling it does not withdraw them (shield it to time out a wait)."""
+        waiter = _LoopWaiter(asyncio.get_running_loop())
+        self._enqueue(dataset, values, receipt, waiter)
+        return waiter.future
+
+    async def append(
+        self, dataset: str, values: Sequence[bytes], receipt: Receipt | None = None
+    ) -> Appended:
+        """`submit`, awaited on the running loop. Cancelling the wait (a timeout) does not
+        withdraw the records: once submitted they are written, and a retry with the same
+        receipt's key finds them."""
+        waiter = _LoopWaiter(asyncio.get_running_loop())
+        self._enqueue(dataset, values, receipt, waiter)
+        return await waiter.future
+
+    def _enqueue(
+        self, dataset: str, values: Sequence[bytes], receipt: Receipt | None, waiter: _Waiter
+    ) -> None:
         if dataset not in self._streams:
             raise ValueError(f"no dataset {dataset!r} in this log: {', '.join(self.datasets)}")
         if not values:
             raise ValueError("no records to append")
         if receipt is not None and receipt.dataset != dataset:
             raise ValueError(f"a receipt for {receipt.dataset} with records of {dataset}")
+        if receipt is not None and _receipt_size(receipt) > _MAX_RECEIPT:
+            # a header over `_MAX_HEADER` reads as damage: refused here, before it is written
+            raise ValueError(f"a receipt of {_receipt_size(receipt):,} bytes is over the limit")
         # length-prefixed records, packed in C: no Python loop per record
         lengths = map(_U32.pack, map(len, values))
         body = b"".join(itertools.chain.from_iterable(zip(lengths, values, strict=True)))
-        future: concurrent.futures.Future[Appended] = concurrent.futures.Future()
         with self._submit_lock:
             if self._closed:
                 raise TransientError("the log is closed: the service is stopping")
             if self._failure is not None:
                 raise _refused(self._failure)
-            self._queue.put((dataset, body, len(values), receipt, future))
-        return future
-
-    async def append(
-        self, dataset: str, values: Sequence[bytes], receipt: Receipt | None = None
-    ) -> Appended:
-        """`submit`, awaited."""
-        return await asyncio.wrap_future(self.submit(dataset, values, receipt))
+            self._queue.put((dataset, body, len(values), receipt, waiter))
 
     @property
     def closed(self) -> bool:
@@ -336,6 +460,7 @@ class DurableLog:
                     for item in group:
                         if not item[4].done():
                             item[4].set_exception(_refused(failure))
+                _hand_over(group)
             if stop:
                 return
 
@@ -346,7 +471,7 @@ class DurableLog:
             return
         at = self._clock()
         chunks = self._frames(group, at)
-        finished: list[tuple[concurrent.futures.Future[Appended], Appended]] = []
+        finished: list[tuple[_Waiter, Appended]] = []
         failed_from = len(chunks)
         error: BaseException | None = None
         for number, chunk in enumerate(chunks):
@@ -369,6 +494,8 @@ class DurableLog:
                 self._changed.notify_all()
             name = stream.name
             finished.extend((it[4], Appended(name, first, it[2])) for it, first in chunk.items)
+        if finished:  # before the answers: a reader elsewhere sees what a client was told
+            self._publish_ends()
         if error is not None:
             failure = self._fail(str(chunks[failed_from].stream.segments[-1].path), error)
             for chunk in chunks[failed_from:]:
@@ -412,6 +539,20 @@ class DurableLog:
         _fsync_folder(stream.folder)  # the new name must survive a crash as its bytes will
         with self._lock:
             stream.segments.append(_Segment(first, path, first, 0, 0.0))
+
+    def _publish_ends(self) -> None:
+        """Write every dataset's durable end to `durable-ends` for readers elsewhere: one
+        `pwrite`, never fsynced (a hint; after a crash `open` writes it again)."""
+        streams = self._streams
+        ends = [streams[d].segments[-1].end for d in self.datasets]
+        try:
+            os.pwrite(self._ends_fd, self._ends_format.pack(*ends), 0)
+        except OSError as exc:  # the records are durable: only readers elsewhere lag
+            if not self._ends_failed:
+                logger.warning("%s: durable ends not published: %s", self.folder / _ENDS, exc)
+            self._ends_failed = True
+        else:
+            self._ends_failed = False
 
     def _fail(self, where: str, error: BaseException) -> TransientError:
         # After a failed fsync the kernel may have dropped the dirty pages and marked them
@@ -467,66 +608,16 @@ class DurableLog:
         stream = self._stream(dataset)
         if limit <= 0:
             return []
-        with stream.read_lock:
+        with stream.cursor.lock:
             with self._lock:
                 segments = stream.segments
-                if start >= segments[-1].end:
+                end = segments[-1].end
+                if start >= end:
                     return []
-                if start < segments[0].first:
-                    raise TerminalError(
-                        f"records of {dataset} before position {segments[0].first} are no longer "
-                        f"in the log {self.folder}; position {start} was asked for"
-                    )
-                index = bisect.bisect_right(segments, start, key=lambda s: s.first) - 1
+                index = _locate(segments, start, dataset, self.folder)
                 # sizes as durable now: what is written after may not be synced yet
                 spans = [(s.first, s.path, s.size) for s in segments[index:]]
-            try:
-                return self._read(stream, spans, start, limit)
-            except _BadFrame as bad:  # in bytes fsynced and acknowledged: not a torn tail
-                raise TerminalError(
-                    f"{bad.args[1]}: {bad.args[0]} at byte {bad.args[2]}: the log is damaged"
-                ) from None
-
-    def _read(
-        self, stream: _Stream, spans: list[tuple[int, Path, int]], start: int, limit: int
-    ) -> list[tuple[int, bytes]]:
-        out: list[tuple[int, bytes]] = []
-        cursor = stream.cursor
-        for number, (first, path, size) in enumerate(spans):
-            if number == 0 and cursor is not None and cursor[0] == first and cursor[2] <= start:
-                offset, position = cursor[1], cursor[2]  # sequential reads go on from there
-            else:
-                offset, position = 0, first
-            file = _reader(stream, first, path, size)
-            while offset < size:
-                try:
-                    frame = _frame(file, offset)
-                    after = frame.first + frame.records
-                    at = _body(file, frame, path) if after > start else -1
-                except _BadFrame as bad:
-                    raise _BadFrame(bad.args[0], path, offset) from None
-                if frame.first != position:
-                    raise TerminalError(
-                        f"{path}: the frame at byte {offset} holds position {frame.first}, "
-                        f"{position} was expected: the log is damaged"
-                    )
-                if after <= start:  # skipped by its header alone
-                    offset, position = offset + frame.length, after
-                    continue
-                skip = max(0, start - frame.first)
-                want = limit - len(out)
-                values = _records(file.buf, at, frame, skip, want, path)
-                taken = frame.first + skip
-                out.extend(zip(range(taken, taken + len(values)), values, strict=True))
-                if skip + len(values) < frame.records:
-                    break  # the rest of this frame is for the next read
-                offset, position = offset + frame.length, after
-                if len(out) >= limit:
-                    break
-            stream.cursor = (first, offset, position)
-            if len(out) >= limit:
-                break
-        return out
+            return _read_spans(stream.cursor, spans, start, limit, end)
 
     # --- idempotency receipts --------------------------------------------------------
     def receipt(self, principal: str, key: str) -> Receipt | None:
@@ -548,7 +639,7 @@ class DurableLog:
             stream = self._streams.get(dataset)
             if stream is None:
                 continue
-            with stream.read_lock:
+            with stream.cursor.lock:
                 with self._lock:
                     gone: list[_Segment] = []
                     segments = stream.segments
@@ -560,10 +651,7 @@ class DurableLog:
                         gone.append(segments.pop(0))
                 if not gone:
                     continue
-                if stream.reader_first <= gone[-1].first:
-                    _close_reader(stream)
-                if stream.cursor is not None and stream.cursor[0] <= gone[-1].first:
-                    stream.cursor = None
+                stream.cursor.forget(gone[-1].first)
                 for segment in gone:
                     segment.path.unlink(missing_ok=True)
                 _fsync_folder(stream.folder)
@@ -601,9 +689,7 @@ class DurableLog:
     def _recover(self, dataset: str) -> _Stream:
         folder = self.folder / dataset
         folder.mkdir(exist_ok=True)
-        firsts = sorted(
-            int(m[1]) for p in folder.iterdir() if (m := _SEGMENT.match(p.name)) is not None
-        )
+        firsts = _segment_firsts(folder)
         if not firsts:
             (folder / f"{0:020d}.log").touch()
             _fsync_folder(folder)
@@ -683,6 +769,233 @@ class DurableLog:
                 f"no dataset {dataset!r} in this log (open: {bool(self._streams)}); "
                 f"the datasets are {', '.join(self.datasets)}"
             ) from None
+
+
+class LogReader:
+    """A read-only view of a log folder that a `DurableLog` in another process writes.
+
+    It takes no lock and writes nothing: it reads the durable ends the writer publishes in
+    `durable-ends`, never a record at or past them, and finds the segments the writer starts
+    and deletes. `trim` only remembers the positions (`committed`): the writer's process
+    trims when they are reported to it. The datasets must be the writer's, in its order.
+
+    Example::
+
+        with LogReader(Path("api-log")) as reader:
+            if reader.wait_durable({"stocks": 0}, timeout=1.0):
+                reader.read("stocks", 0, 10)  # [(0, b'{"stock_id": 1}'), ...]
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        datasets: Sequence[str] = ("stocks", "mutual_funds"),
+        *,
+        poll_seconds: float = 0.005,
+    ) -> None:
+        """A reader of `folder` (nothing is touched until `open`); `wait_durable` looks at
+        the published ends every `poll_seconds`."""
+        if not datasets or len(set(datasets)) != len(datasets):
+            raise ValueError(f"the datasets must be distinct and at least one: {datasets!r}")
+        self.folder = Path(folder)
+        self.datasets = tuple(datasets)
+        self.poll_seconds = poll_seconds
+        self._log_id: str | None = None
+        self._ends_fd = -1
+        self._segments: dict[str, list[_Segment]] = {}  # as last listed: sizes unknown (-1)
+        self._cursors: dict[str, _Cursor] = {}
+        self._committed: dict[str, int] = {}
+        self._stopped = threading.Event()  # set while closed: wakes `wait_durable`
+        self._stopped.set()
+
+    # --- opening and closing ---------------------------------------------------------
+    def open(self) -> LogReader:
+        """Read the log's id and look at its segments; an error when there is no log."""
+        if not self._stopped.is_set():
+            raise RuntimeError("the log reader is open already")
+        log_id = _read_id(self.folder) if self.folder.is_dir() else None
+        if log_id is None:
+            raise TerminalError(
+                f"no durable log in {self.folder} (no log-id): the service creates it when it "
+                "starts; start `digital-finance serve` with this log folder first"
+            )
+        self._log_id = log_id
+        self._segments = {d: [] for d in self.datasets}
+        self._cursors = {d: _Cursor() for d in self.datasets}
+        self._committed = {}
+        self._ends_fd = -1
+        self._open_ends()
+        self._stopped.clear()
+        return self
+
+    def close(self) -> None:
+        """Let go of the open files; a `wait_durable` in progress returns False."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        for cursor in self._cursors.values():
+            with cursor.lock:
+                cursor.close()
+        if self._ends_fd >= 0:
+            os.close(self._ends_fd)
+            self._ends_fd = -1
+
+    def __enter__(self) -> LogReader:
+        return self.open()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the reader is closed (or not opened yet)."""
+        return self._stopped.is_set()
+
+    # --- names -----------------------------------------------------------------------
+    @property
+    def log_id(self) -> str:
+        """The log's 12 hex characters, from its `log-id`."""
+        if self._log_id is None:
+            raise RuntimeError("the log reader is not open")
+        return self._log_id
+
+    def partition(self, dataset: str) -> str:
+        """The stream partition of a dataset's records in the tables."""
+        return f"api-{self.log_id}/{dataset}"
+
+    def dataset_of(self, partition: str) -> str | None:
+        """The dataset of one of this log's partitions; None for any other partition."""
+        head, _, dataset = partition.partition("/")
+        if head == f"api-{self.log_id}" and dataset in self.datasets:
+            return dataset
+        return None
+
+    # --- durable ends ----------------------------------------------------------------
+    def durable_end(self, dataset: str) -> int:
+        """The position after the dataset's last durable record, as the writer published
+        it (0 while it has published none)."""
+        return self._ends()[self._index(dataset)]
+
+    def first_position(self, dataset: str) -> int:
+        """The position of the dataset's first record the log still holds."""
+        self._index(dataset)
+        segments = self._list(dataset)
+        return segments[0].first if segments else 0
+
+    def wait_durable(self, ends: dict[str, int] | None, timeout: float) -> bool:
+        """Wait until some dataset of `ends` (dataset -> position read to; None: the durable
+        ends now) has durable records beyond it, looking every `poll_seconds`; False on
+        timeout or when the reader closes."""
+        deadline = time.monotonic() + timeout
+        index = {d: i for i, d in enumerate(self.datasets)}
+        if ends is None:
+            now = self._ends()
+            ends = {d: now[i] for d, i in index.items()}
+        watched = [(index[d], end) for d, end in ends.items() if d in index]
+        while True:
+            if self.closed:
+                return False
+            now = self._ends()
+            if any(now[i] > end for i, end in watched):
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._stopped.wait(min(self.poll_seconds, left))
+
+    def _ends(self) -> list[int]:
+        """The published ends, one per dataset (0 where unknown). Read twice and the lesser
+        kept: a read racing the writer's `pwrite` could mix old and new bytes."""
+        n = len(self.datasets)
+        if self._ends_fd < 0 and (self.closed or not self._open_ends()):
+            return [0] * n
+        one = os.pread(self._ends_fd, 8 * n, 0)
+        two = os.pread(self._ends_fd, 8 * n, 0)
+        ends = [0] * n
+        for i in range(min(len(one), len(two)) // 8):
+            ends[i] = min(_U64.unpack_from(one, 8 * i)[0], _U64.unpack_from(two, 8 * i)[0])
+        return ends
+
+    def _open_ends(self) -> bool:
+        try:
+            self._ends_fd = os.open(self.folder / _ENDS, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:  # a writer that has not finished opening
+            return False
+        return True
+
+    # --- reading ---------------------------------------------------------------------
+    def read(self, dataset: str, start: int, limit: int) -> list[tuple[int, bytes]]:
+        """Durable records at positions ≥ `start`, at most `limit`, in order: only those
+        below the published end, and only those the segments hold."""
+        self._index(dataset)
+        if limit <= 0 or self.closed:
+            return []
+        cursor = self._cursors[dataset]
+        end = self.durable_end(dataset)
+        out: list[tuple[int, bytes]] = []
+        with cursor.lock:
+            fresh = False  # whether the segments were just listed
+            while True:
+                at = out[-1][0] + 1 if out else start
+                if len(out) >= limit or at >= end:
+                    return out
+                segments = self._segments[dataset] if not fresh else self._list(dataset)
+                if not segments:
+                    segments = self._list(dataset)
+                index = _locate(segments, at, dataset, self.folder)
+                spans = [(s.first, s.path, -1) for s in segments[index:]]
+                try:
+                    got = _read_spans(cursor, spans, at, limit - len(out), end)
+                except FileNotFoundError:  # trimmed by the writer since the last listing
+                    got = []
+                if got:
+                    out += got
+                    fresh = False
+                elif fresh:  # listed just now, and nothing more: the segments hold no more
+                    return out
+                else:  # the writer may have started a segment, or trimmed some
+                    fresh = True
+
+    def _list(self, dataset: str) -> list[_Segment]:
+        """List the dataset's segments again (the writer starts and deletes them)."""
+        folder = self.folder / dataset
+        try:
+            firsts = _segment_firsts(folder)
+        except FileNotFoundError:
+            firsts = []
+        segments = [_Segment(f, folder / f"{f:020d}.log", -1, -1, 0.0) for f in firsts]
+        self._segments[dataset] = segments
+        if segments:
+            self._cursors[dataset].forget(segments[0].first - 1)
+        return segments
+
+    def _index(self, dataset: str) -> int:
+        try:
+            return self.datasets.index(dataset)
+        except ValueError:
+            raise ValueError(
+                f"no dataset {dataset!r} in this log: {', '.join(self.datasets)}"
+            ) from None
+
+    # --- retention -------------------------------------------------------------------
+    @property
+    def committed(self) -> dict[str, int]:
+        """The positions `trim` was given (dataset -> position the tables reached), for
+        the writer's process to trim with."""
+        return dict(self._committed)
+
+    def trim(self, positions: dict[str, int]) -> int:
+        """Remember the positions the tables reached; deletes nothing (the writer's process
+        owns the files), so 0."""
+        for dataset, position in positions.items():
+            if dataset in self.datasets and position > self._committed.get(dataset, -1):
+                self._committed[dataset] = position
+        return 0
 
 
 # --- frames ----------------------------------------------------------------------------
@@ -817,20 +1130,87 @@ def _intact_after(fd: int, offset: int, size: int) -> bool:
     return False
 
 
-def _reader(stream: _Stream, first: int, path: Path, size: int) -> _File:
-    """The stream's open reader on segment `first` (under `stream.read_lock`)."""
-    if stream.reader is None or stream.reader_first != first:
-        _close_reader(stream)
-        stream.reader = _File(os.open(path, os.O_RDONLY | os.O_CLOEXEC), size)
-        stream.reader_first = first
-    stream.reader.size = size
-    return stream.reader
+# --- reading, for the writer and for readers elsewhere -----------------------------------
+def _segment_firsts(folder: Path) -> list[int]:
+    """The first positions of the segments in a dataset's folder, in order."""
+    return sorted(
+        int(m[1]) for name in os.listdir(folder) if (m := _SEGMENT.match(name)) is not None
+    )
 
 
-def _close_reader(stream: _Stream) -> None:
-    if stream.reader is not None:
-        os.close(stream.reader.fd)
-        stream.reader, stream.reader_first = None, -1
+def _locate(segments: Sequence[_Segment], start: int, dataset: str, folder: Path) -> int:
+    """The index of the segment holding position `start`; an error when it was trimmed."""
+    if not segments or start < segments[0].first:
+        first = segments[0].first if segments else 0
+        raise TerminalError(
+            f"records of {dataset} before position {first} are no longer "
+            f"in the log {folder}; position {start} was asked for"
+        )
+    return bisect.bisect_right(segments, start, key=lambda s: s.first) - 1
+
+
+def _read_spans(
+    cursor: _Cursor, spans: list[tuple[int, Path, int]], start: int, limit: int, stop: int
+) -> list[tuple[int, bytes]]:
+    """Records at positions `start` .. `stop - 1`, at most `limit`, from segments (first,
+    path, durable bytes; -1: the file's size now), each frame checked against its CRC. Frames
+    from `stop` on are never looked at (a reader elsewhere knows a position, not a size)."""
+    out: list[tuple[int, bytes]] = []
+    at = cursor.at
+    for number, (first, path, size) in enumerate(spans):
+        if number == 0 and at is not None and at[0] == first and at[2] <= start:
+            offset, position = at[1], at[2]  # sequential reads go on from there
+        else:
+            offset, position = 0, first
+        file = _open_segment(cursor, first, path, size)
+        size = file.size
+        while offset < size and position < stop:
+            try:
+                frame = _frame(file, offset)
+                after = frame.first + frame.records
+                where = _body(file, frame, path) if after > start else -1
+            except _BadFrame as bad:  # in bytes fsynced and acknowledged: not a torn tail
+                raise TerminalError(
+                    f"{path}: {bad.args[0]} at byte {offset}: the log is damaged"
+                ) from None
+            if frame.first != position:
+                raise TerminalError(
+                    f"{path}: the frame at byte {offset} holds position {frame.first}, "
+                    f"{position} was expected: the log is damaged"
+                )
+            if after <= start:  # skipped by its header alone
+                offset, position = offset + frame.length, after
+                continue
+            skip = max(0, start - frame.first)
+            taken = frame.first + skip
+            want = min(limit - len(out), stop - taken)
+            values = _records(file.buf, where, frame, skip, want, path)
+            out.extend(zip(range(taken, taken + len(values)), values, strict=True))
+            if skip + len(values) < frame.records:
+                break  # the rest of this frame is for the next read
+            offset, position = offset + frame.length, after
+            if len(out) >= limit:
+                break
+        cursor.at = (first, offset, position)
+        if len(out) >= limit or position >= stop:
+            break
+    return out
+
+
+def _open_segment(cursor: _Cursor, first: int, path: Path, size: int) -> _File:
+    """The cursor's open file on segment `first` (under `cursor.lock`), bounded by `size`
+    or, when it is -1, by the file's size now, its buffer dropped (a restarted writer may
+    have cut and rewritten bytes that were past the durable end)."""
+    if cursor.file is None or cursor.file_first != first:
+        cursor.close()
+        cursor.file = _File(os.open(path, os.O_RDONLY | os.O_CLOEXEC), 0)
+        cursor.file_first = first
+    file = cursor.file
+    if size < 0:
+        file.size, file.buf = os.fstat(file.fd).st_size, b""
+    else:
+        file.size = size
+    return file
 
 
 # --- files -----------------------------------------------------------------------------
@@ -873,19 +1253,27 @@ def _lock_folder(folder: Path) -> int:
 
 
 def _read_or_create_id(folder: Path) -> str:
-    path = folder / "log-id"
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
+    found = _read_id(folder)
+    if found is None:
         text = secrets.token_hex(6)
         temp = folder / f".log-id.{os.getpid()}.tmp"
         with open(temp, "w", encoding="ascii") as f:
             f.write(text + "\n")
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temp, path)
+        os.replace(temp, folder / "log-id")
         _fsync_folder(folder)
         return text
+    return found
+
+
+def _read_id(folder: Path) -> str | None:
+    """The log id in `folder/log-id`; None when there is none yet."""
+    path = folder / "log-id"
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
     except UnicodeDecodeError:
         text = ""
     if not _LOG_ID.match(text):

@@ -104,6 +104,12 @@ def split_records(body: bytes, ndjson: bool) -> tuple[list[bytes], list[int] | N
 def _array(text: bytes) -> list[bytes]:
     from digital_finance.sources.json_arrays import array_chunk, native_array_chunk
 
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            400, f"the body is not UTF-8 (invalid_utf8 at byte {exc.start}); nothing was kept"
+        ) from None
     chunk = native_array_chunk(text) or array_chunk(text)
     if chunk is None:
         raise ApiError(400, "the body is not valid JSON: a JSON array of objects was expected")
@@ -208,8 +214,11 @@ def _by_kernel(
         else:
             out[number] = found[at] or []
     for i, value in enumerate(values):
-        # a record that passed is UTF-8; the kernel's own depth limit is the contract's
-        if not out[i] and _too_deep(value, value.decode("utf-8"), limits.max_depth):
+        # the kernel's own depth limit is the contract's: the service's is checked here,
+        # on every record not refused already (one that broke a field rule is UTF-8 JSON)
+        if (not out[i] or out[i][0] not in REFUSED) and _too_deep(
+            value, value.decode("utf-8"), limits.max_depth
+        ):
             out[i] = [NESTING_TOO_DEEP]
     return out
 
@@ -224,7 +233,11 @@ def _own_verdict(value: bytes, limits: EdgeLimits) -> str | None:
     Only records that could break either rule are parsed: one naming a field that starts
     with an underscore, one longer than the string limit.
     """
-    if b'"_' not in value and len(value) <= limits.max_string_bytes:
+    if (
+        b'"_' not in value
+        and b"\\u005" not in value  # "\u005f" is an underscore too
+        and len(value) <= limits.max_string_bytes
+    ):
         return None
     record = json.loads(value)
     if isinstance(record, dict) and SERVER_OWNED.intersection(record):

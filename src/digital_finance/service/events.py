@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -43,6 +44,9 @@ PREFIX = "/v1/events/"
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
 JSON_TYPES = ("application/json",)
 MAX_KEY_LENGTH = 255
+MAX_REJECTED_LISTED = 1_000
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -149,11 +153,25 @@ class EventsHandler:
             await asyncio.shield(pending)  # the first try's answer, then its receipt
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._writing[scope] = done
+        written: list[asyncio.Future[Any]] = []
+
+        def release(_: object = None) -> None:
+            if self._writing.get(scope) is done:
+                del self._writing[scope]
+            if not done.done():
+                done.set_result(None)
+
         try:
-            return await self._write(who, dataset, body, ndjson, (key, digest), facts, request_id)
+            return await self._write(
+                who, dataset, body, ndjson, (key, digest), facts, request_id, written
+            )
         finally:
-            del self._writing[scope]
-            done.set_result(None)
+            # a write that timed out may still land: a retry waits for it, then finds its
+            # receipt, rather than writing the records a second time
+            if written and not written[0].done():
+                written[0].add_done_callback(release)
+            else:
+                release()
 
     def _replay(
         self, subject: str, key: str, digest: str, dataset: str, facts: dict[str, Any]
@@ -179,6 +197,7 @@ class EventsHandler:
         key: tuple[str, str] | None,
         facts: dict[str, Any],
         request_id: str,
+        written: list[asyncio.Future[Any]] | None = None,
     ) -> tuple[int, bytes, dict[str, str]]:
         spec = DATASETS[dataset]
         values, lines = split_records(body, ndjson)
@@ -189,7 +208,8 @@ class EventsHandler:
                 "dataset": dataset,
                 "received": len(values),
                 "accepted": checked.accepted,
-                "rejected": checked.rejected,
+                # the first ones: the answer is kept with an idempotency key, so it is bounded
+                "rejected": checked.rejected[:MAX_REJECTED_LISTED],
             },
             separators=(",", ":"),
         )
@@ -198,11 +218,12 @@ class EventsHandler:
             if key is not None
             else None
         )
-        # shielded: a timed-out wait must not cancel a submission the writer may hold
-        durable = asyncio.wrap_future(self.log().submit(dataset, values, receipt))
         try:
+            durable = self.log().append_future(dataset, values, receipt)
+            if written is not None:
+                written.append(durable)
             async with asyncio.timeout(self.config.timeout_seconds):
-                await asyncio.shield(durable)
+                await asyncio.shield(durable)  # a timeout must not withdraw the records
         except TimeoutError:
             raise ApiError(
                 503,
@@ -211,7 +232,12 @@ class EventsHandler:
                 headers={"retry-after": "1"},
             ) from None
         except TransientError as exc:
-            raise ApiError(503, f"the records could not be made durable: {exc}") from None
+            log.error("request %s: the records could not be made durable: %s", request_id, exc)
+            raise ApiError(
+                503,
+                "the records could not be made durable; retry later (the service's log says why)",
+                headers={"retry-after": "5"},
+            ) from None
         facts.update(
             received=len(values), accepted=checked.accepted, rejected=len(checked.rejected)
         )

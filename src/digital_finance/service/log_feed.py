@@ -1,5 +1,8 @@
 """The service's durable log as a stream feed: what `StreamLoop` ingests into the tables.
 
+The feed reads either the `DurableLog` itself (ingestion in the service's process) or a
+`LogReader` of its folder (ingestion in a process of its own): both are a `LogSource`.
+
 Each dataset of the log is one partition (`api-<log id>/<dataset>`), and a record's log
 position is its stream position. The feed starts each partition where the tables stand, so
 after a crash the records durable in the log but not yet committed are read again and the
@@ -8,7 +11,8 @@ tables once. A log that cannot be where the tables say it is — behind them (th
 replaced) or trimmed past them (records are gone) — stops the stream rather than guess.
 
 Committed positions let the log delete old segments (`DurableLog.trim`), now and then
-rather than after every batch: a trim lists and fsyncs folders.
+rather than after every batch: a trim lists and fsyncs folders. A `LogReader` deletes
+nothing: it keeps the positions for the writer's process to trim with.
 """
 
 from __future__ import annotations
@@ -16,26 +20,45 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
 
 from digital_finance.errors import TerminalError, TransientError
-from digital_finance.service.durable_log import DurableLog
 from digital_finance.streaming.feed import Message, Positions
 
-__all__ = ["LogFeed"]
+__all__ = ["LogFeed", "LogSource"]
 
 logger = logging.getLogger(__name__)
 
 TRIM_EVERY_SECONDS = 10.0
 
 
+class LogSource(Protocol):
+    """What the feed reads: a `DurableLog`, or a `LogReader` of one in another process."""
+
+    @property
+    def folder(self) -> Path: ...
+    @property
+    def datasets(self) -> tuple[str, ...]: ...
+    @property
+    def closed(self) -> bool: ...
+    def partition(self, dataset: str) -> str: ...
+    def dataset_of(self, partition: str) -> str | None: ...
+    def first_position(self, dataset: str) -> int: ...
+    def durable_end(self, dataset: str) -> int: ...
+    def wait_durable(self, ends: dict[str, int] | None, timeout: float) -> bool: ...
+    def read(self, dataset: str, start: int, limit: int) -> list[tuple[int, bytes]]: ...
+    def trim(self, positions: dict[str, int]) -> int: ...
+
+
 class LogFeed:
-    """Reads a `DurableLog` the service owns (it is neither opened nor closed here)."""
+    """Reads a log the service owns, or a reader of it (neither opened nor closed here)."""
 
     kind = "api"
 
     def __init__(
         self,
-        log: DurableLog,
+        log: LogSource,
         *,
         trim_every_seconds: float = TRIM_EVERY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
@@ -79,7 +102,7 @@ class LogFeed:
         got = self._take(limit)
         if got or timeout <= 0 or not self._cursors:
             return got
-        # the log's writer notifies its condition: no polling of files
+        # a `DurableLog`'s writer notifies its condition; a `LogReader` polls a small file
         if self.log.wait_durable(dict(self._cursors), timeout):
             return self._take(limit)
         if self.log.closed:  # else every poll would return at once: a busy loop

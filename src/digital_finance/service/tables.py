@@ -71,11 +71,17 @@ def read_page(
         raise ApiError(404, f"no table {layer}.{name}; the tables are {known}")
     where = root.child(table)
     try:
-        delta = DeltaTable(where.uri, version=as_of, storage_options=where.storage_options)
+        delta = DeltaTable(where.uri, storage_options=where.storage_options)
     except TableNotFoundError:
         raise ApiError(404, f"{layer}.{name} does not exist yet: no batch has written it") from None
-    except Exception:
-        raise ApiError(404, f"{layer}.{name} has no version {as_of}") from None
+    if as_of is not None and as_of != delta.version():
+        # checked first: delta-rs looks for a version past the latest for as long as it takes
+        if as_of > delta.version():
+            raise ApiError(404, f"{layer}.{name} has no version {as_of} (latest {delta.version()})")
+        try:
+            delta.load_as_version(as_of)
+        except Exception:
+            raise ApiError(404, f"{layer}.{name} has no version {as_of} any more") from None
     dataset = delta.to_pyarrow_dataset()
     schema = dataset.schema
     chosen = _columns(columns, schema)

@@ -61,8 +61,9 @@ class StreamMetrics:
         """Serve `/metrics` on a thread of its own."""
         self._prom.start_http_server(port, addr=host, registry=self.registry)
 
-    def batch(self, report: RunReport, seconds: float, waited: float) -> None:
-        """A hand-over committed: its batches, records, rule failures and times."""
+    def batch(self, report: RunReport, seconds: float, waited: float | None) -> None:
+        """A hand-over committed: its batches, records, rule failures and times (`waited`:
+        None where the first record's arrival is not known)."""
         for b in report.batches:
             self.batches.labels(b.status).inc()
             for dataset, n in b.records.items():
@@ -71,7 +72,8 @@ class StreamMetrics:
                 if rule.failures and rule.action != "warn":
                     self.quarantined.labels(rule.dataset, rule.rule).inc(rule.failures)
         self.batch_seconds.observe(seconds)
-        self.latency.observe(waited)
+        if waited is not None:
+            self.latency.observe(waited)
 
     def positions(self, at: dict[str, int], ends: dict[str, int] | None) -> None:
         """Where the partitions stand, and (Kafka) how far behind their ends."""
