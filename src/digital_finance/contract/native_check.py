@@ -13,7 +13,7 @@ Work is cut into slices that run on a small thread pool: the kernel releases the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from types import ModuleType
@@ -182,6 +182,31 @@ class NativeContract:
         if not batches:
             return self.empty()
         return pa.Table.from_batches(batches)
+
+    def verdicts(self, values: Sequence[bytes]) -> list[tuple[list[str], bool]]:
+        """(reasons, needs the reference) per record of `values`: UTF-8 JSON texts, each
+        within the record limit (the caller checks both). No Arrow and no slice workers —
+        what a service checking a request of a few records at the door needs (the table path
+        costs ~0.4 ms a call, this ~10 µs)."""
+        import numpy as np
+
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+        offsets = np.zeros(len(values) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        data = np.frombuffer(b"".join(values), dtype=np.uint8)
+        out = self._kernel.decide(offsets, data, None)
+        list_offsets = np.frombuffer(out["reasons"][0], dtype=np.int32)
+        item_offsets = np.frombuffer(out["reasons"][1], dtype=np.int32)
+        text = bytes(out["reasons"][2])
+        unsure = bytes(out["needs_reference"])
+        verdicts: list[tuple[list[str], bool]] = []
+        for row in range(int(out["rows"])):
+            first, last = int(list_offsets[row]), int(list_offsets[row + 1])
+            names = [
+                text[item_offsets[i] : item_offsets[i + 1]].decode() for i in range(first, last)
+            ]
+            verdicts.append((names, bool(unsure[row >> 3] >> (row & 7) & 1)))  # bit-packed
+        return verdicts
 
     def empty(self) -> pa.Table:
         """A decided table without rows."""

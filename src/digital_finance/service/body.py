@@ -4,14 +4,12 @@ The size limit holds while the body arrives: a declared `Content-Length` over it
 before a byte is read, and a body without one is cut off as soon as it passes the limit, so
 a client can never make the service buffer more than `max_bytes`. A gzip body is inflated
 as it arrives, with the same limit on what it inflates to: a decompression bomb is stopped
-at the limit, not after it filled memory. The whole read has a deadline (a slow client
-holds a connection, not the service).
+at the limit, not after it filled memory. The caller puts a deadline on the whole read (a
+slow client holds a connection, not the service).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 import zlib
 from typing import Any
 
@@ -26,9 +24,9 @@ async def read_body(
     content_length: str | None,
     gzipped: bool,
     max_bytes: int,
-    timeout: float,
 ) -> bytes:
-    """The body (inflated when `gzipped`), or `ApiError` 413 / 408 / 400."""
+    """The body (inflated when `gzipped`), or `ApiError` 413 / 400. The caller's deadline
+    (`asyncio.timeout`) bounds the wait for it."""
     if content_length is not None:
         try:
             declared = int(content_length)
@@ -38,36 +36,37 @@ async def read_body(
             raise ApiError(413, _too_large(max_bytes))
         if gzipped and declared > max_bytes:
             raise ApiError(413, _too_large(max_bytes, "compressed"))
-    deadline = time.monotonic() + timeout
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS) if gzipped else None
     parts: list[bytes] = []
     size = 0
     more = True
     while more:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ApiError(408, f"the body did not arrive within {timeout:g} s")
-        try:
-            message = await asyncio.wait_for(receive(), remaining)
-        except TimeoutError:
-            raise ApiError(408, f"the body did not arrive within {timeout:g} s") from None
-        if message["type"] == "http.disconnect":
-            raise ApiError(400, "the client went away before sending the whole body")
-        chunk: bytes = message.get("body", b"")
-        more = bool(message.get("more_body", False))
-        if inflater is not None and chunk:
-            chunk = _inflate(inflater, chunk, max_bytes - size, max_bytes)
-        size += len(chunk)
-        if size > max_bytes:
-            raise ApiError(413, _too_large(max_bytes))
-        if chunk:
-            parts.append(chunk)
+        message = await receive()
+        more, size = _took(message, inflater, parts, size, max_bytes)
     if inflater is not None:
         if not inflater.eof:
             raise ApiError(400, "the gzip body is truncated")
         if inflater.unused_data:
             raise ApiError(400, "the gzip body has bytes after its end (one gzip member only)")
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _took(
+    message: Any, inflater: Any, parts: list[bytes], size: int, max_bytes: int
+) -> tuple[bool, int]:
+    """Keep one message's bytes; (whether more follow, the size so far)."""
+    if message["type"] == "http.disconnect":
+        raise ApiError(400, "the client went away before sending the whole body")
+    chunk: bytes = message.get("body", b"")
+    more = bool(message.get("more_body", False))
+    if inflater is not None and chunk:
+        chunk = _inflate(inflater, chunk, max_bytes - size, max_bytes)
+    size += len(chunk)
+    if size > max_bytes:
+        raise ApiError(413, _too_large(max_bytes))
+    if chunk:
+        parts.append(chunk)
+    return more, size
 
 
 def _inflate(inflater: Any, chunk: bytes, room: int, max_bytes: int) -> bytes:

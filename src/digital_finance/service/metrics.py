@@ -11,6 +11,8 @@ The stream that moves the log into the tables adds its `digital_finance_stream_`
 
 from __future__ import annotations
 
+from typing import Any
+
 from digital_finance.streaming.metrics import StreamMetrics
 
 PREFIX = "digital_finance_api_"
@@ -42,6 +44,7 @@ class ServiceMetrics:
         self.log_bytes = prom.Gauge(f"{PREFIX}log_bytes", "the log folder's size", registry=r)
         # children made once: `labels()` costs a lock and a dict lookup per call
         self._children: dict[tuple[str, int], tuple[object, object]] = {}
+        self._record_children: dict[tuple[str, str], Any] = {}
 
     def request(self, route: str, status: int, seconds: float) -> None:
         """One request answered."""
@@ -57,9 +60,16 @@ class ServiceMetrics:
 
     def records(self, dataset: str, accepted: int, rejected: int) -> None:
         """Records of one accepted request."""
-        self._records.labels(dataset, "accepted").inc(accepted)
+        self._counter(dataset, "accepted").inc(accepted)
         if rejected:
-            self._records.labels(dataset, "rejected").inc(rejected)
+            self._counter(dataset, "rejected").inc(rejected)
+
+    def _counter(self, dataset: str, verdict: str) -> Any:
+        child = self._record_children.get((dataset, verdict))
+        if child is None:
+            child = self._records.labels(dataset, verdict)
+            self._record_children[(dataset, verdict)] = child
+        return child
 
     def exposition(self) -> bytes:
         """The text Prometheus scrapes."""
