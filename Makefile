@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo stream-demo test lint typecheck unit kernel-test bench clean
+.PHONY: setup demo stream-demo test lint typecheck unit kernel-test bench bench-tools bench-api clean
 
 KERNEL_STAMP := $(VENV)/.kernel-installed
 KERNEL_SRC   := native/kernel/Cargo.toml native/kernel/Cargo.lock native/kernel/pyproject.toml \
@@ -104,6 +104,19 @@ test: lint typecheck kernel-test  ## lint, type-check and run every test
 bench: setup  ## side-by-side benchmark against the seed's PySpark job (installs PySpark)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/run_benchmark.py
+
+# wrk (Debian's package), the HTTP load generator of bench/api_load.py
+bench-tools:
+	@if command -v wrk >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing wrk (apt-get)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk >/dev/null; \
+	else \
+		echo "warning: no wrk; install it (sudo apt-get install wrk) for bench/api_load.py"; \
+	fi
+
+bench-api: setup bench-tools  ## the ingestion API under load (wrk) beside a naive FastAPI peer
+	$(BIN)/python bench/api_load.py
 
 clean:
 	rm -rf $(VENV) lakehouse data/generated .pytest_cache .mypy_cache .ruff_cache native/kernel/target
