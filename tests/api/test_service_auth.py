@@ -169,16 +169,7 @@ def _hs256_with_public_key(issuer: Issuer) -> str:
     pem = issuer.key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    now = int(time.time())
-    claims = {
-        "iss": issuer_iss(),
-        "aud": AUDIENCE,
-        "tid": "tenant-a",
-        "sub": "x",
-        "nbf": now,
-        "exp": now + 60,
-        "roles": ["admin"],
-    }
+    claims = _admin_claims()
     import base64
     import hashlib
     import hmac
@@ -199,18 +190,17 @@ def issuer_iss() -> str:
     return ISSUER
 
 
-def _unsigned(issuer: Issuer) -> str:
+def _admin_claims() -> dict[str, Any]:
+    """Claims that would be accepted, and grant everything, if only they were signed."""
     now = int(time.time())
-    claims = {
-        "iss": issuer_iss(),
-        "aud": AUDIENCE,
-        "tid": "tenant-a",
-        "sub": "x",
-        "nbf": now,
-        "exp": now + 60,
-        "roles": ["admin"],
-    }
-    return jwt.encode(claims, None, algorithm="none")
+    return {
+        "iss": issuer_iss(), "aud": AUDIENCE, "tid": "tenant-a", "sub": "x", "nbf": now,
+        "exp": now + 60, "roles": ["admin"],
+    }  # fmt: skip
+
+
+def _unsigned(issuer: Issuer) -> str:
+    return jwt.encode(_admin_claims(), None, algorithm="none")
 
 
 @pytest.mark.parametrize(

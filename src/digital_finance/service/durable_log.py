@@ -244,7 +244,32 @@ class _Chunk:
     items: list[tuple[_Item, int]] = field(default_factory=list)  # with their first position
 
 
-class DurableLog:
+class _Named:
+    """What the writer and a reader call a log's partitions (`api-<log id>/<dataset>`)."""
+
+    datasets: tuple[str, ...]
+    _log_id: str | None
+
+    @property
+    def log_id(self) -> str:
+        """The log's 12 hex characters, kept in `log-id`: a new log folder gets new ones."""
+        if self._log_id is None:
+            raise RuntimeError("the log is not open")
+        return self._log_id
+
+    def partition(self, dataset: str) -> str:
+        """The stream partition of a dataset's records in the tables."""
+        return f"api-{self.log_id}/{dataset}"
+
+    def dataset_of(self, partition: str) -> str | None:
+        """The dataset of one of this log's partitions; None for any other partition."""
+        head, _, dataset = partition.partition("/")
+        if head == f"api-{self.log_id}" and dataset in self.datasets:
+            return dataset
+        return None
+
+
+class DurableLog(_Named):
     """An append-only, fsynced log of records per dataset, with group commit.
 
     Example::
@@ -356,25 +381,6 @@ class DurableLog:
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = -1
-
-    # --- names -----------------------------------------------------------------------
-    @property
-    def log_id(self) -> str:
-        """The log's 12 hex characters, kept in `log-id`: a new log folder gets new ones."""
-        if self._log_id is None:
-            raise RuntimeError("the log is not open")
-        return self._log_id
-
-    def partition(self, dataset: str) -> str:
-        """The stream partition of a dataset's records in the tables."""
-        return f"api-{self.log_id}/{dataset}"
-
-    def dataset_of(self, partition: str) -> str | None:
-        """The dataset of one of this log's partitions; None for any other partition."""
-        head, _, dataset = partition.partition("/")
-        if head == f"api-{self.log_id}" and dataset in self.datasets:
-            return dataset
-        return None
 
     # --- writing ---------------------------------------------------------------------
     def submit(
@@ -771,7 +777,7 @@ class DurableLog:
             ) from None
 
 
-class LogReader:
+class LogReader(_Named):
     """A read-only view of a log folder that a `DurableLog` in another process writes.
 
     It takes no lock and writes nothing: it reads the durable ends the writer publishes in
@@ -855,25 +861,6 @@ class LogReader:
     def closed(self) -> bool:
         """Whether the reader is closed (or not opened yet)."""
         return self._stopped.is_set()
-
-    # --- names -----------------------------------------------------------------------
-    @property
-    def log_id(self) -> str:
-        """The log's 12 hex characters, from its `log-id`."""
-        if self._log_id is None:
-            raise RuntimeError("the log reader is not open")
-        return self._log_id
-
-    def partition(self, dataset: str) -> str:
-        """The stream partition of a dataset's records in the tables."""
-        return f"api-{self.log_id}/{dataset}"
-
-    def dataset_of(self, partition: str) -> str | None:
-        """The dataset of one of this log's partitions; None for any other partition."""
-        head, _, dataset = partition.partition("/")
-        if head == f"api-{self.log_id}" and dataset in self.datasets:
-            return dataset
-        return None
 
     # --- durable ends ----------------------------------------------------------------
     def durable_end(self, dataset: str) -> int:
