@@ -424,8 +424,8 @@ def serve(
 ) -> None:
     """Serve the ingestion API: authenticated POST /v1/events/{dataset}, table reads, health.
 
-    A request is answered 202 once its records are fsynced to a local log; a thread moves
-    the log into the lakehouse in micro-batches, exactly once, beside any other writer.
+    A request is answered 202 once its records are fsynced to a local log; a child process
+    moves the log into the lakehouse in micro-batches, exactly once, beside any other writer.
     Callers need a bearer JWT from the \\[api.jwt] issuer or an API key (docs/API.md).
     """
     from digital_finance.cli.serve_command import ServeRequest

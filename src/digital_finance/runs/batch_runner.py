@@ -28,8 +28,9 @@ from digital_finance.definition.pipeline import Pipeline
 from digital_finance.definition.steps import JoinGold, LandBronze, MergeSilver, WriteQuarantine
 from digital_finance.engines.registry import implementation
 from digital_finance.errors import TerminalError
+from digital_finance.lakehouse import spool
 from digital_finance.lakehouse.commit_lock import CommitLock, commit_lock
-from digital_finance.lakehouse.storage import Location
+from digital_finance.lakehouse.storage import Location, location
 from digital_finance.runs.failpoints import crash_point
 from digital_finance.runs.intake import FileIntake, Intake
 from digital_finance.runs.plan import Batch, History, Plan, UnfinishedBatchError
@@ -65,6 +66,9 @@ class BatchRunner(ABC, Generic[Staged]):
         self.pipeline = pipeline
         self.progress = progress
         self.lock: CommitLock = commit_lock(root)
+        # where the spool is (a stream batch's records until it is done): written by the
+        # driver on every engine, so either engine finishes the other's batch
+        self.where: Location = root if isinstance(root, Location) else location(root)
         # inputs behind URIs are reached with the lakehouse's storage options
         self.inputs = InputStore(root.options if isinstance(root, Location) else ())
         # the batch claimed and not yet logged done: what an interruption leaves unfinished
@@ -88,21 +92,38 @@ class BatchRunner(ABC, Generic[Staged]):
 
     def clean_up(self, crashed: bool, spooled: set[str]) -> list[str]:
         """Remove what dead writers left, keeping the spool files `spooled` (an unfinished
-        batch's); notes for the summary. Called under the lock."""
-        return []
+        batch's); notes for the summary. Called under the lock. An engine with more to
+        sweep adds to these."""
+        gone = spool.sweep(self.where, spooled)
+        if not gone:
+            return []
+        return [f"removed {gone} spool file(s) of stream batches already done or never claimed"]
 
     def spooled(self, sha256: str) -> bool:
         """Whether the spool holds these records (of a stream batch to finish)."""
-        return False
+        return spool.exists(self.where, sha256)
 
     def keep_records(self, records: StreamRecords) -> None:
         """Write a stream batch's records to the spool, before the batch is claimed."""
-        raise TerminalError(
-            f"the {self.engine} engine cannot take stream records yet; use the embedded engine"
-        )
+        spool.write(self.where, *records.encoded())
 
     def drop_records(self, sha256: str) -> None:
         """Let go of a finished stream batch's spool file."""
+        spool.remove(self.where, sha256)
+
+    def stream_records(self, batch: Batch) -> StreamRecords | None:
+        """A stream batch's records: in memory when new, from the spool when finished after
+        an interruption (whichever engine claimed it); None for a batch of files."""
+        streamed = [pf for pf in batch.files if not pf.is_file]
+        if not streamed:
+            return None
+        if isinstance(batch.records, StreamRecords):
+            return batch.records
+        import pyarrow as pa
+
+        names = sorted({pf.sha256 for pf in streamed if pf.sha256})
+        table = pa.concat_tables([spool.read(self.where, n) for n in names])
+        return StreamRecords(table, streamed[0].source)
 
     @abstractmethod
     def commit_plan(self, batch: Batch, run_id: str, now: datetime) -> None:

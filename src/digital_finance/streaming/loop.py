@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from digital_finance.api import Lakehouse
 from digital_finance.errors import TerminalError
@@ -145,8 +145,25 @@ class StreamLoop:
             self.metrics.dropped.inc(gone)
 
     def _committed(self, report: RunReport, held: int, seconds: float) -> None:
-        for batch in report.batches:
-            self.totals.batches += 1
-            self.totals.records += sum(batch.records.values())
-        if self.on_batch is not None and (report.batches or held):
-            self.on_batch(report, held, seconds)
+        committed(self.totals, self.on_batch, report, held, seconds)
+
+
+OnBatch = Callable[[RunReport, int, float], None]
+
+
+class Counts(Protocol):
+    """A stream's running totals (`StreamTotals`, the Spark stream's)."""
+
+    batches: int
+    records: int
+
+
+def committed(
+    totals: Counts, on_batch: OnBatch | None, report: RunReport, held: int, seconds: float
+) -> None:
+    """Count a hand-over's batches and tell `on_batch` (every stream loop, either engine)."""
+    for batch in report.batches:
+        totals.batches += 1
+        totals.records += sum(batch.records.values())
+    if on_batch is not None and (report.batches or held):
+        on_batch(report, held, seconds)

@@ -31,14 +31,13 @@ from digital_finance.engines.embedded import delta_io, gold, silver_merge, syste
 from digital_finance.engines.embedded.staging import StagedDataset, connect
 from digital_finance.engines.embedded.system_history import SystemHistory
 from digital_finance.errors import TerminalError
-from digital_finance.lakehouse import orphans, scratch, spool
+from digital_finance.lakehouse import orphans, scratch
 from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.batch_runner import BatchRunner
 from digital_finance.runs.plan import Batch, History
 from digital_finance.runs.report import BatchReport, Progress, RuleFailures
 from digital_finance.sources.base import FileSource, Source
 from digital_finance.sources.bronze_source import BronzeSource
-from digital_finance.sources.stream_records import StreamRecords
 
 Staged = dict[str, StagedDataset]
 
@@ -172,17 +171,10 @@ class EmbeddedRunner(BatchRunner[Staged]):
         if batch.from_bronze:
             bronze, rejected = self._landing_tables(dataset)
             return BronzeSource(self.root, bronze, rejected, batch.batch_id)
-        streamed = [pf for pf in batch.files if not pf.is_file]
-        if not streamed:
+        records = self.stream_records(batch)
+        if records is None:
             return FileSource(limits=limits, store=self.inputs)
-        if isinstance(batch.records, StreamRecords):
-            return batch.records.with_limits(limits)
-        # a stream batch to finish after an interruption: its records are in the spool
-        import pyarrow as pa
-
-        names = sorted({pf.sha256 for pf in streamed if pf.sha256})
-        table = pa.concat_tables([spool.read(self.root, n) for n in names])
-        return StreamRecords(table, streamed[0].source, limits)
+        return records.with_limits(limits)
 
     def _landing_tables(self, dataset: str) -> tuple[str, str]:
         """The bronze and quarantine tables of a dataset."""
@@ -196,22 +188,8 @@ class EmbeddedRunner(BatchRunner[Staged]):
         tables = [t for d in datasets for t in self._landing_tables(d)]
         return all(delta_io.committed_batch(self.root, t) >= batch_id for t in tables)
 
-    def spooled(self, sha256: str) -> bool:
-        return spool.exists(self.root, sha256)
-
-    def keep_records(self, records: StreamRecords) -> None:
-        spool.write(self.root, *records.encoded())
-
-    def drop_records(self, sha256: str) -> None:
-        spool.remove(self.root, sha256)
-
     def clean_up(self, crashed: bool, spooled: set[str]) -> list[str]:
-        notes = []
-        gone = spool.sweep(self.root, spooled)
-        if gone:
-            notes.append(
-                f"removed {gone} spool file(s) of stream batches already done or never claimed"
-            )
+        notes = super().clean_up(crashed, spooled)
         left = scratch.remove_leftovers(self.root)
         if left.folders:
             notes.append(

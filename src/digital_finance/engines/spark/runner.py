@@ -27,15 +27,13 @@ from digital_finance.engines.spark import delta_writes, enrich, gold, system_tab
 from digital_finance.engines.spark.progress import SparkTasks
 from digital_finance.engines.spark.staging import SparkStagedDataset, parse_files, parse_messages
 from digital_finance.errors import TerminalError
-from digital_finance.lakehouse import spool
 from digital_finance.lakehouse.layout import table_uri
-from digital_finance.lakehouse.storage import Location, location
+from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.batch_runner import BatchRunner
 from digital_finance.runs.plan import Batch, History
 from digital_finance.runs.report import BatchReport, Progress, RunReport
 from digital_finance.sources.discovery import InputFile
 from digital_finance.sources.input_store import is_uri
-from digital_finance.sources.stream_records import StreamRecords
 
 Staged = dict[str, SparkStagedDataset]
 
@@ -52,9 +50,6 @@ class SparkRunner(BatchRunner[Staged]):
         # store (written with the lakehouse's storage options, beside Spark's own credentials)
         super().__init__(pipeline, progress, output)
         self.root = output.uri if isinstance(output, Location) else output
-        # the spool (a stream batch's records until it is done) is written by the driver,
-        # as the embedded engine writes it: either engine finishes the other's batch
-        self.where = output if isinstance(output, Location) else location(output)
         self.spark = spark
 
     def history(self) -> History:
@@ -70,21 +65,6 @@ class SparkRunner(BatchRunner[Staged]):
         # interrupted batch whose files changed is restored or abandoned.
         return False
 
-    def spooled(self, sha256: str) -> bool:
-        return spool.exists(self.where, sha256)
-
-    def keep_records(self, records: StreamRecords) -> None:
-        spool.write(self.where, *records.encoded())
-
-    def drop_records(self, sha256: str) -> None:
-        spool.remove(self.where, sha256)
-
-    def clean_up(self, crashed: bool, spooled: set[str]) -> list[str]:
-        gone = spool.sweep(self.where, spooled)
-        if not gone:
-            return []
-        return [f"removed {gone} spool file(s) of stream batches already done or never claimed"]
-
     @contextlib.contextmanager
     def stage(self, batch: Batch, run_id: str, report: BatchReport) -> Iterator[Staged]:
         remote = next(
@@ -96,7 +76,7 @@ class SparkRunner(BatchRunner[Staged]):
                 "local or mounted folder; on Databricks a Unity Catalog volume), not from "
                 "object-store URIs yet; mount the container, or ingest with the embedded engine"
             )
-        records = self._stream_records(batch)
+        records = self.stream_records(batch)
         staged: Staged = {}
         try:
             what = "file(s)" if records is None else "stream part(s)"
@@ -128,20 +108,6 @@ class SparkRunner(BatchRunner[Staged]):
         finally:
             for dataset in staged.values():
                 dataset.release()
-
-    def _stream_records(self, batch: Batch) -> StreamRecords | None:
-        """A stream batch's records: in memory when new, from the spool when finished after
-        an interruption (whichever engine claimed it); None for a batch of files."""
-        streamed = [pf for pf in batch.files if not pf.is_file]
-        if not streamed:
-            return None
-        if isinstance(batch.records, StreamRecords):
-            return batch.records
-        import pyarrow as pa
-
-        names = sorted({pf.sha256 for pf in streamed if pf.sha256})
-        table = pa.concat_tables([spool.read(self.where, n) for n in names])
-        return StreamRecords(table, streamed[0].source)
 
     def commit_plan(self, batch: Batch, run_id: str, now: datetime) -> None:
         system_tables.commit_plan(self.spark, self.root, batch, run_id, now)

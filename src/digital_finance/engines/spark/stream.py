@@ -263,11 +263,9 @@ class SparkKafkaStream:
             self._committed(report, table.num_rows, time.monotonic() - clock)
 
     def _committed(self, report: RunReport, held: int, seconds: float) -> None:
-        for batch in report.batches:
-            self.totals.batches += 1
-            self.totals.records += sum(batch.records.values())
-        if self.on_batch is not None and (report.batches or held):
-            self.on_batch(report, held, seconds)
+        from digital_finance.streaming.loop import committed
+
+        committed(self.totals, self.on_batch, report, held, seconds)
 
     def _raise_failure(self, query: Any) -> None:
         failure = query.exception()
