@@ -207,3 +207,43 @@ def test_the_service_a_stream_and_a_batch_run_share_one_lakehouse(tmp_path: Path
         assert set(seqs.values()) == {1}, dataset
     silver = DeltaTable(str(lake / "silver" / "stocks")).to_pyarrow_table(columns=["stock_id"])
     assert silver.num_rows == sent["stocks"] + 6000
+
+
+def test_a_killed_ingester_is_started_again_and_loses_nothing(tmp_path: Path) -> None:
+    """The ingester child dies (SIGKILL, mid-batch or between): the service keeps taking
+    requests, starts a new child, and the tables end with every record once."""
+    import psutil
+
+    key = create_key(tmp_path / "api-keys.json", "app", "events.write:*")
+    running = start(
+        tmp_path, config_text(None) + "[stream]\ntrigger_seconds = 0.05\nmax_batch_records = 200\n"
+    )
+    try:
+        total = {"stocks": 0, "mutual_funds": 0}
+        for round_ in range(3):
+            sent = post_batches(running, key, 200_000 * (round_ + 1), 20, 40)
+            for d, n in sent.items():
+                total[d] += n
+            children: list[Any] = []
+            deadline = time.monotonic() + 30  # after a kill, a new child comes after a pause
+            while not children and time.monotonic() < deadline:
+                children = [
+                    c for c in psutil.Process(running.process.pid).children(recursive=True)
+                    if "ingest_process" in " ".join(c.cmdline())
+                ]  # fmt: skip
+                time.sleep(0.1)
+            assert len(children) == 1, (round_, running.errors()[-3000:])
+            children[0].kill()
+            children[0].wait(30)
+        assert wait_ingested(running.output, total, timeout=120) == total
+        with running.client() as c:
+            deadline = time.monotonic() + 30
+            while c.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert c.get("/readyz").status_code == 200
+        time.sleep(1.0)
+    finally:
+        assert running.stop() == 0, running.errors()
+    for dataset, n in total.items():
+        seqs = Counter(r["seq"] for r in bronze_api(running.output, dataset))
+        assert len(seqs) == n and set(seqs.values()) == {1}, dataset
