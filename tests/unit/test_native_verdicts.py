@@ -1,5 +1,6 @@
-"""`NativeContract.verdicts` (the service's check of a request's records) against the
-reference, on the generator's messy records: same reasons, or sent to the reference."""
+"""`NativeContract.verdicts` and `verdict` (the service's check of a request's records)
+against the reference, on the generator's messy records: same reasons, or sent to the
+reference."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def test_verdicts_match_the_reference(tmp_path: Path, dataset: str) -> None:
     assert len(verdicts) == len(values)
     decided = 0
     for value, (reasons, unsure) in zip(values, verdicts, strict=True):
+        assert contract.verdict(value) == (reasons, unsure)  # one record at a time, the same
         if unsure:
             continue
         decided += 1

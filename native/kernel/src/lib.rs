@@ -148,6 +148,26 @@ impl Kernel {
         })
     }
 
+    /// Decide one record (UTF-8 JSON text within the record limit): its reasons, in
+    /// contract order, and whether the reference must decide it instead. For a service
+    /// checking a request of a few records: no buffers, no Arrow.
+    /// The interpreter lock is kept: a record takes microseconds, and letting go of the
+    /// lock could hand the service's event loop to another thread for a switch interval.
+    fn check_one(&self, record: &[u8]) -> (Vec<String>, bool) {
+        let offsets = [0i64, record.len() as i64];
+        let out = decide::decide(&self.spec, &offsets, record, None);
+        let (first, last) = (out.reasons.offsets[0] as usize, out.reasons.offsets[1] as usize);
+        let items = &out.reasons.items;
+        let reasons = (first..last)
+            .map(|i| {
+                let (a, b) = (items.offsets[i] as usize, items.offsets[i + 1] as usize);
+                String::from_utf8_lossy(&items.data[a..b]).into_owned()
+            })
+            .collect();
+        let unsure = out.needs_reference.bytes.first().is_some_and(|b| b & 1 == 1);
+        (reasons, unsure)
+    }
+
     /// Decide `len(offsets) - 1` lines: line i is `data[offsets[i]:offsets[i+1]]`.
     ///
     /// Returns a dict of Arrow buffers: `rows`, `keep` and `needs_reference` (bitmaps),

@@ -183,6 +183,12 @@ class NativeContract:
             return self.empty()
         return pa.Table.from_batches(batches)
 
+    def verdict(self, value: bytes) -> tuple[list[str], bool]:
+        """`verdicts` of one record, straight from the kernel (~2 µs, against ~35 µs for the
+        reference): what a request of a few records is checked with."""
+        reasons, unsure = self._kernel.check_one(value)
+        return list(reasons), bool(unsure)
+
     def verdicts(self, values: Sequence[bytes]) -> list[tuple[list[str], bool]]:
         """(reasons, needs the reference) per record of `values`: UTF-8 JSON texts, each
         within the record limit (the caller checks both). No Arrow and no slice workers —
