@@ -2,9 +2,9 @@
 
 The body is one JSON object, one JSON array of objects (`application/json`) or NDJSON
 (`application/x-ndjson`). Each record is checked by the pipeline's own code — the native
-kernel for many records, `contract.reference` for a few (and for whatever the kernel is
-unsure of) — so the answer names exactly the records quarantine will hold, with the same
-reasons.
+kernel (record by record for a few, in one call for many), `contract.reference` for
+whatever the kernel is unsure of or where it is not installed — so the answer names
+exactly the records quarantine will hold, with the same reasons.
 
 Two kinds of verdict:
 - a record that is not well-formed JSON of an object (invalid UTF-8, invalid JSON such as
