@@ -73,7 +73,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, Self
 
 from digital_finance.errors import TerminalError, TransientError
 
@@ -245,10 +245,30 @@ class _Chunk:
 
 
 class _Named:
-    """What the writer and a reader call a log's partitions (`api-<log id>/<dataset>`)."""
+    """What the writer and a reader share: the names of a log's partitions
+    (`api-<log id>/<dataset>`), and `with` around `open` and `close`."""
 
     datasets: tuple[str, ...]
     _log_id: str | None
+
+    def open(self) -> Self:
+        """Open the log folder."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close it."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.open()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     @property
     def log_id(self) -> str:
@@ -356,17 +376,6 @@ class DurableLog(_Named):
         with self._changed:
             self._changed.notify_all()  # waiting readers see the log closed
         self._release()
-
-    def __enter__(self) -> DurableLog:
-        return self.open()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _release(self) -> None:
         for stream in self._streams.values():
@@ -845,17 +854,6 @@ class LogReader(_Named):
         if self._ends_fd >= 0:
             os.close(self._ends_fd)
             self._ends_fd = -1
-
-    def __enter__(self) -> LogReader:
-        return self.open()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def closed(self) -> bool:

@@ -170,13 +170,12 @@ def _entry(i: int, lines: list[int] | None, reasons: list[str]) -> dict[str, Any
 
 
 def _one_by_one(
-    values: list[bytes], spec: DatasetSpec, tz: str, limits: EdgeLimits
+    values: list[bytes], spec: DatasetSpec, tz: str, limits: EdgeLimits, *, kernel: bool = True
 ) -> list[list[str]]:
+    """Each record's reasons: the kernel's `check_one` where it is sure, else the reference."""
     from digital_finance.contract.compiled_check import native_contract
 
-    contract = native_contract(spec) if tz == "UTC" else None
-    if contract is None:
-        return _by_reference(values, spec, tz, limits)
+    contract = native_contract(spec) if kernel and tz == "UTC" else None
     out: list[list[str]] = []
     for value in values:
         if len(value) > limits.max_record_bytes:
@@ -190,29 +189,11 @@ def _one_by_one(
         if _too_deep(value, text, limits.max_depth):
             out.append([NESTING_TOO_DEEP])
             continue
-        reasons, unsure = contract.verdict(value)
-        if unsure:
-            reasons = _by_reference([value], spec, tz, limits)[0]
-        out.append(reasons)
-    return out
-
-
-def _by_reference(
-    values: list[bytes], spec: DatasetSpec, tz: str, limits: EdgeLimits
-) -> list[list[str]]:
-    out: list[list[str]] = []
-    for value in values:
-        if len(value) > limits.max_record_bytes:
-            out.append([RECORD_TOO_LARGE])
-            continue
-        try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError:
-            out.append([INVALID_UTF8])
-            continue
-        if _too_deep(value, text, limits.max_depth):
-            out.append([NESTING_TOO_DEEP])
-            continue
+        if contract is not None:
+            reasons, unsure = contract.verdict(value)
+            if not unsure:
+                out.append(reasons)
+                continue
         verdict = reference.check_record(text, spec, tz)
         out.append(list(verdict.reasons) if isinstance(verdict, reference.Rejected) else [])
     return out
@@ -225,7 +206,7 @@ def _by_kernel(
 
     contract = native_contract(spec) if tz == "UTC" else None
     if contract is None:
-        return _by_reference(values, spec, tz, limits)
+        return _one_by_one(values, spec, tz, limits, kernel=False)
     out: list[list[str]] = [[] for _ in values]
     whole = all(len(v) <= limits.max_record_bytes for v in values)
     try:
@@ -249,7 +230,7 @@ def _by_kernel(
             sound.append(i)
     verdicts = contract.verdicts([values[i] for i in sound]) if sound else []
     for i, (reasons, unsure) in zip(sound, verdicts, strict=True):
-        out[i] = _by_reference([values[i]], spec, tz, limits)[0] if unsure else reasons
+        out[i] = _one_by_one([values[i]], spec, tz, limits, kernel=False)[0] if unsure else reasons
     for i, value in enumerate(values):
         # the kernel's own depth limit is the contract's: the service's is checked here,
         # on every record not refused already (one that broke a field rule is UTF-8 JSON)
