@@ -41,6 +41,13 @@ def bronze_api(root: Path, dataset: str) -> list[dict[str, Any]]:
     ]
 
 
+def assert_each_once(root: Path, sent: dict[str, int]) -> None:
+    """Bronze holds every record the service acknowledged, each exactly once."""
+    for dataset, n in sent.items():
+        seqs = Counter(r["seq"] for r in bronze_api(root, dataset))
+        assert len(seqs) == n and set(seqs.values()) == {1}, dataset
+
+
 def post_batches(
     running: Running, key: str, first: int, requests: int, size: int
 ) -> dict[str, int]:
@@ -88,9 +95,7 @@ def test_records_acknowledged_before_a_kill_reach_the_tables_exactly_once(tmp_pa
         time.sleep(1.0)
     finally:
         assert running.stop() == 0, running.errors()
-    for dataset, n in sent.items():
-        seqs = Counter(r["seq"] for r in bronze_api(running.output, dataset))
-        assert len(seqs) == n and set(seqs.values()) == {1}, dataset
+    assert_each_once(running.output, sent)
     silver = DeltaTable(str(running.output / "silver" / "stocks")).to_pyarrow_table(
         columns=["stock_id"]
     )
@@ -142,9 +147,7 @@ def test_a_kill_during_ingestion_loses_and_doubles_nothing(tmp_path: Path) -> No
         time.sleep(1.0)
     finally:
         assert running.stop() == 0, running.errors()
-    for dataset, n in total.items():
-        seqs = Counter(r["seq"] for r in bronze_api(running.output, dataset))
-        assert len(seqs) == n and set(seqs.values()) == {1}, dataset
+    assert_each_once(running.output, total)
 
 
 def test_the_service_a_stream_and_a_batch_run_share_one_lakehouse(tmp_path: Path) -> None:
@@ -244,6 +247,4 @@ def test_a_killed_ingester_is_started_again_and_loses_nothing(tmp_path: Path) ->
         time.sleep(1.0)
     finally:
         assert running.stop() == 0, running.errors()
-    for dataset, n in total.items():
-        seqs = Counter(r["seq"] for r in bronze_api(running.output, dataset))
-        assert len(seqs) == n and set(seqs.values()) == {1}, dataset
+    assert_each_once(running.output, total)

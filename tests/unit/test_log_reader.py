@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from digital_finance.errors import TerminalError
-from digital_finance.service.durable_log import DurableLog, LogReader
+from digital_finance.service.durable_log import DurableLog
 from digital_finance.service.log_feed import LogFeed
+from digital_finance.service.log_reader import LogReader
 from tests.conftest import REPO
 
 

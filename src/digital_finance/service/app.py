@@ -9,7 +9,6 @@ closes the log. Whatever the log holds beyond the tables is ingested by the next
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -494,8 +493,3 @@ class _Passed(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.handler(scope, receive, send)
-
-
-def openapi_json(service: Service) -> str:
-    """The OpenAPI document, as served at `/openapi.json`."""
-    return json.dumps(service.app.openapi())

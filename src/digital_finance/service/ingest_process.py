@@ -34,8 +34,8 @@ def main() -> int:
         from digital_finance.api import Lakehouse
         from digital_finance.config import load_config
         from digital_finance.lakehouse.storage import location
-        from digital_finance.service.durable_log import LogReader
         from digital_finance.service.log_feed import LogFeed
+        from digital_finance.service.log_reader import LogReader
         from digital_finance.streaming.loop import StreamLoop, StreamOptions
 
         config = load_config(Path(spec["config"]) if spec.get("config") else None)

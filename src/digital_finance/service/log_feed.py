@@ -1,7 +1,7 @@
 """The service's durable log as a stream feed: what `StreamLoop` ingests into the tables.
 
 The feed reads either the `DurableLog` itself (ingestion in the service's process) or a
-`LogReader` of its folder (ingestion in a process of its own): both are a `LogSource`.
+`log_reader.LogReader` of its folder (ingestion in a process of its own): both are a `LogSource`.
 
 Each dataset of the log is one partition (`api-<log id>/<dataset>`), and a record's log
 position is its stream position. The feed starts each partition where the tables stand, so
