@@ -199,6 +199,9 @@ class ApiSettings(_Section):
     max_string_bytes: PositiveInt = 64 * 1024  # one string (or key) of a record
     audit_log: Path | None = None  # one JSON line per write; unset: stderr
     metrics_anonymous: bool = False  # `/metrics` without credentials (else the admin role)
+    # addresses of proxies (API Management, a load balancer) whose X-Forwarded-For and
+    # X-Forwarded-Proto name the client in the audit log; empty: those headers are ignored
+    trusted_proxies: list[str] = []
     jwt: JwtSettings = JwtSettings()
 
 

@@ -281,3 +281,13 @@ def test_the_cli_takes_the_key_file_from_the_settings(
     assert [r.owner for r in ApiKeyStore(tmp_path / "from-env.json").list()] == ["b"]
     empty = runner.invoke(app, ["apikey", "list", "--keys-file", str(tmp_path / "none.json")])
     assert empty.exit_code == 0 and "no API keys in" in empty.stderr
+
+
+def test_a_remembered_key_does_not_open_the_door_to_a_wrong_secret(path: Path) -> None:
+    store = ApiKeyStore(path, clock=Clock())
+    _, token = store.create("ingest-bot", ["admin"])
+    first = store.verify(token)
+    assert store.verify(token) is first  # from memory the second time
+    wrong = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert refused(store, wrong).detail == "the API key is not valid"
+    assert store.verify(token) is first

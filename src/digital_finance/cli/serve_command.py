@@ -117,6 +117,9 @@ def serve(request: ServeRequest) -> int:
             access_log=False,  # the audit log has one line per write
             log_level="warning",
             server_header=False,
+            # a client's own X-Forwarded-For is believed only from a proxy the config names
+            proxy_headers=bool(api.trusted_proxies),
+            forwarded_allow_ips=",".join(api.trusted_proxies) or None,
             timeout_keep_alive=5,
             timeout_graceful_shutdown=30,
         )

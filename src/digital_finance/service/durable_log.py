@@ -403,11 +403,16 @@ class DurableLog(_Named):
         return future
 
     def append_future(
-        self, dataset: str, values: Sequence[bytes], receipt: Receipt | None = None
+        self,
+        dataset: str,
+        values: Sequence[bytes],
+        receipt: Receipt | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> asyncio.Future[Appended]:
-        """Submit on the running loop; the future is settled on the loop once the records
-        are fsynced. Cancelling it does not withdraw them (shield it to time out a wait)."""
-        waiter = _LoopWaiter(asyncio.get_running_loop())
+        """Submit on the running loop (`loop`, if the caller has it at hand); the future is
+        settled on the loop once the records are fsynced. Cancelling it does not withdraw
+        them (shield it to time out a wait)."""
+        waiter = _LoopWaiter(loop or asyncio.get_running_loop())
         self._enqueue(dataset, values, receipt, waiter)
         return waiter.future
 

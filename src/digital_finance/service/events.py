@@ -34,6 +34,7 @@ from digital_finance.service.audit import AuditLog
 from digital_finance.service.auth import AuthError, Principal
 from digital_finance.service.body import read_body
 from digital_finance.service.callers import Callers
+from digital_finance.service.deadlines import Deadlines
 from digital_finance.service.durable_log import DurableLog, Receipt
 from digital_finance.service.edge import EdgeLimits, check_records, split_records
 from digital_finance.service.metrics import ServiceMetrics
@@ -78,6 +79,7 @@ class EventsHandler:
         self.log = log  # opened by the service's start-up, after this handler exists
         self.metrics = metrics
         self._writing: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self.deadlines = Deadlines()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -86,12 +88,16 @@ class EventsHandler:
         dataset = scope["path"][len(PREFIX) :]
         who: Principal | None = None
         facts: dict[str, Any] = {}
+        # asyncio asks the OS for the process id each time it looks up the running loop:
+        # looked up once here, and handed on
+        task = asyncio.current_task()
+        assert task is not None
         try:
             who = await self.callers.identify(
                 headers.get("authorization"), headers.get("x-api-key")
             )
             status, body, extra = await self._accept(
-                who, dataset, headers, receive, facts, request_id
+                who, dataset, headers, receive, facts, request_id, task
             )
         except AuthError as exc:
             status, extra = exc.status, {"www-authenticate": exc.www_authenticate}
@@ -113,6 +119,7 @@ class EventsHandler:
         receive: Receive,
         facts: dict[str, Any],
         request_id: str,
+        task: asyncio.Task[Any],
     ) -> tuple[int, bytes, dict[str, str]]:
         spec = DATASETS.get(dataset)
         if spec is None:
@@ -132,20 +139,28 @@ class EventsHandler:
         gzipped = _gzipped(headers.get("content-encoding"))
         key = _idempotency_key(headers.get("idempotency-key"))
         limit = self.config.timeout_seconds
-        phase = ["body"]
+        phase = "body"
+        # one deadline for reading the body and making it durable (each one costs)
+        deadline = self.deadlines.enter(limit, task)
         try:
-            # one deadline for reading the body and making it durable (each one costs)
-            async with asyncio.timeout(limit):
+            try:
                 body = await read_body(
                     receive,
                     content_length=headers.get("content-length"),
                     gzipped=gzipped,
                     max_bytes=self.config.max_body_bytes,
                 )
-                phase[0] = "write"
-                return await self._taken(who, dataset, body, ndjson, key, facts, request_id)
+                phase = "write"
+                return await self._taken(
+                    who, dataset, body, ndjson, key, facts, request_id, task.get_loop()
+                )
+            except asyncio.CancelledError:
+                deadline.raise_if_expired()
+                raise
+            finally:
+                deadline.leave()
         except TimeoutError:
-            if phase[0] == "body":
+            if phase == "body":
                 raise ApiError(408, f"the body did not arrive within {limit:g} s") from None
             raise ApiError(
                 503,
@@ -163,9 +178,10 @@ class EventsHandler:
         key: str | None,
         facts: dict[str, Any],
         request_id: str,
+        loop: asyncio.AbstractEventLoop,
     ) -> tuple[int, bytes, dict[str, str]]:
         if key is None:
-            return await self._write(who, dataset, body, ndjson, None, facts, request_id)
+            return await self._write(who, dataset, body, ndjson, None, facts, request_id, loop)
         facts["idempotency_key"] = key
         scope = (who.subject, key)
         digest = hashlib.sha256(body).hexdigest()
@@ -177,7 +193,7 @@ class EventsHandler:
             if pending is None:
                 break
             await asyncio.shield(pending)  # the first try's answer, then its receipt
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[None] = loop.create_future()
         self._writing[scope] = done
         written: list[asyncio.Future[Any]] = []
 
@@ -189,7 +205,7 @@ class EventsHandler:
 
         try:
             return await self._write(
-                who, dataset, body, ndjson, (key, digest), facts, request_id, written
+                who, dataset, body, ndjson, (key, digest), facts, request_id, loop, written
             )
         finally:
             # a write that timed out may still land: a retry waits for it, then finds its
@@ -223,6 +239,7 @@ class EventsHandler:
         key: tuple[str, str] | None,
         facts: dict[str, Any],
         request_id: str,
+        loop: asyncio.AbstractEventLoop,
         written: list[asyncio.Future[Any]] | None = None,
     ) -> tuple[int, bytes, dict[str, str]]:
         spec = DATASETS[dataset]
@@ -235,7 +252,7 @@ class EventsHandler:
             else None
         )
         try:
-            durable = self.log().append_future(dataset, values, receipt)
+            durable = self.log().append_future(dataset, values, receipt, loop)
             if written is not None:
                 written.append(durable)
             await asyncio.shield(durable)  # the request's timeout must not withdraw them

@@ -38,6 +38,7 @@ from digital_finance.service.auth.principal import AuthError, Principal, check_r
 KEY_PREFIX = "dfk_"
 FILE_VERSION = 1
 STAT_INTERVAL_SECONDS = 1.0
+MAX_VERIFIED = 10_000  # tokens remembered as verified (then forgotten all at once)
 _TOKEN = re.compile(r"dfk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")  # token_urlsafe(32): 43 chars
 _NOT_VALID = "the API key is not valid"
 _REVOKED = "the API key was revoked"
@@ -86,6 +87,10 @@ class ApiKeyStore:
         self._records: dict[str, KeyRecord] = {}
         self._stamp: tuple[int, int, int] | None = None  # (mtime_ns, size, inode) read
         self._checked_at: float | None = None  # when the file was last looked at
+        # holders of keys verified against `_records` as they are now, by the SHA-256 of
+        # the whole token (no secret is a key of it): a known token costs a lookup, not a
+        # salted hash and a parse; emptied whenever the keys are read again
+        self._verified: dict[bytes, Principal] = {}
 
     def create(self, owner: str, roles: Sequence[str]) -> tuple[KeyRecord, str]:
         """A new key for `owner` with `roles`, and its token: shown once, never stored."""
@@ -127,18 +132,31 @@ class ApiKeyStore:
     def verify(self, token: str) -> Principal:
         """The key's holder, if `token` is a valid key that was not revoked; `AuthError`
         (401) otherwise. Fast: the file is read again only when it changed."""
-        found = _TOKEN.fullmatch(token) if isinstance(token, str) else None
+        if not isinstance(token, str):
+            raise AuthError.invalid_token(_NOT_VALID)
+        records = self._current()
+        seen = hashlib.sha256(token.encode()).digest()
+        holder = self._verified.get(seen)
+        if holder is not None:
+            return holder
+        found = _TOKEN.fullmatch(token)
         if found is None:
             raise AuthError.invalid_token(_NOT_VALID)
         key_id, secret = found.groups()
-        record = self._current().get(key_id)
+        record = records.get(key_id)
         # the key id is not secret (`apikey list` shows it), so answering an unknown one
         # faster than a wrong secret tells nothing worth hiding
         if record is None or not record.matches(secret):
             raise AuthError.invalid_token(_NOT_VALID)
         if record.revoked is not None:
             raise AuthError.invalid_token(_REVOKED)
-        return Principal(f"key:{key_id}", record.owner, "api_key", frozenset(record.roles))
+        holder = Principal(f"key:{key_id}", record.owner, "api_key", frozenset(record.roles))
+        with self._lock:
+            if self._records is records:  # not read again meanwhile
+                if len(self._verified) >= MAX_VERIFIED:
+                    self._verified.clear()
+                self._verified[seen] = holder
+        return holder
 
     def _current(self) -> dict[str, KeyRecord]:
         """The keys in memory, read again if the file changed (looked at once a second)."""
@@ -160,6 +178,7 @@ class ApiKeyStore:
                     # file is read again on the next request, until it can be
                     raise AuthError.unavailable("the API keys cannot be read now") from exc
                 self._stamp, self._records = stamp, records
+                self._verified = {}
             self._checked_at = now
             return self._records
 
@@ -190,6 +209,7 @@ class ApiKeyStore:
             os.close(fd)
         with self._lock:
             self._checked_at = None  # this process sees its own change at once
+            self._verified = {}
 
     def _write(self, records: dict[str, KeyRecord]) -> None:
         document = {
