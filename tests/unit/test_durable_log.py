@@ -406,3 +406,14 @@ def test_every_acknowledged_record_survives_kill_9(folder: Path) -> None:
                 seen.add((thread, n))
             assert len(seen) == len(records)
         assert len(_segments(folder)) > 1, "the crash test should span segments"
+
+
+def test_by_default_a_group_is_written_synchronously_in_one_call(folder: Path) -> None:
+    with DurableLog(folder) as log:
+        log.submit("stocks", [b"one"]).result(timeout=10)
+        fd = log._streams["stocks"].fd
+        # O_DSYNC: the write returns once the data is on the disk, no fdatasync after it
+        assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DSYNC
+    with DurableLog(folder, sync=os.fsync) as log:  # a given sync: plain writes, then it
+        assert not fcntl.fcntl(log._streams["stocks"].fd, fcntl.F_GETFL) & os.O_DSYNC
+        assert log.read("stocks", 0, 10) == [(0, b"one")]
