@@ -23,11 +23,12 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     PositiveInt,
     SecretStr,
     ValidationError,
@@ -202,6 +203,10 @@ class ApiSettings(_Section):
     # addresses of proxies (API Management, a load balancer) whose X-Forwarded-For and
     # X-Forwarded-Proto name the client in the audit log; empty: those headers are ignored
     trusted_proxies: list[str] = []
+    # how many steps of `nice` the ingester process runs below the service: on a busy
+    # machine the front door answers first and the ingester's batches grow instead, which
+    # costs less per record
+    ingest_nice: Annotated[int, Field(ge=0, le=19)] = 10
     jwt: JwtSettings = JwtSettings()
 
 

@@ -7,6 +7,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -166,6 +167,27 @@ def test_readyz_says_how_far_the_tables_are(service: Running) -> None:
     assert body["status"] == "ready"
     assert set(body["log"]) == {"stocks", "mutual_funds"}
     assert body["log"]["stocks"]["durable"] >= 1
+
+
+def test_the_ingester_runs_below_the_front_doors_priority(service: Running) -> None:
+    front = _nice(service.process.pid)
+    expected = min(front + 10, 19)  # `[api] ingest_nice`'s default: 10 steps below
+    task = Path("/proc") / str(service.process.pid) / "task"
+    seen: list[tuple[int, int]] = []
+    deadline = time.monotonic() + 30  # the ingester process lowers itself as it starts
+    while time.monotonic() < deadline:
+        children = [int(c) for t in task.iterdir() for c in (t / "children").read_text().split()]
+        seen = [(c, _nice(c)) for c in children]
+        if len(seen) == 1 and seen[0][1] == expected:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the service's child processes and their nice values: {seen}")
+
+
+def _nice(pid: int) -> int:
+    # /proc/PID/stat: the command is in parentheses and may hold spaces; nice is field 19
+    fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[16])
 
 
 def test_a_body_that_is_not_json_at_all_is_a_clear_400(service: Running, key: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -82,3 +83,35 @@ def test_the_query_starts_where_the_tables_stand_and_earliest_elsewhere() -> Non
         starting_offsets({"stocks/1": 40, "stocks/0": 7}, {"stocks": 3, "mutual_funds": 1})
     )
     assert start == {"stocks": {"0": 7, "1": 40, "2": -2}, "mutual_funds": {"0": -2}}
+
+
+def test_spark_names_of_landing_files_become_the_pipelines(tmp_path: Any) -> None:
+    from digital_finance.engines.spark.folder_stream import _local_path, _spark_path
+
+    folder = tmp_path / "landing dir"
+    assert _spark_path(str(folder)).startswith("file:///")
+    assert _local_path(_spark_path(str(folder / "stocks" / "a b.jsonl"))) == str(
+        folder.resolve() / "stocks" / "a b.jsonl"
+    )  # spaces survive the URI's quoting
+    uri = "abfss://landing@acct.dfs.core.windows.net/in/stocks/x.jsonl"
+    assert _spark_path(uri) == _local_path(uri) == uri
+
+
+def test_the_spark_stream_refuses_sources_it_has_not_and_a_folder_without_a_path() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    def stream(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "digital_finance", "stream", "--engine", "spark", *args],
+            capture_output=True, text=True, cwd=REPO, timeout=120,
+        )  # fmt: skip
+
+    mqtt = stream("--source", "mqtt", "--output", "lake")
+    assert mqtt.returncode == 2
+    assert "Kafka (and Event Hubs) or a landing folder" in " ".join(mqtt.stderr.split())
+    folder = stream("--source", "folder", "--output", "lake")
+    assert folder.returncode == 2
+    assert "--source folder needs --path DIR" in " ".join(folder.stderr.split())

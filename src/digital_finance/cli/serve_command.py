@@ -82,6 +82,7 @@ def serve(request: ServeRequest) -> int:
         ),
         metrics_anonymous=api.metrics_anonymous,
         audit_log=api.audit_log,
+        ingest_nice=api.ingest_nice,
     )
     host = request.host or api.host
     port = request.port if request.port is not None else api.port

@@ -131,39 +131,54 @@ def stream(request: StreamRequest) -> int:
 def _spark_stream(
     request: StreamRequest, where: Any, config: RunConfig, settings: Any, options: Any
 ) -> int:
-    """Structured Streaming from Kafka through the Spark engine (`engines.spark.stream`)."""
-    if request.source != "kafka":
+    """Structured Streaming through the Spark engine: from Kafka (`engines.spark.stream`)
+    or a landing folder (`engines.spark.folder_stream`)."""
+    if request.source not in ("kafka", "folder"):
         fail(
-            f"--engine spark streams from Kafka (and Event Hubs); for --source {request.source} "
-            "use the embedded engine, which writes the same tables"
+            f"--engine spark streams from Kafka (and Event Hubs) or a landing folder; for "
+            f"--source {request.source} use the embedded engine, which writes the same tables"
         )
     if request.metrics_port is not None:
         fail("--metrics-port is the embedded stream's; Spark reports its own progress")
+    kafka = request.source == "kafka"
+    if not kafka and request.path is None:
+        fail("--source folder needs --path DIR (with DIR/stocks/ and DIR/mutual_funds/)")
     try:
-        import confluent_kafka  # noqa: F401 - the driver lists the topics' partitions with it
+        if kafka:
+            import confluent_kafka  # noqa: F401 - the driver lists the partitions with it
 
+        from digital_finance.engines.spark.folder_stream import SparkFolderStream
         from digital_finance.engines.spark.jars import SparkSetupError
         from digital_finance.engines.spark.session import engine_session
         from digital_finance.engines.spark.stream import REDACTION, SparkKafkaStream
     except ImportError as exc:
+        extras = "spark,kafka" if kafka else "spark"
         fail(
             f"the Spark engine needs PySpark and Delta Spark ({exc}); install them with "
-            "pip install 'digital-finance[spark,kafka]' (or `make setup` in the repository)"
+            f"pip install 'digital-finance[{extras}]' (or `make setup` in the repository)"
         )
-    conn, group, topics = _kafka_connection(request, settings, config)
+    if kafka:
+        conn, group, topics = _kafka_connection(request, settings, config)
     printer = BatchPrinter()
     err_console.print("starting Spark", markup=False)
     try:
         spark, owned = engine_session(
-            request.master, {**REDACTION, **request.spark_conf}, kafka=True
+            request.master, {**REDACTION, **request.spark_conf}, kafka=kafka
         )
     except SparkSetupError as exc:
         fail(str(exc))
     try:
         lake = Lakehouse(where, config, engine="spark", spark=spark)
-        query = SparkKafkaStream(
-            lake, spark, conn, topics, group, options, printer.batch, printer.note
-        )
+        query: SparkKafkaStream | SparkFolderStream
+        if kafka:
+            query = SparkKafkaStream(
+                lake, spark, conn, topics, group, options, printer.batch, printer.note
+            )
+        else:
+            assert request.path is not None
+            query = SparkFolderStream(
+                lake, spark, request.path.rstrip("/"), options, printer.batch, printer.note
+            )
         with _stop_requests() as stop:
             try:
                 totals = query.run(stop)

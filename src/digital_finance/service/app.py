@@ -69,6 +69,7 @@ class ServiceConfig:
     stream: StreamOptions
     metrics_anonymous: bool = False
     audit_log: Path | None = None  # None: stderr
+    ingest_nice: int = 0  # steps of `nice` the ingester process runs below the service
 
 
 class DatasetName(StrEnum):
@@ -232,7 +233,9 @@ class Service:
         durable = DurableLog(c.log_dir, idempotency_seconds=c.idempotency_seconds)
         durable.open()
         self.durable = durable
-        self.ingester = Ingester(c.output, c.config_file, durable, c.stream, self.metrics)
+        self.ingester = Ingester(
+            c.output, c.config_file, durable, c.stream, self.metrics, nice=c.ingest_nice
+        )
         self.ingester.start()
 
     def stop(self) -> None:

@@ -14,6 +14,7 @@ of milliseconds at a time, and every request waiting on the event loop would wai
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -27,6 +28,8 @@ def main() -> int:
     """Run until stdin closes or SIGTERM; exit 0, or 1 after reporting the error."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     spec: dict[str, Any] = json.loads(sys.stdin.readline())
+    # before any thread starts: Linux gives a thread's priority to the threads it creates
+    os.nice(int(spec.get("nice", 0)))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     threading.Thread(target=_watch, args=(stop,), name="stdin", daemon=True).start()

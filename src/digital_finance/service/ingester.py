@@ -59,11 +59,14 @@ class Ingester:
         durable: DurableLog,
         options: StreamOptions,
         metrics: ServiceMetrics,
+        *,
+        nice: int = 0,
     ) -> None:
         self.spec = {
             "output": output,
             "config": str(config) if config is not None else None,
             "log_dir": str(durable.folder),
+            "nice": nice,
             "stream": {
                 "trigger_seconds": options.trigger_seconds,
                 "max_batch_records": options.max_batch_records,

@@ -155,8 +155,62 @@ class SparkStreamTotals:
     epochs: int = 0  # micro-batches Spark handed over (some hold only records already in)
 
 
+class QueryDriver:
+    """What a Spark stream does around its query, whatever its source: waits for it, stops
+    it between batches, and raises a batch's failure as the error it was.
+
+    A subclass sets `_lock` (held by a batch from its start to its last commit),
+    `_stopping`, `_error`, `totals` and `on_batch`.
+    """
+
+    _lock: threading.Lock
+    _stopping: bool
+    _error: BaseException | None
+    totals: SparkStreamTotals
+    on_batch: Callable[[RunReport, int, float], None] | None
+
+    def _drive(
+        self, query: Any, stop: Callable[[], bool], idle: Callable[[], None] = lambda: None
+    ) -> None:
+        """Until the query ends or `stop()`; `idle` runs between polls."""
+        from pyspark.errors import StreamingQueryException
+
+        try:
+            while query.isActive:
+                if stop() and not self._stopping:
+                    with self._lock:  # the batch under way commits first
+                        self._stopping = True
+                    query.stop()
+                    break
+                query.awaitTermination(0.2)
+                idle()
+        except StreamingQueryException:
+            pass  # the query died: `_raise_failure` says why, as the error it was
+        except BaseException:
+            # a second signal, or an error here: no new batch starts, and Spark interrupts
+            # the query once the batch under way returns to it
+            self._stopping = True
+            query.stop()
+            raise
+        self._raise_failure(query)
+
+    def _committed(self, report: RunReport, held: int, seconds: float) -> None:
+        from digital_finance.streaming.loop import committed
+
+        committed(self.totals, self.on_batch, report, held, seconds)
+
+    def _raise_failure(self, query: Any) -> None:
+        failure = query.exception()
+        if failure is None:
+            return
+        if self._error is not None:
+            raise self._error
+        first = str(failure).strip().splitlines()[0] if str(failure).strip() else "no message"
+        raise TransientError(f"the Spark stream stopped: {first}; start it again")
+
+
 @dataclass
-class SparkKafkaStream:
+class SparkKafkaStream(QueryDriver):
     """One Structured Streaming query from Kafka topics into one lakehouse."""
 
     lake: Lakehouse
@@ -187,31 +241,13 @@ class SparkKafkaStream:
         partitions = topic_partitions(self.conn, sorted(self.topics))
         start = starting_offsets(self.lake.stream_positions(self.kind), partitions)
         log.info("Spark stream starts at %s", start)
-        _delete_folder(self.spark, self.checkpoint)
+        delete_folder(self.spark, self.checkpoint)
         query = self._query(start)
         if self.on_start is not None:
             where = "the earliest offsets" if start == "earliest" else "the tables' positions"
             shown = ", ".join(f"{t} ({n} partitions)" for t, n in sorted(partitions.items()))
             self.on_start(f"Spark stream started on {shown}, from {where}")
-        from pyspark.errors import StreamingQueryException
-
-        try:
-            while query.isActive:
-                if stop() and not self._stopping:
-                    with self._lock:  # the batch under way commits first
-                        self._stopping = True
-                    query.stop()
-                    break
-                query.awaitTermination(0.2)
-        except StreamingQueryException:
-            pass  # the query died: `_raise_failure` says why, as the error it was
-        except BaseException:
-            # a second signal, or an error here: no new batch starts, and Spark interrupts
-            # the query once the batch under way returns to it
-            self._stopping = True
-            query.stop()
-            raise
-        self._raise_failure(query)
+        self._drive(query, stop)
         return self.totals
 
     def _query(self, start: str) -> Any:
@@ -262,22 +298,8 @@ class SparkKafkaStream:
                 raise
             self._committed(report, table.num_rows, time.monotonic() - clock)
 
-    def _committed(self, report: RunReport, held: int, seconds: float) -> None:
-        from digital_finance.streaming.loop import committed
 
-        committed(self.totals, self.on_batch, report, held, seconds)
-
-    def _raise_failure(self, query: Any) -> None:
-        failure = query.exception()
-        if failure is None:
-            return
-        if self._error is not None:
-            raise self._error
-        first = str(failure).strip().splitlines()[0] if str(failure).strip() else "no message"
-        raise TransientError(f"the Spark stream stopped: {first}; start it again")
-
-
-def _delete_folder(spark: SparkSession, uri: str) -> None:
+def delete_folder(spark: SparkSession, uri: str) -> None:
     """Remove a folder on any file system Spark writes (local, `abfss://`, DBFS)."""
     jvm = spark._jvm  # Hadoop's FileSystem is reached through the JVM
     if jvm is None:
