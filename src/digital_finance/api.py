@@ -200,14 +200,9 @@ class Lakehouse:
 
     def tables(self) -> dict[str, TableInfo]:
         """Every existing table with its Delta version, row count and last commit time."""
-        from digital_finance.lakehouse.catalog import table_info
+        from digital_finance.lakehouse.catalog import existing_tables
 
-        found = {}
-        for name in TABLES.all():
-            info = table_info(self.root, name)
-            if info is not None:
-                found[name.replace("/", ".")] = info
-        return found
+        return {name.replace("/", "."): info for name, info in existing_tables(self.root).items()}
 
     def read(
         self, name: str, *, version: int | None = None, columns: Sequence[str] | None = None

@@ -39,6 +39,16 @@ def table_info(root: Location, name: str) -> TableInfo | None:
     return TableInfo(dt.version(), int(rows), int(last.get("timestamp", 0)))
 
 
+def existing_tables(root: Location) -> dict[str, TableInfo]:
+    """Every table that exists, by its name (`silver/stocks`), in the layout's order."""
+    found = {}
+    for name in TABLES.all():
+        info = table_info(root, name)
+        if info is not None:
+            found[name] = info
+    return found
+
+
 def register_tables(con: Any, root: Location, as_of: int | None = None) -> list[str]:
     """Make every existing table visible to DuckDB as schema.table; returns their names."""
     from deltalake import DeltaTable

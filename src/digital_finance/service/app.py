@@ -443,6 +443,7 @@ class Service:
         log = self.durable
         return {
             "status": "ready",
+            "ingesting": state.running,  # false while the ingester process starts again
             "batches": state.batches,
             "records": state.records,
             "log": {

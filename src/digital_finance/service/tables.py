@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from digital_finance.lakehouse.catalog import table_info
+from digital_finance.lakehouse.catalog import existing_tables
 from digital_finance.lakehouse.layout import TABLES
 from digital_finance.lakehouse.storage import Location
 from digital_finance.service.problems import ApiError
@@ -31,10 +31,7 @@ OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge")
 def list_tables(root: Location) -> dict[str, Any]:
     """Every existing table with its layer, version, rows and last commit."""
     found = []
-    for name in TABLES.all():
-        info = table_info(root, name)
-        if info is None:
-            continue
+    for name, info in existing_tables(root).items():
         layer, table = name.split("/", 1)
         found.append(
             {

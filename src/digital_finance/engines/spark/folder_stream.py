@@ -128,16 +128,7 @@ class SparkFolderStream(QueryDriver):
         found = frames[0]
         for more in frames[1:]:
             found = found.unionByName(more)
-        writer = (
-            found.writeStream.queryName(f"digital-finance-folder-{self.checkpoint[-12:]}")
-            .option("checkpointLocation", self.checkpoint)
-            .foreachBatch(self._batch)
-        )
-        if self.options.once:
-            writer = writer.trigger(availableNow=True)
-        else:
-            writer = writer.trigger(processingTime=f"{self.options.trigger_seconds} seconds")
-        return writer.start()
+        return self._start(found, f"digital-finance-folder-{self.checkpoint[-12:]}", self._batch)
 
     def _batch(self, frame: DataFrame, epoch: int) -> None:
         """One micro-batch: the files Spark found, held until settled, then ingested."""

@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -155,7 +156,7 @@ class SparkStreamTotals:
     epochs: int = 0  # micro-batches Spark handed over (some hold only records already in)
 
 
-class QueryDriver:
+class QueryDriver(ABC):
     """What a Spark stream does around its query, whatever its source: waits for it, stops
     it between batches, and raises a batch's failure as the error it was.
 
@@ -164,10 +165,30 @@ class QueryDriver:
     """
 
     _lock: threading.Lock
+    options: StreamOptions
     _stopping: bool
     _error: BaseException | None
     totals: SparkStreamTotals
     on_batch: Callable[[RunReport, int, float], None] | None
+
+    @property
+    @abstractmethod
+    def checkpoint(self) -> str:
+        """Where the query's checkpoint lives (under the lakehouse's `_system/`)."""
+
+    def _start(self, rows: DataFrame, name: str, batch: Callable[[DataFrame, int], None]) -> Any:
+        """The query: `rows` to `batch` per micro-batch, on the stream's trigger, with its
+        checkpoint; `--once` is `availableNow`."""
+        writer = (
+            rows.writeStream.queryName(name)
+            .option("checkpointLocation", self.checkpoint)
+            .foreachBatch(batch)
+        )
+        if self.options.once:
+            writer = writer.trigger(availableNow=True)
+        else:
+            writer = writer.trigger(processingTime=f"{self.options.trigger_seconds} seconds")
+        return writer.start()
 
     def _drive(
         self, query: Any, stop: Callable[[], bool], idle: Callable[[], None] = lambda: None
@@ -269,16 +290,7 @@ class SparkKafkaStream(QueryDriver):
                 "value",
             )
         )
-        writer = (
-            records.writeStream.queryName(f"digital-finance-{self.kind}-{self.group}")
-            .option("checkpointLocation", self.checkpoint)
-            .foreachBatch(self._batch)
-        )
-        if self.options.once:
-            writer = writer.trigger(availableNow=True)
-        else:
-            writer = writer.trigger(processingTime=f"{self.options.trigger_seconds} seconds")
-        return writer.start()
+        return self._start(records, f"digital-finance-{self.kind}-{self.group}", self._batch)
 
     def _batch(self, frame: DataFrame, epoch: int) -> None:
         """One micro-batch: its records into the lakehouse, as one batch of the pipeline."""
