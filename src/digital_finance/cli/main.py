@@ -198,7 +198,9 @@ def stream(
     once: Annotated[
         bool,
         typer.Option(
-            "--once", help="Take everything available now, commit, exit 0 (for cron and tests)."
+            "--once",
+            help="Take everything available now in batches of up to --max-batch-records "
+            "(the trigger does not cut them), commit, exit 0 (for cron and tests).",
         ),
     ] = False,
     topic: Annotated[

@@ -9,6 +9,7 @@ Ctrl-C) ends the loop after the batch under way is committed.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,7 +121,10 @@ class StreamLoop:
 
     def _collect(self, stop: Callable[[], bool]) -> Held:
         held = Held()
-        deadline = time.monotonic() + self.options.trigger_seconds
+        # `--once` takes what is there in batches as large as allowed, as Spark's
+        # availableNow does: the trigger paces a running stream, it does not cut a backlog
+        trigger = math.inf if self.options.once else self.options.trigger_seconds
+        deadline = time.monotonic() + trigger
         limit = self.options.max_batch_records
         while len(held) < limit and not stop():
             remaining = deadline - time.monotonic()
@@ -134,7 +138,7 @@ class StreamLoop:
             if self.options.once and self.feed.caught_up():
                 break
             if remaining <= 0 and not got:
-                deadline = time.monotonic() + self.options.trigger_seconds
+                deadline = time.monotonic() + trigger
         self._drop(held)
         return held
 
