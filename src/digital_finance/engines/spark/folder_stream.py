@@ -21,7 +21,6 @@ taken reach the tables at the next start (write files whole and rename them into
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import threading
 import time
@@ -35,18 +34,18 @@ from digital_finance.engines.spark.stream import (
     QueryDriver,
     SparkStreamTotals,
     delete_folder,
+    hadoop_path,
 )
 from digital_finance.errors import TerminalError
 from digital_finance.runs.report import RunReport
 from digital_finance.sources.discovery import InputError, InputFile, is_input_name
+from digital_finance.sources.input_store import InputStore, is_uri
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from digital_finance.api import Lakehouse
     from digital_finance.streaming.loop import StreamOptions
-
-log = logging.getLogger(__name__)
 
 
 def on_databricks() -> bool:
@@ -73,6 +72,7 @@ class SparkFolderStream(QueryDriver):
         self._stopping = False
         self._error: BaseException | None = None
         self._held: dict[str, dict[str, InputFile]] = {d: {} for d in DATASETS}
+        self._store = InputStore(self.lake.root.options)  # a container, reached as the lake is
 
     @property
     def checkpoint(self) -> str:
@@ -97,12 +97,8 @@ class SparkFolderStream(QueryDriver):
         return self.totals
 
     def _exists(self, folder: str) -> bool:
-        jvm = self.spark._jvm
-        if jvm is None:
-            raise TerminalError("the Spark stream needs a classic Spark session, not Spark Connect")
-        path = jvm.org.apache.hadoop.fs.Path(_spark_path(folder))
-        hadoop = self.spark._jsc.hadoopConfiguration()
-        return bool(path.getFileSystem(hadoop).exists(path))
+        files, path = hadoop_path(self.spark, _spark_path(folder))
+        return bool(files.exists(path))
 
     def _query(self, watched: list[str]) -> Any:
         from pyspark.sql import functions as F
@@ -178,11 +174,9 @@ class SparkFolderStream(QueryDriver):
         self._committed(report, 0, time.monotonic() - clock)
 
     def _fingerprint(self, path: str) -> InputFile | None:
-        if "://" in path:
-            from digital_finance.sources.input_store import InputStore
-
+        if is_uri(path):
             try:
-                return InputStore(self.lake.root.options).stat(path)
+                return self._store.stat(path)
             except (OSError, InputError):
                 return None
         from pathlib import Path
@@ -198,8 +192,8 @@ _BINARY_FILE = "path STRING, modificationTime TIMESTAMP, length BIGINT, content 
 
 def _spark_path(path: str) -> str:
     """A local folder as Spark names it (`file:` URI); a storage URI as it is."""
-    if "://" in path:
-        return path
+    if "://" in path or path.startswith(("file:", "dbfs:")):
+        return path  # already a URI Spark reads (`file:` and `dbfs:` ones included)
     from pathlib import Path
 
     return Path(path).resolve().as_uri()

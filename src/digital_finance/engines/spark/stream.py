@@ -313,9 +313,14 @@ class SparkKafkaStream(QueryDriver):
 
 def delete_folder(spark: SparkSession, uri: str) -> None:
     """Remove a folder on any file system Spark writes (local, `abfss://`, DBFS)."""
+    files, path = hadoop_path(spark, uri)
+    files.delete(path, True)
+
+
+def hadoop_path(spark: SparkSession, uri: str) -> tuple[Any, Any]:
+    """Hadoop's file system for `uri` and its path there, as the session reaches them."""
     jvm = spark._jvm  # Hadoop's FileSystem is reached through the JVM
     if jvm is None:
         raise TerminalError("the Spark stream needs a classic Spark session (not Spark Connect)")
     path = jvm.org.apache.hadoop.fs.Path(uri)
-    hadoop = spark._jsc.hadoopConfiguration()
-    path.getFileSystem(hadoop).delete(path, True)
+    return path.getFileSystem(spark._jsc.hadoopConfiguration()), path
