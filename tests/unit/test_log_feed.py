@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -28,6 +29,18 @@ def _fill(log: DurableLog, dataset: str, count: int) -> None:
     log.submit(dataset, [b"%s %d" % (dataset.encode(), n) for n in range(count)]).result(10)
 
 
+class Row(NamedTuple):
+    dataset: str
+    partition: str
+    position: int
+    value: bytes
+
+
+def _poll(feed: LogFeed, timeout: float, limit: int) -> list[Row]:
+    """What a poll gave (a table), as rows."""
+    return [Row(**row) for row in feed.poll(timeout, limit).to_pylist()]
+
+
 def _started(log: DurableLog, positions: dict[str, int] | None = None) -> LogFeed:
     feed = LogFeed(log)
     feed.start(lambda: dict(positions or {}))
@@ -40,7 +53,7 @@ def test_each_dataset_starts_where_the_tables_stand(log: DurableLog) -> None:
     stocks, funds = log.partition("stocks"), log.partition("mutual_funds")
     # another log's partition of the same dataset is not this log's business
     feed = _started(log, {stocks: 3, "api-0123456789ab/stocks": 99})
-    got = feed.poll(0, 100)
+    got = _poll(feed, 0, 100)
     assert sorted((m.partition, m.position, m.value) for m in got) == [
         (funds, 0, b"mutual_funds 0"),
         (funds, 1, b"mutual_funds 1"),
@@ -53,28 +66,28 @@ def test_each_dataset_starts_where_the_tables_stand(log: DurableLog) -> None:
     assert feed.high_watermarks() == {stocks: 5, funds: 3}
     _fill(log, "stocks", 1)
     assert not feed.caught_up()
-    assert [(m.position, m.value) for m in feed.poll(0, 100)] == [(5, b"stocks 0")]
+    assert [(m.position, m.value) for m in _poll(feed, 0, 100)] == [(5, b"stocks 0")]
     assert feed.caught_up()
 
 
 def test_a_fresh_log_and_fresh_tables_start_at_zero(log: DurableLog) -> None:
     feed = _started(log)
-    assert feed.caught_up() and feed.poll(0, 10) == []
+    assert feed.caught_up() and _poll(feed, 0, 10) == []
     _fill(log, "mutual_funds", 2)
-    assert [m.position for m in feed.poll(0, 10)] == [0, 1]
+    assert [m.position for m in _poll(feed, 0, 10)] == [0, 1]
 
 
 def test_a_busy_dataset_does_not_starve_a_quiet_one(log: DurableLog) -> None:
     _fill(log, "stocks", 1_000)
     _fill(log, "mutual_funds", 1_000)
     feed = _started(log)
-    first = feed.poll(0, 10)
+    first = _poll(feed, 0, 10)
     assert [m.dataset for m in first].count("mutual_funds") == 5
     assert len(first) == 10
     # what one dataset does not need goes to the other
     feed = _started(log, {log.partition("mutual_funds"): 998})
     for _ in range(2):  # whichever dataset's turn comes first
-        got = feed.poll(0, 10)
+        got = _poll(feed, 0, 10)
         assert len(got) == 10
         feed = _started(log, {log.partition("mutual_funds"): 998})
     assert [m.dataset for m in got].count("mutual_funds") == 2
@@ -83,7 +96,7 @@ def test_a_busy_dataset_does_not_starve_a_quiet_one(log: DurableLog) -> None:
 def test_poll_waits_its_timeout_when_there_is_nothing(log: DurableLog) -> None:
     feed = _started(log)
     started = time.monotonic()
-    assert feed.poll(0.3, 10) == []
+    assert _poll(feed, 0.3, 10) == []
     waited = time.monotonic() - started
     assert 0.28 <= waited < 0.6, waited
 
@@ -92,7 +105,7 @@ def test_poll_wakes_as_soon_as_a_record_is_durable(log: DurableLog) -> None:
     feed = _started(log)
     threading.Timer(0.1, lambda: log.submit("stocks", [b"now"])).start()
     started = time.monotonic()
-    got = feed.poll(10.0, 10)
+    got = _poll(feed, 10.0, 10)
     assert [(m.position, m.value) for m in got] == [(0, b"now")]
     assert time.monotonic() - started < 1.0
 
@@ -112,7 +125,7 @@ def test_tables_ahead_of_the_log_or_behind_its_start_stop_the_stream(tmp_path: P
             _started(log, {log.partition("stocks"): 1})
         # not known to the tables: from the first record the log still holds
         feed = _started(log)
-        assert [m.position for m in feed.poll(0, 10)] == [2, 3]
+        assert [m.position for m in _poll(feed, 0, 10)] == [2, 3]
 
 
 def test_committed_batches_trim_the_log_now_and_then(tmp_path: Path) -> None:
@@ -125,7 +138,7 @@ def test_committed_batches_trim_the_log_now_and_then(tmp_path: Path) -> None:
         unix[0] += 11
         feed = LogFeed(log, trim_every_seconds=5, clock=lambda: monotonic[0])
         feed.start(dict)
-        held = feed.poll(0, 100)
+        held = _poll(feed, 0, 100)
         ends = {log.partition("stocks"): held[-1].position + 1, "kafka-topic/0": 7}
         feed.done(ends)
         assert log.first_position("stocks") == 0, "trimmed before its interval"

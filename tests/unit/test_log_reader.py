@@ -218,13 +218,13 @@ def test_a_reader_in_another_process_gets_every_record_once_in_order(folder: Pat
             deadline = time.monotonic() + 60
             while min(map(len, got.values())) < total:
                 assert time.monotonic() < deadline, {d: len(v) for d, v in got.items()}
-                batch = feed.poll(0.5, 97)
+                batch = feed.poll(0.5, 97).to_pylist()
                 for message in batch:
-                    assert message.partition == reader.partition(message.dataset)
-                    got[message.dataset].append((message.position, message.value))
+                    assert message["partition"] == reader.partition(message["dataset"])
+                    got[message["dataset"]].append((message["position"], message["value"]))
                 if batch:
-                    feed.done({batch[-1].partition: batch[-1].position + 1})
-            assert feed.poll(0.05, 10) == []  # nothing more than was written
+                    feed.done({batch[-1]["partition"]: batch[-1]["position"] + 1})
+            assert feed.poll(0.05, 10).num_rows == 0  # nothing more than was written
             assert feed.caught_up()
             for dataset, records in got.items():
                 assert records == [(n, b"%s %d" % (dataset.encode(), n)) for n in range(total)]

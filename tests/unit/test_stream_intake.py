@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+from dataclasses import replace
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from pydantic import SecretStr
 
@@ -13,8 +16,13 @@ from digital_finance.runs.intake import StreamIntake, natural_key
 from digital_finance.runs.plan import History, PlannedFile, UnfinishedBatchError, reached_positions
 from digital_finance.sources.discovery import InputFile
 from digital_finance.sources.input_limits import InputLimits
-from digital_finance.sources.stream_records import StreamRecords, records_table
-from digital_finance.streaming.feed import Held, Message
+from digital_finance.sources.stream_records import (
+    StreamRecords,
+    ordered,
+    partition_runs,
+    records_table,
+)
+from digital_finance.streaming.feed import Held
 from digital_finance.streaming.kafka_config import KafkaConfigError, connection
 
 
@@ -74,11 +82,54 @@ def test_an_unfinished_stream_batch_is_resumed_from_the_spool_or_refused_without
     assert _held().plan(past, 1, lambda s: False).resume is not None
 
 
-def test_the_same_records_make_the_same_spool_file_whatever_their_order() -> None:
+def test_the_same_records_make_the_same_plan_and_spool_contents_whatever_their_order() -> None:
     a = _held(("t/1", 1), ("t/0", 5), ("t/0", 4)).plan(_history(), None, lambda s: True)
     b = _held(("t/0", 4), ("t/1", 1), ("t/0", 5)).plan(_history(), None, lambda s: True)
     assert a.new is not None and b.new is not None
-    assert a.new.files == b.new.files
+    assert isinstance(a.new.records, StreamRecords) and isinstance(b.new.records, StreamRecords)
+    # the spool file's name is drawn per plan (naming it by its bytes cost a Parquet encoding
+    # before the staging could start); what it holds is the same, in one order
+    assert [replace(pf, sha256=None) for pf in a.new.files] == [
+        replace(pf, sha256=None) for pf in b.new.files
+    ]
+    assert a.new.records.table.equals(b.new.records.table)
+    assert a.new.records.table["position"].to_pylist() == [4, 5, 1]
+    assert a.new.records.spool_name() != b.new.records.spool_name()
+    assert pq.read_table(io.BytesIO(a.new.records.encoded()[1])).equals(a.new.records.table)
+
+
+def test_held_records_are_kept_in_partition_order_without_sorting_what_is_in_order() -> None:
+    rows = [
+        ("stocks", "t/1", 0, b"a"),
+        ("mutual_funds", "f/0", 2, b"b"),
+        ("stocks", "t/0", 7, b"c"),
+    ]
+    shuffled = records_table([*rows, ("stocks", "t/0", 3, b"d")])
+    in_order = ordered(shuffled)
+    assert [(r["partition"], r["position"]) for r in in_order.to_pylist()] == [
+        ("f/0", 2),
+        ("t/0", 3),
+        ("t/0", 7),
+        ("t/1", 0),
+    ]
+    assert ordered(in_order) is in_order  # nothing moved when nothing needs to
+    assert [(key, t.num_rows) for key, t in partition_runs(in_order)] == [
+        (("mutual_funds", "f/0"), 1),
+        (("stocks", "t/0"), 2),
+        (("stocks", "t/1"), 1),
+    ]
+    held = Held()
+    held.add(records_table([("stocks", "t/1", 5, b"x"), ("stocks", "t/0", 1, b"y")]))
+    held.add(records_table([("stocks", "t/0", 2, b"z"), ("stocks", "t/1", 6, b"w")]))
+    assert [(r["partition"], r["position"]) for r in held.table().to_pylist()] == [
+        ("t/0", 1),
+        ("t/0", 2),
+        ("t/1", 5),
+        ("t/1", 6),
+    ]
+    # a partition read again from an earlier position (assigned anew) still comes out in order
+    held.add(records_table([("stocks", "t/0", 0, b"v")]))
+    assert [r["position"] for r in held.table().to_pylist()][:3] == [0, 1, 2]
 
 
 def test_records_read_back_one_message_one_record(tmp_path: Path) -> None:
@@ -104,15 +155,14 @@ def test_records_read_back_one_message_one_record(tmp_path: Path) -> None:
 
 def test_held_messages_of_a_revoked_partition_are_dropped() -> None:
     held = Held()
-    held.add(
-        [
-            Message("stocks", "t/0", 1, b"{}"),
-            Message("stocks", "t/1", 4, b"{}"),
-            Message("stocks", "t/0", 2, b"{}"),
-        ]
-    )
-    assert held.ends() == {"t/0": 3, "t/1": 5}
+    held.add(records_table([("stocks", "t/0", 1, b"{}"), ("stocks", "t/1", 4, b"{}")]))
+    held.add(records_table([("stocks", "t/0", 2, b"{}")]))
+    held.add(records_table([]))
+    assert held.ends() == {"t/0": 3, "t/1": 5} and len(held) == 3
     assert held.drop({"t/0"}) == 2 and len(held) == 1
+    assert held.table().to_pylist() == [
+        {"dataset": "stocks", "partition": "t/1", "position": 4, "value": b"{}"}
+    ]
 
 
 def test_natural_partition_order() -> None:
@@ -146,3 +196,21 @@ def test_secret_librdkafka_options_are_kept_apart() -> None:
     conn = connection("b:9092", {"sasl.password": "plain-but-secret", "client.rack": "r1"})
     assert "plain-but-secret" not in conn.describe() and "client.rack=r1" in conn.describe()
     assert conn.librdkafka()["sasl.password"] == "plain-but-secret"
+
+
+def test_messages_are_judged_as_columns_as_they_are_one_by_one() -> None:
+    import numpy as np
+
+    from digital_finance.arrow_arrays import large_binaries
+    from digital_finance.sources.stream_records import _judged_one_by_one, message_chunk
+
+    values = [b'{"a": 1}', b"", b" \t\r\n\x0b\x0c", "\u00a0".encode(), b'{"p":\n true}', b"\x1c"]
+    positions = list(range(10, 10 + len(values)))
+    limits = InputLimits()
+    whole = message_chunk(np.array(positions), large_binaries(values), limits)
+    one_by_one = _judged_one_by_one(positions, values, limits)
+    assert whole is not None and one_by_one is not None
+    assert whole.table.to_pylist() == one_by_one.table.to_pylist()
+    # only the empty and ASCII-whitespace messages are dropped, as bytes.isspace() says
+    assert [r["line_number"] for r in whole.table.to_pylist()] == [10, 13, 14, 15]
+    assert message_chunk(np.array([1]), large_binaries([b"  "]), limits) is None

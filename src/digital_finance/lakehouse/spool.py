@@ -16,7 +16,6 @@ final name is whole; on an object store a PUT is atomic.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 from collections.abc import Set as AbstractSet
@@ -35,14 +34,13 @@ def _relative(sha256: str) -> str:
     return f"{FOLDER}/{sha256}{SUFFIX}"
 
 
-def encode(table: pa.Table) -> tuple[str, bytes]:
-    """`table` as a spool file: (its name, the SHA-256 of its bytes; the Parquet bytes)."""
+def encode(table: pa.Table) -> bytes:
+    """`table` as the bytes of a spool file."""
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
-    data = buffer.getvalue()
-    return hashlib.sha256(data).hexdigest(), data
+    return buffer.getvalue()
 
 
 def write(root: Location, sha: str, data: bytes) -> None:

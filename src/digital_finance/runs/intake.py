@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Protocol
 
-from digital_finance.arrow_arrays import int_array, strings
+from digital_finance.arrow_arrays import bool_array, strings
 from digital_finance.runs.plan import (
     Batch,
     History,
@@ -84,14 +84,10 @@ class StreamIntake:
         fresh = self._unclaimed(reached)
         if fresh.num_rows == 0:
             return plan
-        # one order, so the same records always make the same spool file (and its name)
-        fresh = fresh.sort_by(
-            [("dataset", "ascending"), ("partition", "ascending"), ("position", "ascending")]
-        )
         held = StreamRecords(fresh, self.kind)
         sha = held.spool_name()
         parts: list[PlannedFile] = []
-        for dataset, partitions in _ranges(fresh).items():
+        for dataset, partitions in held.ranges().items():
             for ordinal, (partition, (first, last)) in enumerate(
                 sorted(partitions.items(), key=lambda kv: natural_key(kv[0]))
             ):
@@ -113,28 +109,19 @@ class StreamIntake:
 
     def _unclaimed(self, reached: dict[tuple[str, str], int]) -> pa.Table:
         """The held records at or past their partition's reached position."""
-        import pyarrow as pa
+        import numpy as np
         import pyarrow.compute as pc
 
         t = self.records
         if t.num_rows == 0 or not reached:
             return t
-        partitions = sorted({p for (kind, p) in reached if kind == self.kind})
-        if not partitions:
+        held = pc.unique(t["partition"]).to_pylist()
+        floors = np.array([reached.get((self.kind, p), -1) for p in held], dtype=np.int64)
+        if not (floors >= 0).any():
             return t
-        floors = pa.Table.from_arrays(
-            [
-                strings(partitions),
-                int_array([reached[(self.kind, p)] for p in partitions], pa.int64()),
-            ],
-            names=["partition", "_floor"],
-        )
-        joined = t.join(floors, "partition", join_type="left outer")
-        keep = pc.or_kleene(
-            pc.is_null(joined["_floor"]),
-            pc.greater_equal(joined["position"], joined["_floor"]),
-        )
-        return joined.filter(keep).drop_columns(["_floor"])
+        which = pc.index_in(t["partition"], value_set=strings(held)).to_numpy()
+        keep = t["position"].to_numpy() >= floors[which]
+        return t if keep.all() else t.filter(bool_array(keep))
 
 
 def _planned(
@@ -156,20 +143,6 @@ def _planned(
         spooled=spooled,
         stat=store.stat,
     )
-
-
-def _ranges(records: pa.Table) -> dict[str, dict[str, tuple[int, int]]]:
-    """dataset -> partition -> (first, last) position held."""
-    grouped = records.group_by(["dataset", "partition"]).aggregate(
-        [("position", "min"), ("position", "max")]
-    )
-    out: dict[str, dict[str, tuple[int, int]]] = {}
-    for row in grouped.to_pylist():
-        out.setdefault(row["dataset"], {})[row["partition"]] = (
-            row["position_min"],
-            row["position_max"],
-        )
-    return out
 
 
 def natural_key(partition: str) -> tuple[tuple[int, str], ...]:

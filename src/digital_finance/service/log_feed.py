@@ -21,10 +21,14 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from digital_finance.errors import TerminalError, TransientError
-from digital_finance.streaming.feed import Message, Positions
+from digital_finance.sources.stream_records import coded_records
+from digital_finance.streaming.feed import Positions
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["LogFeed", "LogSource"]
 
@@ -98,16 +102,16 @@ class LogFeed:
         shown = ", ".join(f"{self._partitions[d]}@{p}" for d, p in self._cursors.items())
         logger.info("reading the log %s from %s", self.log.folder, shown)
 
-    def poll(self, timeout: float, limit: int) -> list[Message]:
+    def poll(self, timeout: float, limit: int) -> pa.Table:
         got = self._take(limit)
-        if got or timeout <= 0 or not self._cursors:
+        if got.num_rows or timeout <= 0 or not self._cursors:
             return got
         # a `DurableLog`'s writer notifies its condition; a `LogReader` polls a small file
         if self.log.wait_durable(dict(self._cursors), timeout):
             return self._take(limit)
         if self.log.closed:  # else every poll would return at once: a busy loop
             raise TransientError(f"the log {self.log.folder} was closed under its stream")
-        return []
+        return got
 
     def revoked(self) -> set[str]:
         return set()  # one process owns the log (its folder lock): nothing is taken away
@@ -142,7 +146,7 @@ class LogFeed:
         """Nothing to let go: the service closes the log after the loop stops."""
 
     # --- reading ---------------------------------------------------------------------
-    def _take(self, limit: int) -> list[Message]:
+    def _take(self, limit: int) -> pa.Table:
         """Up to `limit` records, shared among the datasets that have some, so a busy
         dataset never starves a quiet one; whose turn is first rotates."""
         log, cursors = self.log, self._cursors
@@ -151,20 +155,25 @@ class LogFeed:
             self._turn = (self._turn + 1) % len(order)
             order = order[self._turn :] + order[: self._turn]
         waiting = [d for d in order if log.durable_end(d) > cursors[d]]
-        out: list[Message] = []
-        while waiting and len(out) < limit:
+        names: list[tuple[str, str]] = []
+        codes: list[int] = []
+        positions: list[int] = []
+        values: list[bytes] = []
+        while waiting and len(values) < limit:
             more = []  # those that filled their share may have more: they share what is left
             for number, dataset in enumerate(waiting):
-                room = limit - len(out)
+                room = limit - len(values)
                 if room <= 0:
                     break
                 share = -(-room // (len(waiting) - number))
                 records = log.read(dataset, cursors[dataset], share)
                 if records:
                     cursors[dataset] = records[-1][0] + 1
-                    partition = self._partitions[dataset]
-                    out.extend([Message(dataset, partition, p, value) for p, value in records])
+                    codes += [len(names)] * len(records)
+                    names.append((dataset, self._partitions[dataset]))
+                    positions += [p for p, _ in records]
+                    values += [value for _, value in records]
                 if len(records) == share:
                     more.append(dataset)
             waiting = more
-        return out
+        return coded_records(names, codes, positions, values)

@@ -1,22 +1,20 @@
-"""What the stream loop needs of a source of messages, and the messages it holds."""
+"""What the stream loop needs of a source of messages, and the messages it holds.
+
+Messages travel as Arrow tables of `sources.stream_records.schema()` (dataset, partition,
+position, value), one per poll: a catch-up holds a million of them, and an object per
+message cost more than reading them from the broker.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # partition -> the position it stands at in the tables (where the next record is read)
 Positions = Callable[[], dict[str, int]]
-
-
-class Message(NamedTuple):
-    """One record of a stream partition (a tuple: a batch makes hundreds of thousands)."""
-
-    dataset: str
-    partition: str  # `topic/3` for Kafka; the topic for MQTT
-    position: int  # the Kafka offset; a sequence number for MQTT
-    value: bytes
 
 
 class Feed(Protocol):
@@ -27,8 +25,9 @@ class Feed(Protocol):
     def start(self, positions: Positions) -> None:
         """Connect; place every partition it is given at its position in the tables."""
 
-    def poll(self, timeout: float, limit: int) -> list[Message]:
-        """Up to `limit` messages, waiting at most `timeout` seconds for the first."""
+    def poll(self, timeout: float, limit: int) -> pa.Table:
+        """Up to `limit` messages (`stream_records.schema()`), waiting at most `timeout`
+        seconds for the first."""
 
     def revoked(self) -> set[str]:
         """Partitions taken away since the last call: held records of them are dropped
@@ -51,31 +50,54 @@ class Feed(Protocol):
         """Disconnect."""
 
 
-@dataclass
 class Held:
-    """Messages polled and not yet committed, in arrival order."""
+    """Messages polled and not yet committed, kept per partition in arrival order.
 
-    messages: list[Message] = field(default_factory=list)
+    Each poll is cut into runs of one partition (slices: nothing copied), so `table()`
+    puts them in (dataset, partition, position) order by stitching, where sorting a
+    million values would move them all.
+    """
 
-    def add(self, batch: Iterable[Message]) -> None:
+    def __init__(self) -> None:
+        self._runs: dict[tuple[str, str], list[pa.Table]] = {}  # (dataset, partition) ->
+        self._count = 0
+
+    def add(self, polled: pa.Table) -> None:
         """Hold more."""
-        self.messages.extend(batch)
+        from digital_finance.sources.stream_records import partition_runs
+
+        for key, rows in partition_runs(polled):
+            self._runs.setdefault(key, []).append(rows)
+        self._count += polled.num_rows
 
     def drop(self, partitions: set[str]) -> int:
         """Let go of the messages of these partitions; how many went."""
-        if not partitions:
-            return 0
-        kept = [m for m in self.messages if m.partition not in partitions]
-        gone = len(self.messages) - len(kept)
-        self.messages = kept
+        gone = 0
+        for key in [key for key in self._runs if key[1] in partitions]:
+            gone += sum(rows.num_rows for rows in self._runs.pop(key))
+        self._count -= gone
         return gone
 
     def ends(self) -> dict[str, int]:
         """Per partition, the position after the last message held."""
+        import pyarrow.compute as pc
+
         ends: dict[str, int] = {}
-        for m in self.messages:
-            ends[m.partition] = max(ends.get(m.partition, 0), m.position + 1)
+        for (_, partition), runs in self._runs.items():
+            last = max(int(pc.max(rows["position"]).as_py()) for rows in runs)
+            ends[partition] = max(ends.get(partition, 0), last + 1)
         return ends
 
+    def table(self) -> pa.Table:
+        """Every message held, as one table in (dataset, partition, position) order."""
+        import pyarrow as pa
+
+        from digital_finance.sources.stream_records import ordered, records_table
+
+        if not self._runs:
+            return records_table([])
+        # a partition read again from an earlier position (assigned anew) is sorted here
+        return ordered(pa.concat_tables([r for key in sorted(self._runs) for r in self._runs[key]]))
+
     def __len__(self) -> int:
-        return len(self.messages)
+        return self._count

@@ -1,8 +1,12 @@
 """The micro-batch loop: hold what the feed gives for one trigger interval, commit it, repeat.
 
-A batch closes when the trigger interval since its start has passed (with anything held),
-or when it holds `max_batch_records`; `once` reads every partition to the end it had when
-the stream started (Spark's `availableNow`), commits, and returns. A stop request (SIGTERM,
+Batches close on a fixed cadence, as Spark's processing-time trigger starts them: every
+trigger interval after the stream's start, with anything held; a batch whose commit took
+longer than the interval is followed by one that closes as soon as it holds a record. A
+batch also closes when it holds `max_batch_records`. (Timing the interval from the end of
+the last commit instead made every record wait for the commit before it, too.) `once`
+reads every partition to the end it had when the stream started (Spark's `availableNow`),
+commits, and returns. A stop request (SIGTERM,
 Ctrl-C) ends the loop after the batch under way is committed.
 """
 
@@ -64,6 +68,7 @@ class StreamLoop:
         on_batch: Callable[[RunReport, int, float], None] | None = None,
         metrics: StreamMetrics | None = None,
         on_maintained: Callable[[MaintenanceReport], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.lake = lake
         self.kind = kind
@@ -76,6 +81,9 @@ class StreamLoop:
         self.totals = StreamTotals()
         self.upkeep = Upkeep(lake, options.maintain_every_seconds, on_maintained)
         self._first_arrival = 0.0  # when the batch being collected got its first record
+        self.clock = clock
+        self._anchor: float | None = None  # when the cadence started (the first collect)
+        self._close_at = math.inf  # when the batch being collected closes
 
     def run(self, stop: Callable[[], bool]) -> StreamTotals:
         """Micro-batches until `stop()` says so (or, with `once`, until caught up)."""
@@ -89,15 +97,15 @@ class StreamLoop:
             while not stop():
                 held = self._collect(stop)
                 if len(held):
-                    clock = time.monotonic()
+                    clock = self.clock()
                     try:
-                        report = self.lake.ingest_stream(kind, records_table(held.messages))
+                        report = self.lake.ingest_stream(kind, held.table())
                     except Exception:
                         if self.metrics is not None:
                             self.metrics.failed()
                         raise
                     self.feed.done(held.ends())
-                    now = time.monotonic()
+                    now = self.clock()
                     self._committed(report, len(held), now - clock)
                     if self.metrics is not None:
                         self.metrics.batch(report, now - clock, now - self._first_arrival)
@@ -124,23 +132,35 @@ class StreamLoop:
         # `--once` takes what is there in batches as large as allowed, as Spark's
         # availableNow does: the trigger paces a running stream, it does not cut a backlog
         trigger = math.inf if self.options.once else self.options.trigger_seconds
-        deadline = time.monotonic() + trigger
+        if self._anchor is None:
+            self._anchor = self.clock()
+            self._close_at = self._beat_after(self._anchor, trigger)
         limit = self.options.max_batch_records
         while len(held) < limit and not stop():
-            remaining = deadline - time.monotonic()
+            remaining = self._close_at - self.clock()
             if remaining <= 0 and len(held):
                 break
             got = self.feed.poll(max(0.0, min(POLL_SECONDS, remaining)), limit - len(held))
             self._drop(held)
-            if got and not len(held):
-                self._first_arrival = time.monotonic()
+            if got.num_rows and not len(held):
+                self._first_arrival = self.clock()
             held.add(got)
             if self.options.once and self.feed.caught_up():
                 break
-            if remaining <= 0 and not got:
-                deadline = time.monotonic() + trigger
+            if remaining <= 0 and not got.num_rows:  # nothing came: wait for the next beat
+                self._close_at = self._beat_after(self.clock(), trigger)
         self._drop(held)
+        # the next batch closes on the first beat after this one closed: if this batch's
+        # commit outlasts it, as soon as the next holds a record
+        self._close_at = self._beat_after(self.clock(), trigger)
         return held
+
+    def _beat_after(self, moment: float, trigger: float) -> float:
+        """The first time on the cadence (the stream's start plus whole intervals) after
+        `moment`."""
+        if math.isinf(trigger) or self._anchor is None:
+            return math.inf
+        return self._anchor + trigger * (math.floor((moment - self._anchor) / trigger) + 1)
 
     def _drop(self, held: Held) -> None:
         gone = held.drop(self.feed.revoked())

@@ -27,12 +27,15 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from digital_finance.errors import TerminalError, TransientError
 from digital_finance.sources.input_limits import InputLimits
-from digital_finance.sources.stream_records import stored_text
-from digital_finance.streaming.feed import Message, Positions
+from digital_finance.sources.stream_records import records_table, stored_text
+from digital_finance.streaming.feed import Positions
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -186,12 +189,12 @@ class MqttFeed:
             ) from exc
         self.client.loop_start()
 
-    def poll(self, timeout: float, limit: int) -> list[Message]:
-        out: list[Message] = []
+    def poll(self, timeout: float, limit: int) -> pa.Table:
+        out: list[tuple[str, str, int, bytes]] = []
         try:
             first = self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait()
         except queue.Empty:
-            return out
+            return records_table(out)
         batch = [first]
         while len(batch) < limit:
             try:
@@ -212,8 +215,8 @@ class MqttFeed:
             position = self._next.get(partition, 0)
             self._next[partition] = position + 1
             self._pending.append(_Pending(partition, position, fp, got.mid, got.generation))
-            out.append(Message(dataset, partition, position, got.value))
-        return out
+            out.append((dataset, partition, position, got.value))
+        return records_table(out)
 
     def _delivered_before(self, got: _Received, fp: str) -> bool:
         """A DUP delivery of a message held (it takes the new packet id) or committed."""

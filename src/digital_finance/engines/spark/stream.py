@@ -56,6 +56,7 @@ _LIBRDKAFKA_ONLY = {
     "ssl.ca.location", "ssl.certificate.location", "ssl.key.location", "ssl.ca.pem",
     "ssl.certificate.pem", "ssl.key.pem", "enable.ssl.certificate.verification",
     "statistics.interval.ms", "queued.max.messages.kbytes", "enable.partition.eof",
+    "fetch.queue.backoff.ms", "queued.min.messages",
 }  # fmt: skip
 
 
