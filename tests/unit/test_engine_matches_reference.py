@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from digital_finance.contract import reference
 from digital_finance.contract.schemas import FUNDS, STOCKS, DatasetSpec, FieldKind
-from digital_finance.engines.embedded.staging import StagedDataset, connect
+from digital_finance.engines.embedded.databases import connect
+from digital_finance.engines.embedded.staging import StagedDataset
 from digital_finance.runs.plan import PlannedFile
 from digital_finance.sources.discovery import InputFile
 

@@ -27,7 +27,8 @@ from digital_finance import native
 from digital_finance.contract import reference
 from digital_finance.contract.native_check import NativeContract
 from digital_finance.contract.schemas import FUNDS, STOCKS, DatasetSpec, FieldKind
-from digital_finance.engines.embedded.staging import StagedDataset, connect
+from digital_finance.engines.embedded.databases import connect
+from digital_finance.engines.embedded.staging import StagedDataset
 from digital_finance.runs.plan import PlannedFile
 from digital_finance.sources import file_reader, json_arrays
 from digital_finance.sources.discovery import InputFile

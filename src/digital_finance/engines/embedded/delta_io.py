@@ -9,9 +9,12 @@ others are written.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -64,8 +67,63 @@ def counted(reader: pa.RecordBatchReader) -> tuple[pa.RecordBatchReader, RowCoun
 
 
 def open_table(root: Location, table: str) -> DeltaTable | None:
-    """The table, or None when it does not exist yet."""
+    """The table at its latest version, or None when it does not exist yet.
+
+    A local table opened before by this thread is brought up to date from its log
+    (`update_incremental`: one listing) instead of opened anew: a batch opens each of its
+    tables two or three times, and a stream opens them every trigger (20 ms each, growing
+    with the commits since the last checkpoint). A table whose `_delta_log` folder is not
+    the one it was opened from (removed and made again) is opened anew. Every table write
+    runs under the commit lock, so no other writer's commit lands between a read and a
+    write that share the object.
+    """
     where = root.child(table)
+    if not where.is_local:
+        return _opened(where)
+    log_folder = _identity(where.path / "_delta_log")
+    if log_folder is None:
+        return None
+    cache: OrderedDict[str, tuple[object, DeltaTable]] | None = getattr(
+        _opened_here, "tables", None
+    )
+    if cache is None:
+        cache = _opened_here.tables = OrderedDict()
+    held = cache.pop(where.uri, None)
+    if held is not None and held[0] == log_folder:
+        try:
+            held[1].update_incremental()
+        except Exception:  # whatever went wrong, a fresh open says it properly
+            held = None
+    else:
+        held = None
+    dt = held[1] if held is not None else _opened(where)
+    if dt is not None:
+        cache[where.uri] = (log_folder, dt)
+        while len(cache) > _OPENED_PER_THREAD:
+            cache.popitem(last=False)
+    return dt
+
+
+def _identity(log: Path) -> object | None:
+    """What tells a table's log from one made again at the same place: the folder's inode
+    and the first commit's (inodes are reused; the first commit is gone only once the log
+    has been cleaned after a checkpoint, and a table made again has one)."""
+    try:
+        folder = os.stat(log).st_ino
+    except FileNotFoundError:
+        return None
+    try:
+        first = os.stat(log / f"{0:020d}.json")
+    except FileNotFoundError:
+        return folder, None
+    return folder, first.st_ino, first.st_mtime_ns
+
+
+_opened_here = threading.local()
+_OPENED_PER_THREAD = 32
+
+
+def _opened(where: Location) -> DeltaTable | None:
     try:
         return DeltaTable(where.uri, storage_options=where.storage_options)
     except TableNotFoundError:
@@ -164,17 +222,21 @@ def write_files(
         [str(folder)],
     ).fetchall()
     now_ms = int(time.time() * 1000)
-    actions = [
-        AddAction(
-            str(Path(path).relative_to(folder)),
-            int(size),
-            {},
-            now_ms,
-            True,
-            json.dumps({"numRecords": int(count)}),
+    actions = []
+    for path, count, size, *_ in files:
+        if not count:  # DuckDB writes a file for no rows: a stream's quiet dataset made
+            Path(path).unlink(missing_ok=True)  # one a trigger, for every reader to open
+            continue
+        actions.append(
+            AddAction(
+                str(Path(path).relative_to(folder)),
+                int(size),
+                {},
+                now_ms,
+                True,
+                json.dumps({"numRecords": int(count)}),
+            )
         )
-        for path, count, size, *_ in files
-    ]
     if remote:
         try:
             where = root.child(table)

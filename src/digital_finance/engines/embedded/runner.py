@@ -28,7 +28,8 @@ from digital_finance.definition.steps import (
     WriteQuarantine,
 )
 from digital_finance.engines.embedded import delta_io, gold, silver_merge, system_tables
-from digital_finance.engines.embedded.staging import StagedDataset, connect
+from digital_finance.engines.embedded.databases import Databases
+from digital_finance.engines.embedded.staging import StagedDataset
 from digital_finance.engines.embedded.system_history import SystemHistory
 from digital_finance.errors import TerminalError
 from digital_finance.lakehouse import orphans, scratch
@@ -91,6 +92,7 @@ class EmbeddedRunner(BatchRunner[Staged]):
         self.root = output
         self.options = options
         self._history = SystemHistory(output)  # read incrementally: planning stays cheap
+        self.databases = Databases(options.memory_limit, options.threads)
 
     def history(self) -> History:
         if self.root.is_local:
@@ -99,14 +101,12 @@ class EmbeddedRunner(BatchRunner[Staged]):
 
     @contextlib.contextmanager
     def stage(self, batch: Batch, run_id: str, report: BatchReport) -> Iterator[Staged]:
-        with scratch.scratch_folder(self.root, run_id) as temp:
-            con = connect(temp, self.options.memory_limit, self.options.threads)
-            try:
-                yield self._stage(con, batch, report)
-            finally:
-                # a write that failed mid-stream leaves a cursor busy; its own error is raised
-                with contextlib.suppress(duckdb.Error):
-                    con.close()
+        # a database that failed mid-write (a cursor left busy) is closed, not kept
+        with (
+            scratch.scratch_folder(self.root, run_id) as temp,
+            self.databases.lend(temp) as con,
+        ):
+            yield self._stage(con, batch, report)
 
     def _native_contract(self, spec: DatasetSpec, source_tz: str) -> NativeContract | None:
         if self.options.contract == "sql":
@@ -255,7 +255,7 @@ class EmbeddedRunner(BatchRunner[Staged]):
 
     def rebuild_gold(self, step: JoinGold, batch_id: int) -> tuple[int, int]:
         """Bring gold up to date with silver."""
-        return gold.rebuild(self.root, step, batch_id)
+        return gold.rebuild(self.root, step, batch_id, self.databases)
 
     def log_run(self, report: BatchReport, started: datetime, finished: datetime) -> None:
         system_tables.log_run(self.root, report, started, finished, self.pipeline.source_tz)

@@ -9,7 +9,6 @@ batch is larger than its memory limit, which is what bounds memory at 10M record
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -32,19 +31,6 @@ SCAN_BATCH_ROWS = 16 * 1024
 
 def _with_ordinal(decided: pa.Table, ordinal: int) -> pa.Table:
     return decided.append_column("file_ordinal", constant_int32(ordinal, decided.num_rows))
-
-
-def connect(temp_dir: Path, memory_limit: str, threads: int | None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection for one batch, spilling to `temp_dir`."""
-    temp_dir.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(":memory:")
-    con.execute("SET memory_limit = ?", [memory_limit])
-    con.execute("SET temp_directory = ?", [str(temp_dir)])
-    con.execute("SET preserve_insertion_order = false")
-    con.execute("SET TimeZone = 'UTC'")
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-    return con
 
 
 class StagedDataset:
