@@ -18,13 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.pairs import compared, write_results  # noqa: E402
 
 RUN = r"""
 import json, statistics, sys, time
@@ -107,17 +109,8 @@ def main() -> int:
         "ours_median_seconds": ours,
     }  # fmt: skip
     if theirs:
-        ratios = [t / o for t, o in zip(theirs, ours, strict=True)]
-        summary["compare_src"] = args.compare_src
-        summary["compare_median_seconds"] = theirs
-        summary["compare_over_ours_median"] = statistics.median(ratios)
-        print(
-            f"{args.compare_src} / ours: median {statistics.median(ratios):.2f}x "
-            f"(range {min(ratios):.2f}-{max(ratios):.2f}) over {len(ratios)} pair(s)"
-        )
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "stream_batch_cost.json").write_text(json.dumps(summary, indent=2))
+        compared(summary, str(args.compare_src), theirs, ours)
+    write_results("stream_batch_cost", summary)
     return 0
 
 

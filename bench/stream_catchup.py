@@ -24,7 +24,6 @@ Our time includes the process start (about 1 s of imports and the consumer group
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -39,6 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.pairs import compared as compared_to  # noqa: E402
+from bench.pairs import write_results  # noqa: E402
 from tests.services import kafka  # noqa: E402
 from tests.streaming.messages import messages, produce  # noqa: E402
 
@@ -246,17 +247,8 @@ def main() -> int:
             f"{statistics.median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f})"
         )
     if compared:
-        ratios = [o / m for o, (_, m) in zip(compared, pairs, strict=True)]
-        summary["compare_src"] = args.compare_src
-        summary["compare_seconds"] = compared
-        summary["compare_over_ours_median"] = statistics.median(ratios)
-        print(
-            f"{args.compare_src} time / ours: median {statistics.median(ratios):.2f}x "
-            f"(range {min(ratios):.2f}-{max(ratios):.2f})"
-        )
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / f"stream_catchup_{args.protocol}.json").write_text(json.dumps(summary, indent=2))
+        compared_to(summary, args.compare_src, compared, [m for _, m in pairs])
+    write_results(f"stream_catchup_{args.protocol}", summary)
     return 0
 
 
