@@ -6,6 +6,7 @@ import io
 from dataclasses import replace
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pydantic import SecretStr
@@ -214,3 +215,7 @@ def test_messages_are_judged_as_columns_as_they_are_one_by_one() -> None:
     # only the empty and ASCII-whitespace messages are dropped, as bytes.isspace() says
     assert [r["line_number"] for r in whole.table.to_pylist()] == [10, 13, 14, 15]
     assert message_chunk(np.array([1]), large_binaries([b"  "]), limits) is None
+    # Spark's workers hand their messages over as `binary`, not `large_binary`
+    spark_kind = large_binaries(values).cast(pa.binary())
+    from_spark = message_chunk(np.array(positions), spark_kind, limits)
+    assert from_spark is not None and from_spark.table.equals(whole.table)

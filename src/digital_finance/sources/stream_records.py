@@ -257,6 +257,8 @@ def message_chunk(
 
     if not len(values):
         return None
+    if values.type != pa.large_binary():  # Spark hands its messages over as `binary`
+        values = values.cast(pa.large_binary())
     texts = None
     if pc.max(pc.binary_length(values)).as_py() <= limits.max_record_bytes:
         try:

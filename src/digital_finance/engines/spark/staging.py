@@ -71,7 +71,7 @@ def _message_checker(spec: DatasetSpec, tz: str, limits: InputLimits) -> object:
             for ordinal in sorted(set(table["file_ordinal"].to_pylist())):
                 part = table.filter(pa.compute.equal(table["file_ordinal"], ordinal))
                 chunk = message_chunk(
-                    part["position"].to_pylist(), part["value"].to_pylist(), limits
+                    part["position"].to_numpy(), part["value"].combine_chunks(), limits
                 )
                 if chunk is not None:
                     yield check_lines_fast(chunk.table, ordinal, spec, tz)
