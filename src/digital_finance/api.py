@@ -20,14 +20,15 @@ once (`lakehouse.commit_lock`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from digital_finance.config import RunConfig, load_config
 from digital_finance.definition.pipeline import Pipeline, build_pipeline
-from digital_finance.errors import TerminalError
+from digital_finance.errors import TerminalError, TransientError
 from digital_finance.lakehouse.layout import TABLES
 from digital_finance.lakehouse.storage import Location, location
 from digital_finance.runs.report import RunReport
@@ -90,6 +91,9 @@ class Lakehouse:
         self._progress = progress or LoggedProgress()
         self._pipeline = _pipeline(self.config, engine)
         self._runner: BatchRunner[Any] | None = None
+        # set while a maintenance thread checkpoints the tables (`streaming.upkeep`): the
+        # batches then commit without delta-rs's checkpoint of every hundredth version
+        self.checkpoints_by_upkeep = False
 
     @classmethod
     def from_config_file(
@@ -120,7 +124,15 @@ class Lakehouse:
 
     def ingest(self, inputs: dict[str, list[InputFile]]) -> RunReport:
         """Ingest listed files per dataset (`stocks`, `mutual_funds`); see `ingest_files`."""
-        return self._logged(self._batch_runner().run(inputs))
+        with self._commits():
+            return self._logged(self._batch_runner().run(inputs))
+
+    def _commits(self) -> contextlib.AbstractContextManager[None]:
+        if not self.checkpoints_by_upkeep or self.engine != "embedded":
+            return contextlib.nullcontext()
+        from digital_finance.engines.embedded import delta_io
+
+        return delta_io.checkpoints_kept_apart()
 
     def _logged(self, report: RunReport) -> RunReport:
         for batch in report.batches:
@@ -144,7 +156,8 @@ class Lakehouse:
         from digital_finance.runs.intake import StreamIntake
 
         runner = self._batch_runner()
-        return self._logged(runner.run_intake(StreamIntake(source, records, runner.inputs)))
+        with self._commits():
+            return self._logged(runner.run_intake(StreamIntake(source, records, runner.inputs)))
 
     def stream_positions(self, source: str) -> dict[str, int]:
         """Where each partition of a stream stands in the tables: partition -> the position
@@ -254,6 +267,46 @@ class Lakehouse:
                 ", checkpoint" if t.checkpointed else "",
             )
         return report
+
+    def maintain_beside_writers(
+        self, policy: MaintenancePolicy | None = None, stop: Callable[[], bool] = lambda: False
+    ) -> MaintenanceReport:
+        """`maintain`, taking the commit lock for each change only: what a running stream
+        does on its own thread, so that its batches (and other writers') wait for a commit
+        and never for a rewrite.
+
+        A pass is not begun while a batch is unfinished (checked under the lock, where a
+        batch under way has finished). One a writer leaves unfinished during the pass does
+        not need the pass to stop: finishing it reads its rows by batch
+        id, which compaction keeps, and an abandon restores each table to a version whose
+        files compaction leaves in place; only a vacuum would delete them, and a vacuum
+        checks again under the lock.
+        """
+        import uuid
+
+        from digital_finance.lakehouse.commit_lock import commit_lock
+        from digital_finance.lakehouse.maintenance import maintain
+
+        def refuse_unfinished() -> None:
+            # the runner's history reads only what was appended since its last read
+            past = self._batch_runner().history()
+            unfinished = {b for b, _ in past.planned} - past.succeeded - past.abandoned
+            if unfinished:
+                raise TransientError(
+                    f"batch {max(unfinished)} is unfinished: maintenance waits for it"
+                )
+
+        @contextlib.contextmanager
+        def locked() -> Iterator[None]:
+            with commit_lock(self.root).hold(uuid.uuid4().hex, lambda m: log.info("%s", m)):
+                yield
+
+        self._batch_runner().history()  # read whole (if it must be) before the lock
+        with locked():  # a batch under way holds the lock: it is not unfinished
+            refuse_unfinished()
+        return maintain(
+            self.root, policy or self.config.maintenance, locked, stop, refuse_unfinished
+        )
 
     @property
     def claimed_batch(self) -> int | None:

@@ -132,8 +132,8 @@ class StreamSettings(_Section):
     # landing folder: a file is taken once it was not modified for this long (a file
     # renamed into place, the better way, is complete at once and waits this long only)
     folder_settle_seconds: float = 1.0
-    # how often a stream maintains its tables ([maintenance]) between batches; 0: never
-    maintain_every_seconds: float = 300.0
+    # how often a stream maintains its tables ([maintenance]), beside its batches; 0: never
+    maintain_every_seconds: float = 60.0
     kafka: KafkaSettings = KafkaSettings()
     mqtt: MqttSettings = MqttSettings()
 

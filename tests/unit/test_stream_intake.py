@@ -119,6 +119,27 @@ def test_held_records_are_kept_in_partition_order_without_sorting_what_is_in_ord
         (("stocks", "t/0"), 2),
         (("stocks", "t/1"), 1),
     ]
+    # a partition in two runs, each in order, is not in order: it is sorted
+    split = records_table(
+        [("stocks", "t/0", 1, b"a"), ("stocks", "t/1", 1, b"b"), ("stocks", "t/0", 2, b"c")]
+    )
+    assert [r["partition"] for r in ordered(split).to_pylist()] == ["t/0", "t/0", "t/1"]
+    # runs across the chunks of a stitched table are seen as one
+    chunked = pa.concat_tables(
+        [
+            records_table([("stocks", "t/0", 1, b"a")]),
+            records_table([("stocks", "t/0", 2, b"b"), ("stocks", "t/1", 0, b"c")]),
+        ]
+    )
+    assert ordered(chunked) is chunked
+    assert [(key, t.num_rows) for key, t in partition_runs(chunked)] == [
+        (("stocks", "t/0"), 2),
+        (("stocks", "t/1"), 1),
+    ]
+    backwards = pa.concat_tables(
+        [records_table([("stocks", "t/0", 5, b"a")]), records_table([("stocks", "t/0", 4, b"b")])]
+    )
+    assert [r["position"] for r in ordered(backwards).to_pylist()] == [4, 5]
     held = Held()
     held.add(records_table([("stocks", "t/1", 5, b"x"), ("stocks", "t/0", 1, b"y")]))
     held.add(records_table([("stocks", "t/0", 2, b"z"), ("stocks", "t/1", 6, b"w")]))

@@ -1,4 +1,4 @@
-"""A stream maintains its tables between batches once the interval has passed, not before."""
+"""A stream maintains its tables once the interval has passed, not before, on its own thread."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ class _Lake:
     def __init__(self) -> None:
         self.calls = 0
 
-    def maintain(self) -> MaintenanceReport:
+    def maintain_beside_writers(self, stop: Any = None) -> MaintenanceReport:
         self.calls += 1
         return MaintenanceReport()
 
@@ -43,7 +43,7 @@ class _FailingLake:
     def __init__(self) -> None:
         self.calls = 0
 
-    def maintain(self) -> MaintenanceReport:
+    def maintain_beside_writers(self, stop: Any = None) -> MaintenanceReport:
         self.calls += 1
         raise OSError("the store went away")
 

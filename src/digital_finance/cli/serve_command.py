@@ -78,7 +78,7 @@ def serve(request: ServeRequest) -> int:
         stream=StreamOptions(
             trigger_seconds=stream.trigger_seconds if stream else 1.0,
             max_batch_records=stream.max_batch_records if stream else 50_000,
-            maintain_every_seconds=stream.maintain_every_seconds if stream else 300.0,
+            maintain_every_seconds=stream.maintain_every_seconds if stream else 60.0,
         ),
         metrics_anonymous=api.metrics_anonymous,
         audit_log=api.audit_log,

@@ -324,6 +324,24 @@ def _folder(
     from digital_finance.streaming.upkeep import Upkeep
 
     upkeep = Upkeep(lake, options.maintain_every_seconds, printer.maintained)
+    if not options.once:  # a `--once` run from cron is kept by `maintain` instead
+        upkeep.start()
+    try:
+        batches, records = _watch_folder(lake, store, root, options, stop, printer)
+    finally:
+        upkeep.close()
+    return batches, records
+
+
+def _watch_folder(
+    lake: Lakehouse,
+    store: Any,
+    root: str,
+    options: Any,
+    stop: Callable[[], bool],
+    printer: BatchPrinter,
+) -> tuple[int, int]:
+    """Ingest what has settled in the folder every trigger, until stopped (or once)."""
     batches = records = 0
     while not stop():
         clock = time.monotonic()
@@ -333,7 +351,6 @@ def _folder(
             printer.batch(report, 0, time.monotonic() - clock)
             batches += len(report.batches)
             records += sum(sum(b.records.values()) for b in report.batches)
-            upkeep.between_batches()
         if options.once:
             break
         pause = options.trigger_seconds - (time.monotonic() - clock)

@@ -85,6 +85,15 @@ class BatchRunner(ABC, Generic[Staged]):
     ) -> AbstractContextManager[Staged]:
         """Parse and check the batch; fill `report.records` and `report.rules`; clean up on exit."""
 
+    def history_mark(self) -> object | None:
+        """Where the `_system` tables stood when `history()` last read them; None when an
+        engine cannot tell (then every plan is made again under the lock)."""
+        return None
+
+    def history_moved(self, mark: object) -> bool:
+        """Whether any `_system` table moved past `mark` (a `history_mark`)."""
+        return True
+
     @abstractmethod
     def holds_batch(self, batch_id: int, datasets: tuple[str, ...]) -> bool:
         """Whether bronze and quarantine of these datasets hold the batch, so that it can be
@@ -156,6 +165,7 @@ class BatchRunner(ABC, Generic[Staged]):
         report = RunReport()
         with contextlib.ExitStack() as ahead:
             early = self._plan(intake)
+            mark = self.history_mark()
             staged_early: tuple[Batch, Staged, _Attempt] | None = None
             if early.new is not None:
                 attempt = _Attempt.begin(early.new)
@@ -163,7 +173,10 @@ class BatchRunner(ABC, Generic[Staged]):
                 staged_early = (early.new, staged, attempt)
             run_id = staged_early[2].report.run_id if staged_early else uuid.uuid4().hex
             with self.lock.hold(run_id, self.progress.stage):
-                plan = self._plan(intake)
+                # no writer committed since the first plan: it stands (planning again reads
+                # the whole history, which grows with every batch)
+                unchanged = mark is not None and not self.history_moved(mark)
+                plan = early if unchanged else self._plan(intake)
                 report.skipped_files = plan.skipped_files
                 report.notes = plan.notes
                 needed = {pf.sha256 for pf in plan.resume.files} if plan.resume else set()

@@ -12,6 +12,7 @@ The records are held as one Arrow table (`SCHEMA`), which is also what the spool
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -95,39 +96,54 @@ def ordered(table: pa.Table) -> pa.Table:
 
 
 def _in_order(table: pa.Table) -> bool:
+    """Whether each (dataset, partition) is one run of rows, the runs in that order and
+    positions rising within each: the run boundaries are found by comparing neighbours
+    (no distinct values sorted), and only the few boundaries are compared as keys."""
     import numpy as np
 
-    keys = _ranks(table["dataset"]) * (1 << 31) + _ranks(table["partition"])
+    cuts = _cuts(table)
+    keys = _run_keys(table, cuts)
+    if any(later <= earlier for earlier, later in itertools.pairwise(keys)):
+        return False
     positions = table["position"].to_numpy()
-    later = keys[1:] > keys[:-1]
-    return bool(np.all(later | ((keys[1:] == keys[:-1]) & (positions[1:] >= positions[:-1]))))
+    rising = positions[1:] >= positions[:-1]
+    rising[cuts - 1] = True  # a new run may start anywhere
+    return bool(np.all(rising))
 
 
-def _ranks(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.int64]:
-    """Per row, the rank of its value among the column's distinct values (string order)."""
+def _cuts(table: pa.Table) -> npt.NDArray[np.int64]:
+    """The rows where (dataset, partition) differs from the row before."""
     import numpy as np
     import pyarrow.compute as pc
 
-    distinct = pc.unique(column)
-    distinct = distinct.take(pc.sort_indices(distinct))
-    return np.asarray(pc.index_in(column, value_set=distinct).to_numpy(), dtype=np.int64)
+    n = table.num_rows
+    if n < 2:
+        return np.zeros(0, dtype=np.int64)
+    changed = pc.or_(
+        *(
+            pc.not_equal(table[c].slice(1), table[c].slice(0, n - 1))
+            for c in ("dataset", "partition")
+        )
+    )
+    return np.flatnonzero(changed.to_numpy(zero_copy_only=False)) + 1
+
+
+def _run_keys(table: pa.Table, cuts: npt.NDArray[np.int64]) -> list[tuple[str, str]]:
+    datasets, partitions = table["dataset"], table["partition"]
+    return [(str(datasets[at].as_py()), str(partitions[at].as_py())) for at in [0, *cuts.tolist()]]
 
 
 def partition_runs(table: pa.Table) -> list[tuple[tuple[str, str], pa.Table]]:
     """The table cut where (dataset, partition) changes: ((dataset, partition), rows), in
     table order, each a slice (nothing copied)."""
-    import numpy as np
-
     if table.num_rows == 0:
         return []
-    keys = _ranks(table["dataset"]) * (1 << 31) + _ranks(table["partition"])
-    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    cuts = _cuts(table)
     starts = [0, *cuts.tolist()]
     ends = [*cuts.tolist(), table.num_rows]
-    datasets, partitions = table["dataset"], table["partition"]
     return [
-        ((str(datasets[at].as_py()), str(partitions[at].as_py())), table.slice(at, end - at))
-        for at, end in zip(starts, ends, strict=True)
+        (key, table.slice(at, end - at))
+        for key, at, end in zip(_run_keys(table, cuts), starts, ends, strict=True)
     ]
 
 
@@ -140,8 +156,15 @@ class StreamRecords:
     made on a thread of their own while the batch is staged, and awaited at its claim.
     """
 
-    def __init__(self, table: pa.Table, kind: str, limits: InputLimits | None = None) -> None:
-        self.table = ordered(table)
+    def __init__(
+        self,
+        table: pa.Table,
+        kind: str,
+        limits: InputLimits | None = None,
+        *,
+        in_order: bool = False,
+    ) -> None:
+        self.table = table if in_order else ordered(table)
         self.kind = kind
         self.limits = limits or InputLimits()
         self._name: str | None = None
@@ -152,7 +175,7 @@ class StreamRecords:
 
     def with_limits(self, limits: InputLimits) -> StreamRecords:
         """The same records, read under a dataset's limits."""
-        view = StreamRecords(self.table, self.kind, limits)
+        view = StreamRecords(self.table, self.kind, limits, in_order=True)
         view._name, view._encoding, view._index = self._name, self._encoding, self._partitions()
         return view
 

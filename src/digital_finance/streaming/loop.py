@@ -12,6 +12,7 @@ Ctrl-C) ends the loop after the batch under way is committed.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import time
@@ -44,7 +45,7 @@ class StreamOptions:
     once: bool = False
     assign_timeout: float = 60.0  # with `once`: how long to wait for any partition
     settle_seconds: float = 1.0  # landing folder: a file untouched this long is complete
-    maintain_every_seconds: float = 300.0  # table maintenance between batches; 0: never
+    maintain_every_seconds: float = 60.0  # table maintenance beside the batches; 0: never
 
 
 @dataclass
@@ -92,6 +93,8 @@ class StreamLoop:
         self._committed(self.lake.ingest_stream(kind, records_table([])), 0, 0.0)
         self.feed = self.open_feed(self.lake)
         started = time.monotonic()
+        if not self.options.once:  # a `--once` run from cron is kept by `maintain` instead
+            self.upkeep.start()
         try:
             self.feed.start(lambda: self.lake.stream_positions(kind))
             while not stop():
@@ -107,12 +110,12 @@ class StreamLoop:
                     self.feed.done(held.ends())
                     now = self.clock()
                     self._committed(report, len(held), now - clock)
+                    _settle_heap()
                     if self.metrics is not None:
                         self.metrics.batch(report, now - clock, now - self._first_arrival)
                         self.metrics.positions(
                             self.lake.stream_positions(kind), self.feed.high_watermarks()
                         )
-                    self.upkeep.between_batches()
                 if self.options.once:
                     if self.feed.caught_up() and not self.feed.revoked():
                         break
@@ -124,6 +127,7 @@ class StreamLoop:
                             " s: do the topics exist, and is the broker reachable?"
                         )
         finally:
+            self.upkeep.close()
             self.feed.close()
         return self.totals
 
@@ -191,3 +195,19 @@ def committed(
         totals.records += sum(batch.records.values())
     if on_batch is not None and (report.batches or held):
         on_batch(report, held, seconds)
+
+
+_heap_settled = False
+
+
+def _settle_heap() -> None:
+    """Once the first batch has loaded what a batch needs (modules, engines, caches), move
+    every object alive to the collector's permanent generation (`gc.freeze`): the garbage
+    collector's full collections walk every tracked object, and a long-running stream would
+    otherwise walk those hundreds of thousands at each of them. Once per process."""
+    global _heap_settled
+    if _heap_settled:
+        return
+    _heap_settled = True
+    gc.collect()
+    gc.freeze()

@@ -54,6 +54,7 @@ class StagedDataset:
         self.builtin_actions = {e.name: e.action for e in expectations if e.builtin}
         self.parsed = f"parsed_{spec.name}"
         self.files = f"files_{spec.name}"
+        self.parts = 0  # file parts (or stream partitions) of the batch, once loaded
         self.checked = f"checked_{spec.name}"
         self._sql = compile_contract(spec, source_tz)
         if native is None:
@@ -115,6 +116,7 @@ class StagedDataset:
 
     def load_files(self, files: Sequence[PlannedFile], done: Callable[[PlannedFile], None]) -> None:
         """Parse the batch's file parts into the staging table; `done` after each part."""
+        self.parts = len(files)
         if self.native is None:
             for part in files:
                 self.load(part)

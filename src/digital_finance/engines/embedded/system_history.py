@@ -69,7 +69,11 @@ class SystemHistory:
         self.batches = _Appended(root, TABLES.batches)
         self.runs = _Appended(root, TABLES.runs)
         self.forgotten = _Appended(root, TABLES.forgotten)
+        self._read_at: tuple[int, ...] | None = None
         self._reset()
+
+    def _tables(self) -> tuple[_Appended, _Appended, _Appended]:
+        return self.batches, self.runs, self.forgotten
 
     def _reset(self) -> None:
         self.planned: list[tuple[int, PlannedFile]] = []
@@ -77,6 +81,24 @@ class SystemHistory:
         self.abandoned: set[int] = set()
         self.abandoning: set[int] = set()
         self.forgot: dict[str, int] = {}
+
+    def mark(self) -> tuple[int, ...] | None:
+        """The versions of the `_system` tables that the last `read` read: a later `moved`
+        on an equal mark means the history is still the one read. None on object stores."""
+        return self._read_at
+
+    def moved(self, mark: tuple[int, ...]) -> bool:
+        """Whether any `_system` table has a version other than `mark` now."""
+        now = []
+        for table in (self.batches, self.runs, self.forgotten):
+            if table.dt is None:
+                if delta_io.open_table(self.root, table.name) is not None:
+                    return True  # made since the read
+                now.append(-1)
+                continue
+            table.dt.update_incremental()
+            now.append(table.dt.version())
+        return tuple(now) != mark
 
     def read(self) -> History:
         """The history as the tables hold it now."""
@@ -86,6 +108,13 @@ class SystemHistory:
                 table.seen = set()
             self._reset()
             parts = [self.batches.refresh(), self.runs.refresh(), self.forgotten.refresh()]
+        # the versions the rows were read at, each taken when its table was (a commit
+        # landing between two refreshes is in the mark exactly as it is in the history)
+        self._read_at = (
+            tuple(t.dt.version() if t.dt is not None else -1 for t in self._tables())
+            if self.root.is_local
+            else None
+        )
         added = system_rows.history(parts[0][1], parts[1][1], parts[2][1])
         self.planned += added.planned
         self.succeeded |= added.succeeded

@@ -28,7 +28,13 @@ def forget(root: Location, paths: list[str], up_to_batch: int, when: datetime) -
 
     where = root.child(TABLES.forgotten)
     rows = system_rows.forgotten_rows(paths, up_to_batch, when)
-    write_deltalake(where.uri, rows, mode="append", storage_options=where.storage_options)
+    write_deltalake(
+        where.uri,
+        rows,
+        mode="append",
+        storage_options=where.storage_options,
+        post_commithook_properties=delta_io.post_commit(),
+    )
 
 
 def commit_plan(root: Location, batch: Batch, run_id: str, now: datetime) -> None:
@@ -50,8 +56,14 @@ def _append_log_row(root: Location, table: Any) -> None:
     from deltalake import write_deltalake
 
     where = root.child(TABLES.runs)
+    dt = delta_io.open_table(root, TABLES.runs)  # kept by this thread: no second open
     write_deltalake(
-        where.uri, table, mode="append", schema_mode="merge", storage_options=where.storage_options
+        dt if dt is not None else where.uri,
+        table,
+        mode="append",
+        schema_mode="merge",
+        storage_options=where.storage_options,
+        post_commithook_properties=delta_io.post_commit(),
     )
 
 
