@@ -3,6 +3,7 @@
     .venv/bin/python bench/stream_latency.py                          # 20k/s for 10 minutes
     .venv/bin/python bench/stream_latency.py --rate 20000 --seconds 120
     .venv/bin/python bench/stream_latency.py --engine spark --trigger 10 --rate 2000 --seconds 180
+    .venv/bin/python bench/stream_latency.py --seconds 120 --keep /tmp/soak   # lake, log, worst
 
 A local Kafka broker (KRaft) gets stock events at a steady `--rate` for `--seconds`, each
 stamped with the time it was produced (an extra field, kept in silver's `_rescued`), while
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import statistics
 import subprocess
@@ -98,6 +100,38 @@ def latencies(lake: Path) -> tuple[list[float], list[float]]:
     return out, produced
 
 
+def print_slowest(lake: Path, count: int = 15) -> None:
+    """The batches whose records waited longest: when they closed and what they held."""
+    import duckdb
+    from deltalake import DeltaTable
+
+    from digital_finance.lakehouse.layout import tagged_batch
+
+    commits = {}
+    for entry in DeltaTable(str(lake / "silver" / "stocks")).history():
+        batch = tagged_batch(entry)
+        if batch is not None:
+            commits[int(batch)] = entry["timestamp"] / 1000.0
+    bronze = DeltaTable(str(lake / "bronze" / "stocks")).to_pyarrow_table(
+        columns=["record", "_batch_id"]
+    )
+    con = duckdb.connect()
+    con.register("b", bronze)
+    rows = con.execute(
+        "SELECT _batch_id, count(*), "
+        "min(CAST(json_extract(record, '$.produced_ns') AS BIGINT)) / 1e9, "
+        "max(CAST(json_extract(record, '$.produced_ns') AS BIGINT)) / 1e9 FROM b GROUP BY 1"
+    ).fetchall()
+    start = min(r[2] for r in rows)
+    worst = sorted((r for r in rows if r[0] in commits), key=lambda r: r[2] - commits[r[0]])
+    print("slowest batches: id, events, produced from .. to (s after the first), silver commit")
+    for batch, events, first, last in worst[:count]:
+        print(
+            f"  {batch:6d} {events:7,d}  {first - start:8.2f} .. {last - start:8.2f}  "
+            f"{commits[batch] - start:8.2f}  (waited {commits[batch] - first:.2f} s at most)"
+        )
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -109,6 +143,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=600)
     parser.add_argument("--engine", choices=["embedded", "spark"], default="embedded")
     parser.add_argument("--trigger", type=float, default=1.0, help="the stream's --trigger")
+    parser.add_argument(
+        "--keep", type=Path, metavar="DIR",
+        help="keep the lakehouse and the stream's log in DIR, and print the slowest batches",
+    )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stream-latency-") as temp:
         work = Path(temp)
@@ -129,6 +167,11 @@ def main() -> int:
             stream.send_signal(signal.SIGTERM)
             stream.wait(timeout=300)
             values, produced = latencies(lake)
+            if args.keep is not None:
+                shutil.rmtree(args.keep, ignore_errors=True)
+                shutil.copytree(lake, args.keep / "lake")
+                shutil.copy(work / "stream.log", args.keep / "stream.log")
+                print_slowest(args.keep / "lake")
         finally:
             broker.stop()
     start = min(produced)
