@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -73,6 +74,21 @@ def produce_steadily(
 
 def latencies(lake: Path) -> tuple[list[float], list[float]]:
     """Per event: (seconds from production to its silver commit, production time)."""
+    commits, con = _commits_and_bronze(lake)
+    rows = con.execute(
+        "SELECT _batch_id, CAST(json_extract(record, '$.produced_ns') AS BIGINT) FROM b"
+    ).fetchall()
+    out, produced = [], []
+    for batch, ns in rows:
+        if ns is None or batch not in commits:
+            continue
+        out.append(commits[batch] - ns / 1e9)
+        produced.append(ns / 1e9)
+    return out, produced
+
+
+def _commits_and_bronze(lake: Path) -> tuple[dict[int, float], Any]:
+    """Each batch's silver commit time, and a DuckDB database with bronze as `b`."""
     import duckdb
     from deltalake import DeltaTable
 
@@ -88,35 +104,12 @@ def latencies(lake: Path) -> tuple[list[float], list[float]]:
     )
     con = duckdb.connect()
     con.register("b", bronze)
-    rows = con.execute(
-        "SELECT _batch_id, CAST(json_extract(record, '$.produced_ns') AS BIGINT) FROM b"
-    ).fetchall()
-    out, produced = [], []
-    for batch, ns in rows:
-        if ns is None or batch not in commits:
-            continue
-        out.append(commits[batch] - ns / 1e9)
-        produced.append(ns / 1e9)
-    return out, produced
+    return commits, con
 
 
 def print_slowest(lake: Path, count: int = 15) -> None:
     """The batches whose records waited longest: when they closed and what they held."""
-    import duckdb
-    from deltalake import DeltaTable
-
-    from digital_finance.lakehouse.layout import tagged_batch
-
-    commits = {}
-    for entry in DeltaTable(str(lake / "silver" / "stocks")).history():
-        batch = tagged_batch(entry)
-        if batch is not None:
-            commits[int(batch)] = entry["timestamp"] / 1000.0
-    bronze = DeltaTable(str(lake / "bronze" / "stocks")).to_pyarrow_table(
-        columns=["record", "_batch_id"]
-    )
-    con = duckdb.connect()
-    con.register("b", bronze)
+    commits, con = _commits_and_bronze(lake)
     rows = con.execute(
         "SELECT _batch_id, count(*), "
         "min(CAST(json_extract(record, '$.produced_ns') AS BIGINT)) / 1e9, "
