@@ -144,10 +144,10 @@ def swap(root: Location, done: Rewritten, dt: DeltaTable) -> bool:
     """Put the rewritten file in place of the step's files; the caller holds the commit
     lock and `dt` is the table at its latest version. False, and the table untouched, when
     a planned file is no longer in the table."""
-    current = set(dt.get_add_actions(flatten=True).column("path").to_pylist())
+    current = _records(dt)  # one read of the log's files, under the lock
     if any(path not in current for path, _ in done.step.files):
         return False
-    expected = sum(_records(dt, done.step.files).values())
+    expected = sum(current[path] for path, _ in done.step.files)
     if expected != done.rows:  # the log's counts must agree with what was read
         raise RuntimeError(
             f"compaction of {done.step.table} read {done.rows} rows where the log names "
@@ -172,16 +172,17 @@ def swap(root: Location, done: Rewritten, dt: DeltaTable) -> bool:
     return True
 
 
-def _records(dt: DeltaTable, files: tuple[tuple[str, int], ...]) -> dict[str, int]:
-    wanted = {path for path, _ in files}
+def _records(dt: DeltaTable) -> dict[str, int]:
+    """Each current file of the table (its path as the log names it) and its row count."""
     actions = dt.get_add_actions(flatten=True)
-    counts: dict[str, int] = {}
-    for path, rows in zip(
-        actions.column("path").to_pylist(), actions.column("num_records").to_pylist(), strict=True
-    ):
-        if path in wanted:
-            counts[path] = int(rows or 0)
-    return counts
+    return {
+        path: int(rows or 0)
+        for path, rows in zip(
+            actions.column("path").to_pylist(),
+            actions.column("num_records").to_pylist(),
+            strict=True,
+        )
+    }
 
 
 def table_files(dt: Any) -> list[int]:
