@@ -134,6 +134,11 @@ class BatchRunner(ABC, Generic[Staged]):
         table = pa.concat_tables([spool.read(self.where, n) for n in names])
         return StreamRecords(table, streamed[0].source)
 
+    def begin_commit(self, staged: Staged, batch_id: int, now: datetime) -> None:
+        """Called under the lock once the batch is staged and may be committed, before its
+        claim: an engine may start work the table steps will use (the embedded engine
+        writes silver's files beside the bronze and quarantine commits)."""
+
     @abstractmethod
     def commit_plan(self, batch: Batch, run_id: str, now: datetime) -> None:
         """Write the batch's files to `_system/batches`."""
@@ -247,6 +252,7 @@ class BatchRunner(ABC, Generic[Staged]):
         report = attempt.report
         try:
             check_fail_rules(report)
+            self.begin_commit(staged, batch.batch_id, attempt.started_at)
             context = {"run_id": report.run_id, "batch_id": batch.batch_id}
             if not batch.resumed:
                 self.progress.stage(f"claiming batch {batch.batch_id}")

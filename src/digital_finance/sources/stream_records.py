@@ -129,8 +129,11 @@ def _cuts(table: pa.Table) -> npt.NDArray[np.int64]:
 
 
 def _run_keys(table: pa.Table, cuts: npt.NDArray[np.int64]) -> list[tuple[str, str]]:
-    datasets, partitions = table["dataset"], table["partition"]
-    return [(str(datasets[at].as_py()), str(partitions[at].as_py())) for at in [0, *cuts.tolist()]]
+    import numpy as np
+
+    starts = np.concatenate(([0], cuts))
+    datasets, partitions = (table[c].take(starts).to_pylist() for c in ("dataset", "partition"))
+    return list(zip(datasets, partitions, strict=True))
 
 
 def partition_runs(table: pa.Table) -> list[tuple[tuple[str, str], pa.Table]]:

@@ -42,11 +42,11 @@ def rewrite_touched(
     table: str,
     con: duckdb.DuckDBPyConnection,
     candidates: str,
-    batch_id: int,
     rule: LatestWins,
     dt: DeltaTable,
-) -> int:
-    """Bring the batch's candidates (a temp table name) into `table`; returns their count."""
+) -> tuple[list[AddAction | RemoveAction], int]:
+    """The files that bring the batch's candidates (a temp table name) into `table`, written
+    and not yet committed: (the adds and removes to commit, the candidates' count)."""
     keys = ", ".join(ident(k) for k in rule.key)
     ev = ident(rule.event_time)
     batch = ident(rule.receipt_across_batches)
@@ -82,7 +82,4 @@ def rewrite_touched(
     now_ms = int(time.time() * 1000)
     folder = root.path / table  # usable() admits local tables only
     removes = [RemoveAction(str(Path(t).relative_to(folder)), True, now_ms) for t in touched]
-    delta_io.commit_actions(
-        dt, list[AddAction | RemoveAction]([*adds, *removes]), batch_id, "append"
-    )
-    return int(count)
+    return [*adds, *removes], int(count)

@@ -8,6 +8,7 @@ order of a batch is the shared one in `runs.batch_runner`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from digital_finance.definition.steps import (
 )
 from digital_finance.engines.embedded import delta_io, gold, silver_merge, system_tables
 from digital_finance.engines.embedded.databases import Databases
+from digital_finance.engines.embedded.silver_ahead import SilverAhead
 from digital_finance.engines.embedded.staging import StagedDataset
 from digital_finance.engines.embedded.system_history import SystemHistory
 from digital_finance.errors import TerminalError
@@ -93,6 +95,7 @@ class EmbeddedRunner(BatchRunner[Staged]):
         self.options = options
         self._history = SystemHistory(output)  # read incrementally: planning stays cheap
         self.databases = Databases(options.memory_limit, options.threads)
+        self.silver_ahead = SilverAhead(output)
 
     def history(self) -> History:
         if self.root.is_local:
@@ -112,7 +115,11 @@ class EmbeddedRunner(BatchRunner[Staged]):
             scratch.scratch_folder(self.root, run_id) as temp,
             self.databases.lend(temp) as con,
         ):
-            yield self._stage(con, batch, report)
+            staged = self._stage(con, batch, report)
+            try:
+                yield staged
+            finally:  # before the database goes: the silver thread may still be reading it
+                self.silver_ahead.discard(staged.values())
 
     def _native_contract(self, spec: DatasetSpec, source_tz: str) -> NativeContract | None:
         if self.options.contract == "sql":
@@ -240,30 +247,70 @@ class EmbeddedRunner(BatchRunner[Staged]):
         )
         return delta_io.append_query(self.root, step.table, ds.cursor(), sql, batch_id)
 
+    def begin_commit(self, staged: Staged, batch_id: int, now: datetime) -> None:
+        """Start writing each silver table's files on the silver thread (`silver_ahead`)."""
+        if not self.root.is_local:
+            return
+        for step in self.pipeline.steps_of(MergeSilver):
+            ds = staged[step.dataset]
+            if ds.parts == 0:
+                continue
+            con = ds.cursor()  # the silver thread's own
+            candidates = self._candidates(con, ds, step, batch_id, now)
+            rows = ds.valid_records()
+            write = functools.partial(
+                silver_merge.write_files, self.root, step.table, con, candidates,
+                batch_id, step.rule, rows, self.options.silver_write,
+            )  # fmt: skip
+            self.silver_ahead.start(ds, step.table, con, candidates, write)
+
     def merge_silver(
         self, staged: Staged, step: MergeSilver, batch_id: int, run_id: str, now: datetime
     ) -> int | None:
-        """Bring the batch's latest record per key into silver."""
+        """Bring the batch's latest record per key into silver: commit the files written
+        ahead, or write them now when there are none."""
         ds = staged[step.dataset]
+        ahead = self.silver_ahead.take(ds)
+        if ahead is not None and ahead.written is not None:
+            written = ahead.written
+            offered = silver_merge.commit_written(self.root, step.table, written, batch_id)
+            if offered is not None:
+                return offered
         if self._untouched(ds, step.table):
             return 0
-        candidates = ds.latest(batch_id, now.isoformat(), step.rule)
-        enrichments = self.pipeline.enrichments_for(step.dataset)
-        if enrichments:
-            # imported here: the enrichment modules cost a tenth of a second to load
-            from digital_finance.engines.embedded import enrich
-
-            candidates = enrich.enriched(ds.cursor(), candidates, enrichments, step.dataset)
+        if ahead is not None:
+            con, candidates = ahead.con, ahead.candidates
+        else:
+            con = ds.cursor()
+            candidates = self._candidates(con, ds, step, batch_id, now)
         return silver_merge.merge_latest(
             self.root,
             step.table,
-            ds.cursor(),
+            con,
             candidates,
             batch_id,
             step.rule,
             batch_rows=ds.valid_records(),
             strategy=self.options.silver_write,
         )
+
+    def _candidates(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        ds: StagedDataset,
+        step: MergeSilver,
+        batch_id: int,
+        now: datetime,
+    ) -> str:
+        """SQL of the batch's silver candidates, enriched, for queries on `con`."""
+        candidates = ds.latest(batch_id, now.isoformat(), step.rule)
+        enrichments = self.pipeline.enrichments_for(step.dataset)
+        if not enrichments:
+            return candidates
+        # imported here: the enrichment modules cost a tenth of a second to load
+        from digital_finance.engines.embedded import enrich
+
+        return enrich.enriched(con, candidates, enrichments, step.dataset)
 
     def _untouched(self, ds: StagedDataset, table: str) -> bool:
         """Whether the batch has no part of the dataset and its table exists: then nothing

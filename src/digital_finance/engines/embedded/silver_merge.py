@@ -13,13 +13,21 @@ Three ways, same result (the incremental tests run each):
 `auto` rewrites the touched files for small batches, rebuilds when the batch is large
 (absolutely or next to silver), and merges where the rewrite cannot read the table exactly
 (deletion vectors, partitions) or the batch brings new columns.
+
+A rewrite's and a rebuild's files are written (`write_files`) apart from their commit
+(`commit_written`), so that the runner can write them while bronze and quarantine commit
+(`silver_ahead`); the commit refuses files made from a version of silver that is no longer
+the latest.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import duckdb
+import pyarrow as pa
+from deltalake.transaction import AddAction, RemoveAction
 
 from digital_finance.contract.compiled_sql import ident
 from digital_finance.definition.rules import LatestWins, duckdb_quote
@@ -44,6 +52,85 @@ def choose(
     return "rewrite"
 
 
+@dataclass(frozen=True)
+class Written:
+    """A batch's silver files, written and not yet committed: what the commit adds and
+    removes, read from the table at `version`."""
+
+    actions: list[AddAction | RemoveAction]
+    mode: Literal["append", "overwrite"]
+    schema: pa.Schema | None  # a rebuild's rows (its commit replaces the table's schema)
+    offered: int  # the batch's candidates, for the report
+    version: int
+
+    def discard(self, root: Location, table: str) -> None:
+        """Remove the files (never committed: no reader has seen them). On an object
+        store they are left to `digital-finance maintain`'s vacuum."""
+        if not root.is_local:
+            return
+        for action in self.actions:
+            if isinstance(action, AddAction):
+                (root.path / table / action.path).unlink(missing_ok=True)
+
+
+def write_files(
+    root: Location,
+    table: str,
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    batch_id: int,
+    rule: LatestWins,
+    batch_rows: int,
+    strategy: Strategy = "auto",
+) -> Written | None:
+    """Silver's new files for the batch's candidates (`sql`), not committed; None when
+    they are not written by DuckDB (a new table, a table that has the batch, a delta-rs
+    MERGE), which `merge_latest` then does whole.
+
+    Every commit is made under the commit lock, so the files stay right until the
+    commit as long as the table is still at `version` then (`commit_written` checks).
+    """
+    dt = delta_io.open_table(root, table)
+    if dt is None or (dt.transaction_version(APP_ID) or 0) >= batch_id:
+        return None
+    way = choose(strategy, batch_rows, delta_io.table_rows(dt))
+    if way == "merge":
+        return None
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _batch_latest AS {sql}")
+    if way == "rewrite":
+        columns = con.sql("SELECT * FROM _batch_latest LIMIT 0").to_arrow_table().schema
+        if not file_rewrite.usable(dt, columns):
+            return None
+        actions, offered = file_rewrite.rewrite_touched(root, table, con, "_batch_latest", rule, dt)
+        return Written(actions, "append", None, offered, dt.version())
+    # DuckDB's own reader where it reads the table exactly: pyarrow's dataset layer
+    # costs a tenth of a second to import and reads on one thread
+    if delta_io.exact_scan(con, "_silver_now", dt) is None:
+        con.register("_silver_now", dt.to_pyarrow_dataset())
+    keys = ", ".join(ident(k) for k in rule.key)
+    order = ", ".join(f"{ident(c)} DESC" for c in (rule.event_time, rule.receipt_across_batches))
+    latest = (
+        "SELECT * FROM (SELECT * FROM _silver_now UNION ALL BY NAME "
+        "SELECT * FROM _batch_latest) "
+        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1"
+    )
+    adds, schema = delta_io.write_files(root, table, con, latest)
+    (row,) = con.sql("SELECT count(*) FROM _batch_latest").fetchall()
+    return Written(list[AddAction | RemoveAction](adds), "overwrite", schema, int(row[0]),
+                   dt.version())  # fmt: skip
+
+
+def commit_written(root: Location, table: str, written: Written, batch_id: int) -> int | None:
+    """Commit `written` as batch `batch_id`; the candidates' count, or None when the table
+    moved since the files were made (they are removed, and nothing is committed)."""
+    dt = delta_io.open_table(root, table)
+    if dt is None or dt.version() != written.version:
+        written.discard(root, table)
+        return None
+    delta_io.commit_actions(dt, written.actions, batch_id, written.mode, written.schema)
+    return written.offered
+
+
 def merge_latest(
     root: Location,
     table: str,
@@ -59,39 +146,16 @@ def merge_latest(
     On equal event times the later batch wins, because it was received later. A new table is
     simply written, which is also what makes the first run as fast as a plain write.
     """
+    written = write_files(root, table, con, sql, batch_id, rule, batch_rows, strategy)
+    if written is not None:
+        offered = commit_written(root, table, written, batch_id)
+        if offered is not None:
+            return offered
     dt = delta_io.open_table(root, table)
     if dt is None:
         return delta_io.append_query(root, table, con, sql, batch_id)
     if (dt.transaction_version(APP_ID) or 0) >= batch_id:
         return None
-    keys = ", ".join(ident(k) for k in rule.key)
-    way = choose(strategy, batch_rows, delta_io.table_rows(dt))
-    if way == "rewrite":
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _batch_latest AS {sql}")
-        columns = con.sql("SELECT * FROM _batch_latest LIMIT 0").to_arrow_table().schema
-        if file_rewrite.usable(dt, columns):
-            return file_rewrite.rewrite_touched(
-                root, table, con, "_batch_latest", batch_id, rule, dt
-            )
-        way, sql = "merge", "SELECT * FROM _batch_latest"
-    if way == "rebuild":
-        # the batch's candidates are computed once: counted for the report and unioned
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _batch_latest AS {sql}")
-        # DuckDB's own reader where it reads the table exactly: pyarrow's dataset layer
-        # costs a tenth of a second to import and reads on one thread
-        if delta_io.exact_scan(con, "_silver_now", dt) is None:
-            con.register("_silver_now", dt.to_pyarrow_dataset())
-        order = ", ".join(
-            f"{ident(c)} DESC" for c in (rule.event_time, rule.receipt_across_batches)
-        )
-        latest = (
-            "SELECT * FROM (SELECT * FROM _silver_now UNION ALL BY NAME "
-            "SELECT * FROM _batch_latest) "
-            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1"
-        )
-        delta_io.write_query(root, table, con, latest, batch_id, "overwrite")
-        (row,) = con.sql("SELECT count(*) FROM _batch_latest").fetchall()
-        return int(row[0])
     reader = con.sql(sql).to_arrow_reader(OUTPUT_BATCH_ROWS)
     data, counter = delta_io.counted(reader)
     on = rule.key_match("s", "t", duckdb_quote)

@@ -55,6 +55,8 @@ class StagedDataset:
         self.parsed = f"parsed_{spec.name}"
         self.files = f"files_{spec.name}"
         self.parts = 0  # file parts (or stream partitions) of the batch, once loaded
+        self._from_files = False  # whether any part is a file (not a stream's records)
+        self._untouched = True  # nothing loaded: the questions below need no query
         self.checked = f"checked_{spec.name}"
         self._sql = compile_contract(spec, source_tz)
         if native is None:
@@ -117,6 +119,12 @@ class StagedDataset:
     def load_files(self, files: Sequence[PlannedFile], done: Callable[[PlannedFile], None]) -> None:
         """Parse the batch's file parts into the staging table; `done` after each part."""
         self.parts = len(files)
+        self._from_files = any(part.is_file for part in files)
+        if not files:
+            # a dataset the batch has no part of (a stream of one dataset, every trigger):
+            # its questions below are answered without asking DuckDB
+            return
+        self._untouched = False
         if self.native is None:
             for part in files:
                 self.load(part)
@@ -164,6 +172,7 @@ class StagedDataset:
 
     def load(self, part: PlannedFile) -> None:
         """Parse one file part into the staging table with the SQL contract."""
+        self._untouched = False
         self.con.execute(
             f"INSERT INTO {self.files} VALUES (?, ?, ?)",
             [part.ordinal, part.file.path, part.source],
@@ -180,6 +189,8 @@ class StagedDataset:
 
     def resolve_with_reference(self) -> int:
         """Hand the rows the fast path could not be sure of to the reference; returns how many."""
+        if self._untouched:
+            return 0
         rows = self.con.execute(
             f"SELECT file_ordinal, line_number, raw FROM {self.parsed} WHERE needs_reference"
         ).fetchall()
@@ -234,6 +245,8 @@ class StagedDataset:
     # --- questions asked before anything is committed --------------------------------
     def rule_counts(self) -> list[tuple[str, Action, int]]:
         """(rule, action, failures), as `definition.rules.count_rules` orders them."""
+        if self._untouched:
+            return count_rules({}, {}, self.builtin_actions, self.user_rules)
         contract, user = (
             self._failures(self.parsed, "reasons"),
             self._failures(self.checked, "failed_rules"),
@@ -248,6 +261,8 @@ class StagedDataset:
 
     def valid_records(self) -> int:
         """Records that passed the contract: an upper bound of the batch's silver candidates."""
+        if self._untouched:
+            return 0
         row = (
             self.con.cursor()
             .execute(f"SELECT count(*) FROM {self.parsed} WHERE len(reasons) = 0")
@@ -257,6 +272,8 @@ class StagedDataset:
 
     def records(self) -> int:
         """Non-blank records staged."""
+        if self._untouched:
+            return 0
         row = self.con.execute(f"SELECT count(*) FROM {self.parsed}").fetchall()
         return int(row[0][0])
 
@@ -295,6 +312,8 @@ class StagedDataset:
         A file given as the wrong dataset (`--funds stocks.json`) looks like this; the run
         says so, since nothing else would.
         """
+        if not self._from_files:
+            return []
         rows = self.con.execute(
             f"SELECT f.source_file, count(*) FROM {self.parsed} p "
             f"JOIN {self.files} f USING (file_ordinal) WHERE f.source = 'file' "

@@ -1,0 +1,90 @@
+"""Silver's files of a batch, written on a thread of their own while bronze and quarantine
+are committed.
+
+Silver's new files depend on the staged batch and on silver as it stands under the commit
+lock, not on bronze or quarantine; only the commits must come in the definition's order.
+So once the lock is held and the batch staged, the files that silver's commit will add are
+written beside the claim and the bronze and quarantine commits (DuckDB and delta-rs let go
+of the interpreter while they work), and silver's step only commits them. For a stream's
+batch of 20,000 records into 50,000 keys that is most of silver's time (docs/PERFORMANCE.md).
+
+Files written ahead and never committed (the batch failed before silver) are removed when
+the batch's staging ends; a writer killed meanwhile leaves them to the next run's sweep of
+files no commit names (`lakehouse.orphans`), as any write cut short does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import duckdb
+
+from digital_finance.engines.embedded.silver_merge import Written
+from digital_finance.engines.embedded.staging import StagedDataset
+from digital_finance.lakehouse.storage import Location
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """A silver table's write started ahead: the candidates' SQL, the cursor it runs on
+    (free again once taken), and the files written (None when DuckDB does not write them:
+    `silver_merge.write_files`)."""
+
+    con: duckdb.DuckDBPyConnection
+    candidates: str
+    written: Written | None
+
+
+class SilverAhead:
+    """The silver writes started for staged batches, by staged dataset: a runner used by
+    several threads keeps each batch's own."""
+
+    def __init__(self, root: Location) -> None:
+        self.root = root
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[StagedDataset, _Pending] = {}
+
+    def start(
+        self,
+        dataset: StagedDataset,
+        table: str,
+        con: duckdb.DuckDBPyConnection,
+        candidates: str,
+        write: Callable[[], Written | None],
+    ) -> None:
+        """Write `table`'s files for `dataset` (`write`, on `con`) on the silver thread, in
+        the order started."""
+        if self._pool is None:
+            # one thread, kept: its opened tables stay warm from batch to batch
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="silver-ahead")
+        self._pending[dataset] = _Pending(table, con, candidates, self._pool.submit(write))
+
+    def take(self, dataset: StagedDataset) -> Ahead | None:
+        """`dataset`'s write once done, None when none was started; the write's error, if
+        it failed."""
+        pending = self._pending.pop(dataset, None)
+        if pending is None:
+            return None
+        return Ahead(pending.con, pending.candidates, pending.future.result())
+
+    def discard(self, datasets: Iterable[StagedDataset]) -> None:
+        """Wait for the writes of `datasets` not taken and remove their files."""
+        for dataset in datasets:
+            pending = self._pending.pop(dataset, None)
+            if pending is None:
+                continue
+            with contextlib.suppress(Exception):  # the batch's own error is the one raised
+                written = pending.future.result()
+                if written is not None:
+                    written.discard(self.root, pending.table)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    table: str
+    con: duckdb.DuckDBPyConnection
+    candidates: str
+    future: Future[Written | None]
