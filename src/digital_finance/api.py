@@ -177,7 +177,10 @@ class Lakehouse:
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
-        past = self._batch_runner().history()
+        from digital_finance.engines.embedded import system_tables
+
+        # read whole: a runner's history keeps one part per partition of the batches done
+        past = system_tables.history(self.root)
         sizes: dict[int, int] = {}
         for b, pf in past.planned:
             if pf.source == source and pf.partition.startswith(prefix) and b not in past.abandoned:

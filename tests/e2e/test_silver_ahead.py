@@ -115,6 +115,10 @@ def test_files_made_from_a_version_that_moved_are_not_committed(tmp_path: Path) 
     table = DeltaTable(str(tmp_path / "silver"))
     assert table.version() == moved
     assert sorted(table.to_pyarrow_table(columns=["v"]).column("v").to_pylist()) == [10, 10]
+    # written again at silver's step, from the version that stands
+    assert silver_merge.merge_latest(root, "silver", con, candidates, 2, rule, 1, "rebuild") == 1
+    latest = DeltaTable(str(tmp_path / "silver")).to_pyarrow_table(columns=["id", "v"])
+    assert latest.to_pylist() == [{"id": 1, "v": 20}]
 
 
 @pytest.mark.slow

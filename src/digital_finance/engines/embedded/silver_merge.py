@@ -146,8 +146,10 @@ def merge_latest(
     On equal event times the later batch wins, because it was received later. A new table is
     simply written, which is also what makes the first run as fast as a plain write.
     """
-    written = write_files(root, table, con, sql, batch_id, rule, batch_rows, strategy)
-    if written is not None:
+    for _ in range(2):  # once more when silver moved between the files and their commit
+        written = write_files(root, table, con, sql, batch_id, rule, batch_rows, strategy)
+        if written is None:
+            break
         offered = commit_written(root, table, written, batch_id)
         if offered is not None:
             return offered
