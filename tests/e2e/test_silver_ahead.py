@@ -47,11 +47,10 @@ def _unreferenced(lake: Path, table: str) -> set[str]:
     return files - orphans.referenced(folder)
 
 
-@pytest.mark.parametrize("strategy", ["rebuild", "rewrite"])
 def test_a_batch_failing_before_silver_removes_the_files_written_ahead(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strategy: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = dataclasses.replace(RunConfig(), silver_write=strategy)
+    config = dataclasses.replace(RunConfig(), silver_write="rebuild")
     lake = Lakehouse(tmp_path / "lake", config)
     lake.ingest_stream("kafka", _batch(0))
     written: list[silver_merge.Written] = []
@@ -92,6 +91,29 @@ def test_a_batch_failing_before_silver_removes_the_files_written_ahead(
     assert len(written) >= 3  # the retry and the next batch went through the silver thread too
 
 
+@pytest.mark.parametrize(
+    ("strategy", "ahead"), [("rebuild", True), ("rewrite", False), ("auto", True)]
+)
+def test_only_a_rebuild_is_written_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strategy: str, ahead: bool
+) -> None:
+    from digital_finance.engines.embedded import silver_ahead
+
+    started: list[str] = []
+    start = silver_ahead.SilverAhead.start
+
+    def recorded(self: Any, dataset: Any, table: str, *args: Any, write: bool) -> None:
+        if write:
+            started.append(table)
+        start(self, dataset, table, *args, write=write)
+
+    monkeypatch.setattr(silver_ahead.SilverAhead, "start", recorded)
+    lake = Lakehouse(tmp_path / "lake", dataclasses.replace(RunConfig(), silver_write=strategy))
+    for b in range(3):  # 10 records into 40 keys: `auto` rebuilds
+        lake.ingest_stream("kafka", _batch(b))
+    assert started == (["silver/stocks"] * 2 if ahead else [])
+
+
 def test_files_made_from_a_version_that_moved_are_not_committed(tmp_path: Path) -> None:
     root = location(str(tmp_path))
     con = duckdb.connect()
@@ -99,7 +121,8 @@ def test_files_made_from_a_version_that_moved_are_not_committed(tmp_path: Path) 
     delta_io.write_query(root, "silver", con, first, 1, "append")
     rule = LatestWins(("id",), "t")
     candidates = "SELECT 1::BIGINT AS id, 20::BIGINT AS v, TIMESTAMPTZ '2026-01-02 00:00:00+00' AS t, 2::BIGINT AS _batch_id"
-    written = silver_merge.write_files(root, "silver", con, candidates, 2, rule, 1, "rebuild")
+    batch = silver_merge.Candidates(candidates, 2, rule, 1, "rebuild")
+    written = silver_merge.write_files(root, "silver", con, batch)
     assert written is not None
     added = [tmp_path / "silver" / a.path for a in written.actions if hasattr(a, "size")]
     assert added and all(p.exists() for p in added)
@@ -116,7 +139,7 @@ def test_files_made_from_a_version_that_moved_are_not_committed(tmp_path: Path) 
     assert table.version() == moved
     assert sorted(table.to_pyarrow_table(columns=["v"]).column("v").to_pylist()) == [10, 10]
     # written again at silver's step, from the version that stands
-    assert silver_merge.merge_latest(root, "silver", con, candidates, 2, rule, 1, "rebuild") == 1
+    assert silver_merge.merge_latest(root, "silver", con, batch) == 1
     latest = DeltaTable(str(tmp_path / "silver")).to_pyarrow_table(columns=["id", "v"])
     assert latest.to_pylist() == [{"id": 1, "v": 20}]
 

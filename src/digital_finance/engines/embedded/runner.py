@@ -8,7 +8,6 @@ order of a batch is the shared one in `runs.batch_runner`.
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -248,21 +247,22 @@ class EmbeddedRunner(BatchRunner[Staged]):
         return delta_io.append_query(self.root, step.table, ds.cursor(), sql, batch_id)
 
     def begin_commit(self, staged: Staged, batch_id: int, now: datetime) -> None:
-        """Start writing each silver table's files on the silver thread (`silver_ahead`)."""
+        """Start each silver table's rebuild on the silver thread (`silver_ahead`): a
+        touched-files rewrite, slower beside bronze's write than after it, and every other
+        way are left to silver's step, with the candidates made here."""
         if not self.root.is_local:
             return
         for step in self.pipeline.steps_of(MergeSilver):
             ds = staged[step.dataset]
             if ds.parts == 0:
                 continue
-            con = ds.cursor()  # the silver thread's own
-            candidates = self._candidates(con, ds, step, batch_id, now)
             rows = ds.valid_records()
-            write = functools.partial(
-                silver_merge.write_files, self.root, step.table, con, candidates,
-                batch_id, step.rule, rows, self.options.silver_write,
-            )  # fmt: skip
-            self.silver_ahead.start(ds, step.table, con, candidates, write)
+            way = silver_merge.resolved(
+                self.root, step.table, batch_id, rows, self.options.silver_write
+            )
+            con = ds.cursor()  # the silver thread's own
+            batch = self._candidates(con, ds, step, batch_id, now, rows, way)
+            self.silver_ahead.start(ds, step.table, con, batch, write=way == "rebuild")
 
     def merge_silver(
         self, staged: Staged, step: MergeSilver, batch_id: int, run_id: str, now: datetime
@@ -272,27 +272,18 @@ class EmbeddedRunner(BatchRunner[Staged]):
         ds = staged[step.dataset]
         ahead = self.silver_ahead.take(ds)
         if ahead is not None and ahead.written is not None:
-            written = ahead.written
-            offered = silver_merge.commit_written(self.root, step.table, written, batch_id)
+            offered = silver_merge.commit_written(self.root, step.table, ahead.written, batch_id)
             if offered is not None:
                 return offered
         if self._untouched(ds, step.table):
             return 0
         if ahead is not None:
-            con, candidates = ahead.con, ahead.candidates
+            con, batch = ahead.con, ahead.batch
         else:
             con = ds.cursor()
-            candidates = self._candidates(con, ds, step, batch_id, now)
-        return silver_merge.merge_latest(
-            self.root,
-            step.table,
-            con,
-            candidates,
-            batch_id,
-            step.rule,
-            batch_rows=ds.valid_records(),
-            strategy=self.options.silver_write,
-        )
+            rows, way = ds.valid_records(), self.options.silver_write
+            batch = self._candidates(con, ds, step, batch_id, now, rows, way)
+        return silver_merge.merge_latest(self.root, step.table, con, batch)
 
     def _candidates(
         self,
@@ -301,16 +292,18 @@ class EmbeddedRunner(BatchRunner[Staged]):
         step: MergeSilver,
         batch_id: int,
         now: datetime,
-    ) -> str:
-        """SQL of the batch's silver candidates, enriched, for queries on `con`."""
-        candidates = ds.latest(batch_id, now.isoformat(), step.rule)
+        rows: int,
+        way: silver_merge.Strategy,
+    ) -> silver_merge.Candidates:
+        """The batch's silver candidates, enriched, for queries on `con`."""
+        sql = ds.latest(batch_id, now.isoformat(), step.rule)
         enrichments = self.pipeline.enrichments_for(step.dataset)
-        if not enrichments:
-            return candidates
-        # imported here: the enrichment modules cost a tenth of a second to load
-        from digital_finance.engines.embedded import enrich
+        if enrichments:
+            # imported here: the enrichment modules cost a tenth of a second to load
+            from digital_finance.engines.embedded import enrich
 
-        return enrich.enriched(con, candidates, enrichments, step.dataset)
+            sql = enrich.enriched(con, sql, enrichments, step.dataset)
+        return silver_merge.Candidates(sql, batch_id, step.rule, rows, way)
 
     def _untouched(self, ds: StagedDataset, table: str) -> bool:
         """Whether the batch has no part of the dataset and its table exists: then nothing

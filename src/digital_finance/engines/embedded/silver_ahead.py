@@ -1,5 +1,5 @@
 """Silver's files of a batch, written on a thread of their own while bronze and quarantine
-are committed.
+are committed (a rebuild's: `EmbeddedRunner.begin_commit`).
 
 Silver's new files depend on the staged batch and on silver as it stands under the commit
 lock, not on bronze or quarantine; only the commits must come in the definition's order.
@@ -16,25 +16,26 @@ files no commit names (`lakehouse.orphans`), as any write cut short does.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
 
-from digital_finance.engines.embedded.silver_merge import Written
+from digital_finance.engines.embedded import silver_merge
+from digital_finance.engines.embedded.silver_merge import Candidates, Written
 from digital_finance.engines.embedded.staging import StagedDataset
 from digital_finance.lakehouse.storage import Location
 
 
 @dataclass(frozen=True)
 class Ahead:
-    """A silver table's write started ahead: the candidates' SQL, the cursor it runs on
-    (free again once taken), and the files written (None when DuckDB does not write them:
+    """A silver table's write started ahead: the cursor it runs on (free again once taken),
+    the batch's candidates, and the files written (None when DuckDB does not write them:
     `silver_merge.write_files`)."""
 
     con: duckdb.DuckDBPyConnection
-    candidates: str
+    batch: Candidates
     written: Written | None
 
 
@@ -52,15 +53,22 @@ class SilverAhead:
         dataset: StagedDataset,
         table: str,
         con: duckdb.DuckDBPyConnection,
-        candidates: str,
-        write: Callable[[], Written | None],
+        batch: Candidates,
+        *,
+        write: bool,
     ) -> None:
-        """Write `table`'s files for `dataset` (`write`, on `con`) on the silver thread, in
-        the order started."""
+        """Hold `dataset`'s candidates for silver's step, and with `write` write `table`'s
+        files of them (on `con`) on the silver thread, in the order started."""
+        if not write:
+            done: Future[Written | None] = Future()
+            done.set_result(None)
+            self._pending[dataset] = _Pending(table, con, batch, done)
+            return
         if self._pool is None:
             # one thread, kept: its opened tables stay warm from batch to batch
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="silver-ahead")
-        self._pending[dataset] = _Pending(table, con, candidates, self._pool.submit(write))
+        files = self._pool.submit(silver_merge.write_files, self.root, table, con, batch)
+        self._pending[dataset] = _Pending(table, con, batch, files)
 
     def take(self, dataset: StagedDataset) -> Ahead | None:
         """`dataset`'s write once done, None when none was started; the write's error, if
@@ -68,7 +76,7 @@ class SilverAhead:
         pending = self._pending.pop(dataset, None)
         if pending is None:
             return None
-        return Ahead(pending.con, pending.candidates, pending.future.result())
+        return Ahead(pending.con, pending.batch, pending.future.result())
 
     def discard(self, datasets: Iterable[StagedDataset]) -> None:
         """Wait for the writes of `datasets` not taken and remove their files."""
@@ -86,5 +94,5 @@ class SilverAhead:
 class _Pending:
     table: str
     con: duckdb.DuckDBPyConnection
-    candidates: str
+    batch: Candidates
     future: Future[Written | None]

@@ -53,6 +53,17 @@ def choose(
 
 
 @dataclass(frozen=True)
+class Candidates:
+    """A batch's silver candidates (`sql`, one row per key) and how they are written."""
+
+    sql: str
+    batch_id: int
+    rule: LatestWins
+    rows: int  # an upper bound of the candidates (records that passed the contract)
+    strategy: Strategy = "auto"
+
+
+@dataclass(frozen=True)
 class Written:
     """A batch's silver files, written and not yet committed: what the commit adds and
     removes, read from the table at `version`."""
@@ -73,30 +84,37 @@ class Written:
                 (root.path / table / action.path).unlink(missing_ok=True)
 
 
+def resolved(root: Location, table: str, batch_id: int, rows: int, strategy: Strategy) -> Strategy:
+    """`strategy`, with `auto` decided for a batch of `rows` candidates at most and silver as
+    it stands; `auto` when silver is new (it is appended to) or has the batch (it is left)."""
+    dt = delta_io.open_table(root, table)
+    if dt is None or (dt.transaction_version(APP_ID) or 0) >= batch_id:
+        return "auto"
+    if strategy != "auto":
+        return strategy
+    return choose(strategy, rows, delta_io.table_rows(dt))
+
+
 def write_files(
-    root: Location,
-    table: str,
-    con: duckdb.DuckDBPyConnection,
-    sql: str,
-    batch_id: int,
-    rule: LatestWins,
-    batch_rows: int,
-    strategy: Strategy = "auto",
+    root: Location, table: str, con: duckdb.DuckDBPyConnection, batch: Candidates
 ) -> Written | None:
-    """Silver's new files for the batch's candidates (`sql`), not committed; None when
+    """Silver's new files for the batch's candidates, not committed; None when
     they are not written by DuckDB (a new table, a table that has the batch, a delta-rs
     MERGE), which `merge_latest` then does whole.
 
     Every commit is made under the commit lock, so the files stay right until the
     commit as long as the table is still at `version` then (`commit_written` checks).
     """
+    rule = batch.rule
     dt = delta_io.open_table(root, table)
-    if dt is None or (dt.transaction_version(APP_ID) or 0) >= batch_id:
+    if dt is None or (dt.transaction_version(APP_ID) or 0) >= batch.batch_id:
         return None
-    way = choose(strategy, batch_rows, delta_io.table_rows(dt))
+    way = batch.strategy
+    if way == "auto":  # counting silver's rows reads every file's statistics in the log
+        way = choose(way, batch.rows, delta_io.table_rows(dt))
     if way == "merge":
         return None
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _batch_latest AS {sql}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _batch_latest AS {batch.sql}")
     if way == "rewrite":
         columns = con.sql("SELECT * FROM _batch_latest LIMIT 0").to_arrow_table().schema
         if not file_rewrite.usable(dt, columns):
@@ -132,22 +150,16 @@ def commit_written(root: Location, table: str, written: Written, batch_id: int) 
 
 
 def merge_latest(
-    root: Location,
-    table: str,
-    con: duckdb.DuckDBPyConnection,
-    sql: str,
-    batch_id: int,
-    rule: LatestWins,
-    batch_rows: int,
-    strategy: Strategy = "auto",
+    root: Location, table: str, con: duckdb.DuckDBPyConnection, batch: Candidates
 ) -> int | None:
-    """Write the batch's candidates (`sql`) into silver; rows offered, None when done before.
+    """Write the batch's candidates into silver; rows offered, None when done before.
 
     On equal event times the later batch wins, because it was received later. A new table is
     simply written, which is also what makes the first run as fast as a plain write.
     """
+    sql, batch_id, rule = batch.sql, batch.batch_id, batch.rule
     for _ in range(2):  # once more when silver moved between the files and their commit
-        written = write_files(root, table, con, sql, batch_id, rule, batch_rows, strategy)
+        written = write_files(root, table, con, batch)
         if written is None:
             break
         offered = commit_written(root, table, written, batch_id)
