@@ -271,8 +271,9 @@ class EmbeddedRunner(BatchRunner[Staged]):
         ahead, or write them now when there are none."""
         ds = staged[step.dataset]
         ahead = self.silver_ahead.take(ds)
-        if ahead is not None and ahead.written is not None:
-            offered = silver_merge.commit_written(self.root, step.table, ahead.written, batch_id)
+        written = ahead.written() if ahead is not None else None
+        if written is not None:
+            offered = silver_merge.commit_written(self.root, step.table, written, batch_id)
             if offered is not None:
                 return offered
         if self._untouched(ds, step.table):

@@ -30,13 +30,18 @@ from digital_finance.lakehouse.storage import Location
 
 @dataclass(frozen=True)
 class Ahead:
-    """A silver table's write started ahead: the cursor it runs on (free again once taken),
-    the batch's candidates, and the files written (None when DuckDB does not write them:
-    `silver_merge.write_files`)."""
+    """A silver table's write started ahead: the cursor it runs on (free again once the
+    write is done), the batch's candidates, and the files being written."""
 
+    table: str
     con: duckdb.DuckDBPyConnection
     batch: Candidates
-    written: Written | None
+    files: Future[Written | None]
+
+    def written(self) -> Written | None:
+        """The files once written (None when DuckDB does not write them:
+        `silver_merge.write_files`); the write's error, if it failed."""
+        return self.files.result()
 
 
 class SilverAhead:
@@ -46,7 +51,7 @@ class SilverAhead:
     def __init__(self, root: Location) -> None:
         self.root = root
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: dict[StagedDataset, _Pending] = {}
+        self._pending: dict[StagedDataset, Ahead] = {}
 
     def start(
         self,
@@ -59,40 +64,28 @@ class SilverAhead:
     ) -> None:
         """Hold `dataset`'s candidates for silver's step, and with `write` write `table`'s
         files of them (on `con`) on the silver thread, in the order started."""
-        if not write:
-            done: Future[Written | None] = Future()
-            done.set_result(None)
-            self._pending[dataset] = _Pending(table, con, batch, done)
-            return
-        if self._pool is None:
-            # one thread, kept: its opened tables stay warm from batch to batch
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="silver-ahead")
-        files = self._pool.submit(silver_merge.write_files, self.root, table, con, batch)
-        self._pending[dataset] = _Pending(table, con, batch, files)
+        files: Future[Written | None]
+        if write:
+            if self._pool is None:
+                # one thread, kept: its opened tables stay warm from batch to batch
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="silver-ahead")
+            files = self._pool.submit(silver_merge.write_files, self.root, table, con, batch)
+        else:
+            files = Future()
+            files.set_result(None)
+        self._pending[dataset] = Ahead(table, con, batch, files)
 
     def take(self, dataset: StagedDataset) -> Ahead | None:
-        """`dataset`'s write once done, None when none was started; the write's error, if
-        it failed."""
-        pending = self._pending.pop(dataset, None)
-        if pending is None:
-            return None
-        return Ahead(pending.con, pending.batch, pending.future.result())
+        """`dataset`'s write, None when none was started."""
+        return self._pending.pop(dataset, None)
 
     def discard(self, datasets: Iterable[StagedDataset]) -> None:
         """Wait for the writes of `datasets` not taken and remove their files."""
         for dataset in datasets:
-            pending = self._pending.pop(dataset, None)
-            if pending is None:
+            ahead = self._pending.pop(dataset, None)
+            if ahead is None:
                 continue
             with contextlib.suppress(Exception):  # the batch's own error is the one raised
-                written = pending.future.result()
+                written = ahead.written()
                 if written is not None:
-                    written.discard(self.root, pending.table)
-
-
-@dataclass(frozen=True)
-class _Pending:
-    table: str
-    con: duckdb.DuckDBPyConnection
-    batch: Candidates
-    future: Future[Written | None]
+                    written.discard(self.root, ahead.table)
