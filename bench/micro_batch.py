@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/micro_batch.py                      # 1M stocks + 100k holdings
     .venv/bin/python bench/micro_batch.py --sizes 100000 1000000 10000000 --batches 10
+    .venv/bin/python bench/micro_batch.py --silver-write mark rewrite --rounds 2   # A B A B
 
 For each size the harness builds a lakehouse once (cached under `.cache/bench/lake-*`) from
 generated data, copies it, and then, in one long-running process through the library API
@@ -11,6 +12,10 @@ written as one NDJSON file per dataset per batch. Every batch is timed from the 
 return (plan, stage, commit of every table, run log). The CLI's wall time for one more batch
 of the same shape is measured too (`digital-finance run`, a new process).
 
+`--silver-write` names the ways silver is written (`[engine] silver_write`); with more than
+one, each round runs them one after the other on fresh copies of the lakehouse, and the
+ratio of each way's median to the first way's is printed per round.
+
 Printed: per size, the median, p90, p99 (the largest of fewer than 100) and spread of the
 batch times, the time per step of the median batch, and the CLI wall; also written to
 `bench/results/micro_batch.json`.
@@ -19,6 +24,7 @@ batch times, the time per step of the median batch, and the CLI wall; also writt
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import shutil
@@ -34,7 +40,7 @@ CACHE = ROOT / ".cache" / "bench"
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT / "src"))
 
-from digital_finance import Lakehouse  # noqa: E402
+from digital_finance import Lakehouse, RunConfig  # noqa: E402
 
 
 def build_lake(stocks: int, funds: int, seed: int) -> Path:
@@ -115,14 +121,18 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def bench_size(stocks: int, funds: int, args: argparse.Namespace) -> dict[str, object]:
+def bench_size(stocks: int, funds: int, args: argparse.Namespace, way: str) -> dict[str, object]:
     template = build_lake(stocks, funds, args.seed)
-    work = CACHE / "micro-work"
+    # a new folder each time: a lakehouse copied to the same path can reuse the inodes that
+    # tell this process's kept tables apart
+    work = CACHE / f"micro-work-{time.time_ns()}"
     shutil.rmtree(work, ignore_errors=True)
     lake_dir = work / "lake"
     shutil.copytree(template, lake_dir)
     increments = Increments(lake_dir, args.seed)
-    lake = Lakehouse(lake_dir)
+    lake = Lakehouse(lake_dir, dataclasses.replace(RunConfig(), silver_write=way))
+    config = work / "engine.toml"
+    config.write_text(f'[engine]\nsilver_write = "{way}"\n', encoding="utf-8")
     times: list[float] = []
     steps: list[dict[str, float]] = []
     for i in range(args.warmup + args.batches):
@@ -140,12 +150,13 @@ def bench_size(stocks: int, funds: int, args: argparse.Namespace) -> dict[str, o
     for i in range(args.cli_runs):
         s, f = increments.write(work / "in" / f"cli{i}", args.records)
         cmd = [str(Path(sys.executable).parent / "digital-finance"), "run", "--stocks", str(s),
-               "--funds", str(f), "--output", str(lake_dir)]  # fmt: skip
+               "--funds", str(f), "--output", str(lake_dir), "--config", str(config)]  # fmt: skip
         started = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
         cli.append(time.perf_counter() - started)
         assert done.returncode == 0, done.stderr
     result = {
+        "silver_write": way,
         "silver_stocks": len(increments.stocks),
         "holdings": len(increments.holdings),
         "records_per_batch": args.records,
@@ -177,23 +188,35 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches first")
     parser.add_argument("--cli-runs", type=int, default=3, help="CLI runs of one batch each")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--silver-write", nargs="+", default=["auto"], metavar="WAY",
+                        help="ways of writing silver, run in turn each round")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of every way")
     args = parser.parse_args()
     results = []
     for size in args.sizes:
-        r = bench_size(size, size // 10, args)
-        results.append(r)
-        steps = ", ".join(f"{k} {v * 1000:.0f}" for k, v in r["median_batch_steps_s"].items())  # type: ignore[attr-defined]
-        print(
-            f"{r['silver_stocks']:>10,} stocks in silver, {r['holdings']:,} holdings: "
-            f"{r['records_per_batch']:,}-record batch median {r['median_s'] * 1000:.0f} ms, "  # type: ignore[operator]
-            f"p90 {r['p90_s'] * 1000:.0f} ms, p99 {r['p99_s'] * 1000:.0f} ms "  # type: ignore[operator]
-            f"(min {r['min_s'] * 1000:.0f}, max {r['max_s'] * 1000:.0f}, n={r['batches']}); "  # type: ignore[operator]
-            f"CLI wall median {r['cli_wall_median_s']:.2f} s\n    median batch, ms: {steps}",
-            flush=True,
-        )
+        for _ in range(args.rounds):
+            first = None
+            for way in args.silver_write:
+                r = bench_size(size, size // 10, args, way)
+                results.append(r)
+                first = first if first is not None else r
+                _print(r, float(r["median_s"]) / float(first["median_s"]))  # type: ignore[arg-type]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "micro_batch.json").write_text(json.dumps(results, indent=2))
     return 0
+
+
+def _print(r: dict[str, object], ratio: float) -> None:
+    steps = ", ".join(f"{k} {v * 1000:.0f}" for k, v in r["median_batch_steps_s"].items())  # type: ignore[attr-defined]
+    print(
+        f"[{r['silver_write']}, {ratio:.2f}x the first way] "
+        f"{r['silver_stocks']:>10,} stocks in silver, {r['holdings']:,} holdings: "
+        f"{r['records_per_batch']:,}-record batch median {r['median_s'] * 1000:.0f} ms, "  # type: ignore[operator]
+        f"p90 {r['p90_s'] * 1000:.0f} ms, p99 {r['p99_s'] * 1000:.0f} ms "  # type: ignore[operator]
+        f"(min {r['min_s'] * 1000:.0f}, max {r['max_s'] * 1000:.0f}, n={r['batches']}); "  # type: ignore[operator]
+        f"CLI wall median {r['cli_wall_median_s']:.2f} s\n    median batch, ms: {steps}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -227,6 +227,8 @@ class Lakehouse:
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
+        from digital_finance.engines.embedded.delta_io import arrow_rows
+
         table = name.replace(".", "/", 1)
         if table not in TABLES.every():
             known = ", ".join(t.replace("/", ".") for t in TABLES.every())
@@ -236,7 +238,7 @@ class Lakehouse:
             dt = DeltaTable(where.uri, version=version, storage_options=where.storage_options)
         except TableNotFoundError as exc:
             raise TerminalError(f"{name} does not exist yet: no batch has written it") from exc
-        return dt.to_pyarrow_table(columns=list(columns) if columns is not None else None)
+        return arrow_rows(dt, list(columns) if columns is not None else None)
 
     def maintain(self, policy: MaintenancePolicy | None = None) -> MaintenanceReport:
         """Compact small files, checkpoint and clean the log of every table (and vacuum when

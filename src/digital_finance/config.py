@@ -17,7 +17,7 @@ name = "notional_value"
 
 [engine]
 memory_limit = "1GB"
-silver_write = "auto"      # auto | rewrite | merge | rebuild (engines/embedded/silver_merge.py)
+silver_write = "auto"      # auto | mark | rewrite | merge | rebuild (embedded/silver_merge.py)
 contract = "auto"          # auto | native | sql: who decides the contract (docs/NATIVE_KERNEL.md)
 
 [input]                    # the reader's limits, in bytes (docs/CONTRACT_RULES.md, "Limits")

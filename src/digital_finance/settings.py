@@ -57,7 +57,7 @@ class EngineSettings(_Section):
 
     memory_limit: str = "1GB"
     threads: int | None = None
-    silver_write: Literal["auto", "rewrite", "merge", "rebuild"] = "auto"
+    silver_write: Literal["auto", "mark", "rewrite", "merge", "rebuild"] = "auto"
     contract: Literal["auto", "native", "sql"] = "auto"
 
 

@@ -32,7 +32,7 @@ def test_counts_match_what_the_generator_wrote(generated: Path, tmp_path: Path) 
     assert len({r["stock_id"] for r in silver}) == len(silver)
 
 
-@pytest.mark.parametrize("silver_write", ["merge", "rebuild", "rewrite", "auto"])
+@pytest.mark.parametrize("silver_write", ["merge", "rebuild", "rewrite", "mark", "auto"])
 def test_incremental_runs_equal_one_run(generated: Path, tmp_path: Path, silver_write: str) -> None:
     """Files arriving over three runs give the same silver and gold as all at once.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -134,3 +135,33 @@ def test_engines_take_turns_on_one_lakehouse(spark: Any, generated: Path, tmp_pa
         assert sorted(engines) == sorted(
             "spark" if run is on_spark else "embedded" for run in turns[name]
         )
+
+
+def test_deletion_vectors_are_read_both_ways(spark: Any, generated: Path, tmp_path: Path) -> None:
+    """Silver's marks (written by us) are read by Spark; Spark's own vectors (a DELETE on
+    a table with the feature) are read and continued by the embedded engine."""
+    from digital_finance import Lakehouse
+    from digital_finance.config import RunConfig
+    from digital_finance.engines.embedded import deletion_vectors
+
+    stocks = sorted((generated / "stocks").iterdir())
+    funds = [str(p) for p in sorted((generated / "mutual_funds").iterdir())]
+    lake = Lakehouse(tmp_path / "lake", dataclasses.replace(RunConfig(), silver_write="mark"))
+    for f in stocks[:3]:
+        assert lake.ingest_files(stocks=[str(f)], funds=funds).ok
+    silver = tmp_path / "lake" / "silver/stocks"
+    assert deletion_vectors.has_vectors(DeltaTable(str(silver)))
+    ours = lake.read("silver.stocks")
+    theirs = spark.read.format("delta").load(str(silver))
+    assert theirs.count() == ours.num_rows
+    assert sorted(r["stock_id"] for r in theirs.select("stock_id").collect()) == sorted(
+        ours.column("stock_id").to_pylist()
+    )
+    gone = min(ours.column("stock_id").to_pylist())
+    spark.sql(f"DELETE FROM delta.`{silver}` WHERE stock_id = {gone}")
+    assert gone not in lake.read("silver.stocks").column("stock_id").to_pylist()
+    for f in stocks[3:]:
+        assert lake.ingest_files(stocks=[str(f)], funds=funds).ok
+    after = spark.read.format("delta").load(str(silver))
+    assert after.count() == lake.read("silver.stocks").num_rows
+    assert after.count() == len(rows(tmp_path / "lake", "silver/stocks"))  # delta-rs's reading

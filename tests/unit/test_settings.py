@@ -24,7 +24,7 @@ def _config(tmp_path: Path, text: str) -> Path:
         ('[[expectaions]]\nname = "n"\n', "unknown key `expectaions` in the top level; did you mean `expectations`?"),
         ('[engine]\nmemory_limt = "2GB"\n', "unknown key `memory_limt` in [engine]; did you mean `memory_limit`?"),
         ('source_timezone = "UTC"\n', "unknown key `source_timezone` in the top level; did you mean `source_tz`?"),
-        ('[engine]\nsilver_write = "fast"\n', "[engine] `silver_write`: Input should be 'auto', 'rewrite', 'merge' or 'rebuild'"),
+        ('[engine]\nsilver_write = "fast"\n', "[engine] `silver_write`: Input should be 'auto', 'mark', 'rewrite', 'merge' or 'rebuild'"),
         ('[storage.options]\naccount_key = { secert = "k" }\n', "unknown key `secert`"),
     ],
 )  # fmt: skip

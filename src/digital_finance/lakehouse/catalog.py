@@ -54,6 +54,8 @@ def register_tables(con: Any, root: Location, as_of: int | None = None) -> list[
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
+    from digital_finance.engines.embedded import delta_io
+
     names = []
     for name in TABLES.every():
         where = root.child(name)
@@ -67,7 +69,8 @@ def register_tables(con: Any, root: Location, as_of: int | None = None) -> list[
         # names come from the layout, not from a caller; quoted all the same
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
         view = f"_t_{schema}_{table}"
-        con.register(view, dt.to_pyarrow_dataset())
+        # Arrow, not DuckDB's file reader: a query's connection may open no file itself
+        con.register(view, delta_io.arrow_dataset(dt))
         con.execute(
             f"CREATE OR REPLACE VIEW {quote_ident(schema)}.{quote_ident(table)} "
             f"AS SELECT * FROM {quote_ident(view)}"

@@ -62,6 +62,8 @@ def read_page(
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
+    from digital_finance.engines.embedded.delta_io import arrow_dataset
+
     table = f"{layer}/{name}"
     if table not in TABLES.all():
         known = ", ".join(t.replace("/", ".") for t in TABLES.all())
@@ -79,7 +81,7 @@ def read_page(
             delta.load_as_version(as_of)
         except Exception:
             raise ApiError(404, f"{layer}.{name} has no version {as_of} any more") from None
-    dataset = delta.to_pyarrow_dataset()
+    dataset = arrow_dataset(delta)
     schema = dataset.schema
     chosen = _columns(columns, schema)
     condition = _condition(filters, schema)

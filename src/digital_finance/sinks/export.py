@@ -79,11 +79,13 @@ def export_tables(root: Location, fmt: str) -> list[str]:
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
+    from digital_finance.engines.embedded.delta_io import arrow_rows
+
     written = []
     for name in EXPORTED:
         where = root.child(name)
         try:
-            table = DeltaTable(where.uri, storage_options=where.storage_options).to_pyarrow_table()
+            table = arrow_rows(DeltaTable(where.uri, storage_options=where.storage_options))
         except TableNotFoundError:
             continue
         relative = f"export/{name.replace('/', '_')}.{fmt}"

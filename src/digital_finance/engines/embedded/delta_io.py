@@ -37,6 +37,7 @@ from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from digital_finance.contract.compiled_sql import ident
+from digital_finance.engines.embedded import deletion_vectors
 from digital_finance.lakehouse.layout import APP_ID, BATCH_TAG
 from digital_finance.lakehouse.storage import Location
 
@@ -307,51 +308,140 @@ def _utc_timestamps(schema: pa.Schema) -> pa.Schema:
 
 
 def is_plain(dt: DeltaTable) -> bool:
-    """Whether DuckDB's Parquet reader reads the table's current files exactly.
+    """Whether the table's current files are its rows, for DuckDB's Parquet reader.
 
     True for a local table without deletion vectors, column mapping (reader protocol 1) or
-    partition columns; otherwise a Delta-aware reader (`to_pyarrow_dataset`) is needed.
+    partition columns: its files can be read, and rewritten, as they are.
     """
-    if "://" in dt.table_uri and not dt.table_uri.startswith("file://"):
-        return False  # DuckDB reads object stores only through extensions it downloads
+    if not _local(dt):
+        return False
     protocol = dt.protocol()
     if protocol.min_reader_version > 1 or protocol.reader_features:
         return False
     return not dt.metadata().partition_columns
 
 
+def duckdb_reads(dt: DeltaTable) -> bool:
+    """Whether DuckDB reads the table's rows exactly: a plain table (`is_plain`), or a local
+    one whose only reader feature is deletion vectors, which `parquet_scan` applies."""
+    if is_plain(dt):
+        return True
+    protocol = dt.protocol()
+    return (
+        _local(dt)
+        and protocol.min_reader_version == 3
+        and set(protocol.reader_features or []) == {deletion_vectors.FEATURE}
+        and not dt.metadata().partition_columns
+    )
+
+
+def _local(dt: DeltaTable) -> bool:
+    # DuckDB reads object stores only through extensions it downloads
+    return "://" not in dt.table_uri or dt.table_uri.startswith("file://")
+
+
 def parquet_view(
-    con: duckdb.DuckDBPyConnection, name: str, files: list[str], filename: bool = False
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    files: list[str],
+    filename: bool = False,
+    row_number: bool = False,
 ) -> str:
     """A view `name` over DuckDB's Parquet reader of these files, with each row's file when
-    `filename`; returns the quoted name to use in SQL.
+    `filename` and its position in the file when `row_number`; returns the quoted name.
 
     The view is made from a relation (`read_parquet` called from Python), so the paths reach
     DuckDB as values, never as SQL text. Files written before a column was added lack it:
     `union_by_name` reads it as NULL.
     """
-    relation = con.read_parquet(files, union_by_name=True, filename=filename)
+    relation = con.read_parquet(
+        files, union_by_name=True, filename=filename, file_row_number=row_number
+    )
     relation.create_view(name, replace=True)
     return ident(name)
 
 
-def parquet_scan(con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable) -> str | None:
-    """A view over the table's current files, where DuckDB's reader reads it exactly.
+def parquet_scan(
+    con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable, positions: bool = False
+) -> str | None:
+    """A view over the table's current rows, where DuckDB's reader reads them exactly:
+    deletion vectors applied, and with each row's `filename` and `file_row_number` when
+    `positions`.
 
     DuckDB's own Parquet reader is parallel and skips pyarrow's dataset layer (whose import
-    alone costs a tenth of a second). None for a table that is not plain (`is_plain`) or
-    has no files: use a Delta-aware reader then.
+    alone costs a tenth of a second). None for a table DuckDB does not read (`duckdb_reads`)
+    or with no files: use a Delta-aware reader then (`arrow_rows`).
     """
-    if not is_plain(dt):
+    if not duckdb_reads(dt):
         return None
     files = local_files(dt)
-    return parquet_view(con, name, files) if files else None
+    if not files:
+        return None
+    if not deletion_vectors.has_vectors(dt):
+        return parquet_view(con, name, files, filename=positions, row_number=positions)
+    deleted = deletion_vectors.deleted_rows(dt)
+    con.register(f"{name}_deleted", deleted)
+    if positions:
+        every = parquet_view(con, f"{name}_all", files, filename=True, row_number=True)
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {ident(name)} AS SELECT * FROM {every} "
+            f"ANTI JOIN {ident(name + '_deleted')} USING (filename, file_row_number)"
+        )
+        return ident(name)
+    # each file with deleted rows read apart and filtered on its row numbers: an anti join
+    # on every row's file name cost gold a third more at 770k rows
+    marked = sorted(set(deleted.column("filename").to_pylist()))
+    skip = set(marked)
+    parts = []
+    clean = [f for f in files if f not in skip]
+    if clean:
+        parts.append(f"SELECT * FROM {parquet_view(con, f'{name}_clean', clean)}")
+    for i, path in enumerate(marked):
+        view = parquet_view(con, f"{name}_marked_{i}", [path], row_number=True)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {ident(f'{name}_gone_{i}')} AS SELECT "
+            f"file_row_number FROM {ident(name + '_deleted')} WHERE filename = ?",
+            [path],
+        )
+        parts.append(
+            f"SELECT * EXCLUDE (file_row_number) FROM {view} "
+            f"ANTI JOIN {ident(f'{name}_gone_{i}')} USING (file_row_number)"
+        )
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {ident(name)} AS " + " UNION ALL BY NAME ".join(parts)
+    )
+    return ident(name)
 
 
-def exact_scan(con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable) -> str | None:
+def arrow_rows(dt: DeltaTable, columns: list[str] | None = None) -> pa.Table:
+    """The table's current rows as Arrow, by delta-rs: its Arrow dataset where it reads
+    the table, its query engine where the files carry deletion vectors (the dataset
+    refuses those tables)."""
+    if not deletion_vectors.has_vectors(dt):
+        return dt.to_pyarrow_table(columns=columns)
+    from deltalake import QueryBuilder
+
+    chosen = "*" if columns is None else ", ".join(ident(c) for c in columns)
+    found = QueryBuilder().register("t", dt).execute(f"SELECT {chosen} FROM t").read_all()
+    return pa.table(found)
+
+
+def arrow_dataset(dt: DeltaTable) -> Any:
+    """`arrow_rows` as a pyarrow dataset (its scanners, filters and `head`): the Arrow
+    dataset itself where delta-rs gives one, else the rows in memory."""
+    if not deletion_vectors.has_vectors(dt):
+        return dt.to_pyarrow_dataset()
+    import pyarrow.dataset as pads
+
+    return pads.dataset(arrow_rows(dt))
+
+
+def exact_scan(
+    con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable, positions: bool = False
+) -> str | None:
     """`parquet_scan` with zoned times made zoned again: files written by Spark may hold
     INT96 times, which DuckDB reads without a zone. None where `parquet_scan` gives none."""
-    files = parquet_scan(con, f"{name}_files", dt)
+    files = parquet_scan(con, f"{name}_files", dt, positions)
     if files is None:
         return None
     present = {row[0] for row in con.execute(f"DESCRIBE {files}").fetchall()}
@@ -386,4 +476,4 @@ def table_rows(dt: DeltaTable) -> int:
 def read_table(root: Location, table: str) -> pa.Table | None:
     """A whole (small) table as Arrow, or None when it does not exist."""
     dt = open_table(root, table)
-    return None if dt is None else dt.to_pyarrow_table()
+    return None if dt is None else arrow_rows(dt)

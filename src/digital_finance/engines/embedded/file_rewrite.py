@@ -37,6 +37,36 @@ def _schema(dt: DeltaTable) -> pa.Schema:
     return pa.schema(dt.schema().to_arrow())
 
 
+_PLACE_TYPES = {"filename": "VARCHAR", "file_row_number": "BIGINT"}
+
+
+def find_winners(
+    con: duckdb.DuckDBPyConnection,
+    candidates: str,
+    rule: LatestWins,
+    scan: str | None,
+    place: tuple[str, ...],
+) -> None:
+    """Temp tables `_current`, silver's row of every candidate key with the `place` columns
+    of `scan` that say where it lies, and `_winners`, the candidates that are new or replace
+    it. `scan`: a view of silver's rows, None when silver has no file (every batch so far
+    quarantined: DuckDB's reader refuses no files)."""
+    keys = ", ".join(ident(k) for k in rule.key)
+    columns = f"{keys}, {ident(rule.event_time)}, {ident(rule.receipt_across_batches)}"
+    if scan is None:
+        nulls = ", ".join(f"NULL::{_PLACE_TYPES[c]} AS {c}" for c in place)
+        current = f"SELECT {columns}, {nulls} FROM {candidates} WHERE false"
+    else:
+        where = ", ".join(place)
+        current = f"SELECT {columns}, {where} FROM {scan} SEMI JOIN {candidates} USING ({keys})"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _current AS {current}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _winners AS SELECT b.* FROM {candidates} b "
+        f"LEFT JOIN _current c USING ({keys}) "
+        f"WHERE c.{ident(rule.key[0])} IS NULL OR {rule.newer('b', 'c', duckdb_quote)}"
+    )
+
+
 def rewrite_touched(
     root: Location,
     table: str,
@@ -48,20 +78,9 @@ def rewrite_touched(
     """The files that bring the batch's candidates (a temp table name) into `table`, written
     and not yet committed: (the adds and removes to commit, the candidates' count)."""
     keys = ", ".join(ident(k) for k in rule.key)
-    ev = ident(rule.event_time)
-    batch = ident(rule.receipt_across_batches)
-    scan = delta_io.parquet_view(con, "_silver_files", delta_io.local_files(dt), filename=True)
-    # the current row of every candidate key, with the file that holds it
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _current AS SELECT {keys}, {ev}, {batch}, filename "
-        f"FROM {scan} SEMI JOIN {candidates} USING ({keys})"
-    )
-    first = ident(rule.key[0])
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _winners AS SELECT b.* FROM {candidates} b "
-        f"LEFT JOIN _current c USING ({keys}) "
-        f"WHERE c.{first} IS NULL OR {rule.newer('b', 'c', duckdb_quote)}"
-    )
+    files = delta_io.local_files(dt)
+    scan = delta_io.parquet_view(con, "_silver_files", files, filename=True) if files else None
+    find_winners(con, candidates, rule, scan, ("filename",))
     touched = [
         str(row[0])
         for row in con.execute(

@@ -63,7 +63,7 @@ def _rebuild(
             return 0, 0
     for name, table in (("h", holdings), ("s", stocks)):
         if delta_io.parquet_scan(con, name, table) is None:
-            con.register(name, table.to_pyarrow_dataset())
+            con.register(name, delta_io.arrow_dataset(table))
     try:
         on = ident(step.on)
         select = ", ".join(

@@ -1,6 +1,10 @@
 """Bring a batch's latest records into silver: per key, the latest event wins.
 
-Three ways, same result (the incremental tests run each):
+Four ways, same result (the incremental tests run each):
+- **mark**: as the rewrite, but the replaced rows are marked in the files' deletion vectors
+  and only the winners are written (`row_marks`): a small batch's cost no longer follows
+  silver's size. The way for small batches into a large silver; the table then carries the
+  `deletionVectors` feature, which Spark, Databricks and DuckDB's delta reader read.
 - **rewrite**: DuckDB finds the batch's winners on the key columns and rewrites only the
   files that hold a key they replace (`file_rewrite`); the way for small batches.
 - **merge**: Delta MERGE with delta-rs, touching only what changes in the log's eyes. Its
@@ -10,9 +14,12 @@ Three ways, same result (the incremental tests run each):
   its memory limit) and the result replaces silver in one commit. With keys spread across
   all files a MERGE of a large batch rewrites nearly every file anyway.
 
-`auto` rewrites the touched files for small batches, rebuilds when the batch is large
-(absolutely or next to silver), and merges where the rewrite cannot read the table exactly
-(deletion vectors, partitions) or the batch brings new columns.
+`auto` marks for small batches into a silver of `MARK_MIN_ROWS` or more (and into any
+silver that has deletion vectors already), rewrites the touched files for small batches
+into a smaller silver, rebuilds when the batch is large (absolutely or next to silver), and
+merges where neither can read the table exactly (partitions, column mapping) or the batch
+brings new columns (a rebuild, on a table with deletion vectors: delta-rs's MERGE does not
+write them).
 
 A rewrite's and a rebuild's files are written (`write_files`) apart from their commit
 (`commit_written`), so that the runner can write them while bronze and quarantine commit
@@ -31,25 +38,28 @@ from deltalake.transaction import AddAction, RemoveAction
 
 from digital_finance.contract.compiled_sql import ident
 from digital_finance.definition.rules import LatestWins, duckdb_quote
-from digital_finance.engines.embedded import delta_io, file_rewrite
+from digital_finance.engines.embedded import deletion_vectors, delta_io, file_rewrite, row_marks
 from digital_finance.lakehouse.layout import APP_ID
 from digital_finance.lakehouse.storage import Location
 
-Strategy = Literal["auto", "merge", "rebuild", "rewrite"]
+Strategy = Literal["auto", "merge", "rebuild", "rewrite", "mark"]
+Way = Literal["merge", "rebuild", "rewrite", "mark"]
 MERGE_MAX_ROWS = 500_000  # above this a MERGE's in-memory join costs more than 1 GiB
 MERGE_MAX_SHARE = 0.25  # a batch this large next to silver touches nearly every file
 OUTPUT_BATCH_ROWS = 128 * 1024
+# below this a touched-files rewrite costs a few tens of milliseconds, and keeps silver
+# readable by every Delta reader (delta-rs's Arrow dataset refuses deletion vectors)
+MARK_MIN_ROWS = 250_000
 
 
-def choose(
-    strategy: Strategy, batch_rows: int, silver_rows: int
-) -> Literal["merge", "rebuild", "rewrite"]:
-    """The way to use for a batch of `batch_rows` candidates into `silver_rows`."""
+def choose(strategy: Strategy, batch_rows: int, silver_rows: int, marked: bool = False) -> Way:
+    """The way to use for a batch of `batch_rows` candidates into `silver_rows`; `marked`
+    when silver's files carry deletion vectors already."""
     if strategy != "auto":
         return strategy
     if batch_rows > MERGE_MAX_ROWS or batch_rows >= MERGE_MAX_SHARE * silver_rows:
         return "rebuild"
-    return "rewrite"
+    return "mark" if marked or silver_rows >= MARK_MIN_ROWS else "rewrite"
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,7 @@ class Written:
     schema: pa.Schema | None  # a rebuild's rows (its commit replaces the table's schema)
     offered: int  # the batch's candidates, for the report
     version: int
+    marks: row_marks.Marks | None = None  # the rows the batch replaces, marked deleted
 
     def discard(self, root: Location, table: str) -> None:
         """Remove the files (never committed: no reader has seen them). On an object
@@ -82,6 +93,8 @@ class Written:
         for action in self.actions:
             if isinstance(action, AddAction):
                 (root.path / table / action.path).unlink(missing_ok=True)
+        if self.marks is not None and self.marks.vector_file is not None:
+            self.marks.vector_file.unlink(missing_ok=True)
 
 
 def resolved(root: Location, table: str, batch_id: int, rows: int, strategy: Strategy) -> Strategy:
@@ -92,7 +105,7 @@ def resolved(root: Location, table: str, batch_id: int, rows: int, strategy: Str
         return "auto"
     if strategy != "auto":
         return strategy
-    return choose(strategy, rows, delta_io.table_rows(dt))
+    return choose(strategy, rows, delta_io.table_rows(dt), deletion_vectors.has_vectors(dt))
 
 
 def write_files(
@@ -109,12 +122,24 @@ def write_files(
     dt = delta_io.open_table(root, table)
     if dt is None or (dt.transaction_version(APP_ID) or 0) >= batch.batch_id:
         return None
-    way = batch.strategy
+    way: Strategy = batch.strategy
+    marked = deletion_vectors.has_vectors(dt)
     if way == "auto":  # counting silver's rows reads every file's statistics in the log
-        way = choose(way, batch.rows, delta_io.table_rows(dt))
-    if way == "merge":
+        way = choose(way, batch.rows, delta_io.table_rows(dt), marked)
+    if way == "merge" and not marked:
         return None
     con.execute(f"CREATE OR REPLACE TEMP TABLE _batch_latest AS {batch.sql}")
+    if marked and way in ("merge", "rewrite"):
+        way = "mark"  # neither writes deletion vectors; a rebuild below if marks cannot
+    if way == "mark":
+        columns = con.sql("SELECT * FROM _batch_latest LIMIT 0").to_arrow_table().schema
+        if row_marks.usable(dt, columns):
+            adds, marks, offered = row_marks.mark_replaced(
+                root, table, con, "_batch_latest", rule, dt
+            )
+            return Written(list[AddAction | RemoveAction](adds), "append", None, offered,
+                           dt.version(), marks)  # fmt: skip
+        way = "rebuild" if marked else "rewrite"
     if way == "rewrite":
         columns = con.sql("SELECT * FROM _batch_latest LIMIT 0").to_arrow_table().schema
         if not file_rewrite.usable(dt, columns):
@@ -124,7 +149,7 @@ def write_files(
     # DuckDB's own reader where it reads the table exactly: pyarrow's dataset layer
     # costs a tenth of a second to import and reads on one thread
     if delta_io.exact_scan(con, "_silver_now", dt) is None:
-        con.register("_silver_now", dt.to_pyarrow_dataset())
+        con.register("_silver_now", delta_io.arrow_dataset(dt))
     keys = ", ".join(ident(k) for k in rule.key)
     order = ", ".join(f"{ident(c)} DESC" for c in (rule.event_time, rule.receipt_across_batches))
     latest = (
@@ -145,7 +170,11 @@ def commit_written(root: Location, table: str, written: Written, batch_id: int) 
     if dt is None or dt.version() != written.version:
         written.discard(root, table)
         return None
-    delta_io.commit_actions(dt, written.actions, batch_id, written.mode, written.schema)
+    if written.marks is not None:
+        adds = [a for a in written.actions if isinstance(a, AddAction)]
+        row_marks.commit(root, table, dt, adds, written.marks, batch_id)
+    else:
+        delta_io.commit_actions(dt, written.actions, batch_id, written.mode, written.schema)
     return written.offered
 
 
