@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/micro_batch.py                      # 1M stocks + 100k holdings
     .venv/bin/python bench/micro_batch.py --sizes 100000 1000000 10000000 --batches 10
-    .venv/bin/python bench/micro_batch.py --silver-write mark rewrite --rounds 2   # A B A B
+    .venv/bin/python bench/micro_batch.py --ways auto rewrite/whole --rounds 2   # A B A B
 
 For each size the harness builds a lakehouse once (cached under `.cache/bench/lake-*`) from
 generated data, copies it, and then, in one long-running process through the library API
@@ -12,9 +12,10 @@ written as one NDJSON file per dataset per batch. Every batch is timed from the 
 return (plan, stage, commit of every table, run log). The CLI's wall time for one more batch
 of the same shape is measured too (`digital-finance run`, a new process).
 
-`--silver-write` names the ways silver is written (`[engine] silver_write`); with more than
-one, each round runs them one after the other on fresh copies of the lakehouse, and the
-ratio of each way's median to the first way's is printed per round.
+`--ways` names the ways silver and gold are written, as SILVER[/GOLD] (`[engine]
+silver_write` and `gold_write`; `rewrite/whole` is how a batch was written before deletion
+vectors); with more than one, each round runs them one after the other on fresh copies of
+the lakehouse, and the ratio of each way's median to the first way's is printed per round.
 
 Printed: per size, the median, p90, p99 (the largest of fewer than 100) and spread of the
 batch times, the time per step of the median batch, and the CLI wall; also written to
@@ -130,9 +131,15 @@ def bench_size(stocks: int, funds: int, args: argparse.Namespace, way: str) -> d
     lake_dir = work / "lake"
     shutil.copytree(template, lake_dir)
     increments = Increments(lake_dir, args.seed)
-    lake = Lakehouse(lake_dir, dataclasses.replace(RunConfig(), silver_write=way))
+    silver, _, gold = way.partition("/")
+    gold = gold or "auto"
+    lake = Lakehouse(
+        lake_dir, dataclasses.replace(RunConfig(), silver_write=silver, gold_write=gold)
+    )
     config = work / "engine.toml"
-    config.write_text(f'[engine]\nsilver_write = "{way}"\n', encoding="utf-8")
+    config.write_text(
+        f'[engine]\nsilver_write = "{silver}"\ngold_write = "{gold}"\n', encoding="utf-8"
+    )
     times: list[float] = []
     steps: list[dict[str, float]] = []
     for i in range(args.warmup + args.batches):
@@ -156,7 +163,7 @@ def bench_size(stocks: int, funds: int, args: argparse.Namespace, way: str) -> d
         cli.append(time.perf_counter() - started)
         assert done.returncode == 0, done.stderr
     result = {
-        "silver_write": way,
+        "ways": way,
         "silver_stocks": len(increments.stocks),
         "holdings": len(increments.holdings),
         "records_per_batch": args.records,
@@ -188,15 +195,15 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches first")
     parser.add_argument("--cli-runs", type=int, default=3, help="CLI runs of one batch each")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--silver-write", nargs="+", default=["auto"], metavar="WAY",
-                        help="ways of writing silver, run in turn each round")  # fmt: skip
+    parser.add_argument("--ways", nargs="+", default=["auto"], metavar="SILVER[/GOLD]",
+                        help="ways of writing silver and gold, run in turn each round")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=1, help="rounds of every way")
     args = parser.parse_args()
     results = []
     for size in args.sizes:
         for _ in range(args.rounds):
             first = None
-            for way in args.silver_write:
+            for way in args.ways:
                 r = bench_size(size, size // 10, args, way)
                 results.append(r)
                 first = first if first is not None else r
@@ -209,7 +216,7 @@ def main() -> int:
 def _print(r: dict[str, object], ratio: float) -> None:
     steps = ", ".join(f"{k} {v * 1000:.0f}" for k, v in r["median_batch_steps_s"].items())  # type: ignore[attr-defined]
     print(
-        f"[{r['silver_write']}, {ratio:.2f}x the first way] "
+        f"[{r['ways']}, {ratio:.2f}x the first way] "
         f"{r['silver_stocks']:>10,} stocks in silver, {r['holdings']:,} holdings: "
         f"{r['records_per_batch']:,}-record batch median {r['median_s'] * 1000:.0f} ms, "  # type: ignore[operator]
         f"p90 {r['p90_s'] * 1000:.0f} ms, p99 {r['p99_s'] * 1000:.0f} ms "  # type: ignore[operator]

@@ -381,6 +381,7 @@ def _runner(lake: Lakehouse) -> BatchRunner[Any]:
         memory_limit=config.memory_limit,
         threads=config.threads,
         silver_write=config.silver_write,  # type: ignore[arg-type]  # checked by load_config
+        gold_write=config.gold_write,  # type: ignore[arg-type]  # checked by load_config
         contract=config.contract,  # type: ignore[arg-type]  # checked by load_config
     )
     return EmbeddedRunner(lake.pipeline, lake.root, options, lake._progress)

@@ -18,6 +18,7 @@ name = "notional_value"
 [engine]
 memory_limit = "1GB"
 silver_write = "auto"      # auto | mark | rewrite | merge | rebuild (embedded/silver_merge.py)
+gold_write = "auto"        # auto | increment | whole (engines/embedded/gold.py)
 contract = "auto"          # auto | native | sql: who decides the contract (docs/NATIVE_KERNEL.md)
 
 [input]                    # the reader's limits, in bytes (docs/CONTRACT_RULES.md, "Limits")
@@ -64,6 +65,7 @@ class RunConfig:
     memory_limit: str = "1GB"
     threads: int | None = None
     silver_write: str = "auto"
+    gold_write: str = "auto"
     contract: str = "auto"
     enrichments: tuple[Enrichment, ...] = ()
     # [storage] options with secrets resolved; values are pydantic SecretStr (masked in repr)
@@ -154,6 +156,7 @@ def load_config(path: Path | None, source_tz: str | None = None) -> RunConfig:
         memory_limit=engine.memory_limit,
         threads=engine.threads,
         silver_write=engine.silver_write,
+        gold_write=engine.gold_write,
         contract=engine.contract,
         enrichments=enrichments,
         storage_options=options,

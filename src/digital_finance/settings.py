@@ -58,6 +58,7 @@ class EngineSettings(_Section):
     memory_limit: str = "1GB"
     threads: int | None = None
     silver_write: Literal["auto", "mark", "rewrite", "merge", "rebuild"] = "auto"
+    gold_write: Literal["auto", "increment", "whole"] = "auto"
     contract: Literal["auto", "native", "sql"] = "auto"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from tests.conftest import read_delta, rows
 
 def _stock(n: int, keys: int) -> bytes:
     return (
-        f'{{"stock_id": {n * 7 % keys + 1}, "company_id": {n % 5}, "symbol": "S{n}", '
+        f'{{"stock_id": {n * 7 % keys + 1}, "company_id": {n % 5 + 1}, "symbol": "S{n}", '
         f'"price": "1{n}.25", "volume": {n}, "exchange": "NYSE", "currency": "USD", '
         f'"timestamp": {1_700_000_000_000 + n}}}'
     ).encode()
@@ -30,8 +31,9 @@ def _stock(n: int, keys: int) -> bytes:
 
 def _holding(n: int) -> bytes:
     return (
-        f'{{"fund_id": "F{n % 3}", "fund_name": "Fund {n % 3}", "company_id": {n % 5}, '
-        f'"holding_weight": "0.{n % 9 + 1}", "nav": "10{n}.5", "as_of": "2026-01-0{n % 9 + 1}"}}'
+        f'{{"fund_id": "F{n % 3}", "fund_name": "Fund {n % 3}", "company_id": {n % 6 + 1}, '
+        f'"holding_weight": "0.{n % 9 + 1}", "nav": "10{n}.5", '
+        f'"as_of": "2026-01-0{n % 9 + 1}T10:00:00Z"}}'
     ).encode()
 
 
@@ -138,3 +140,62 @@ def test_a_spark_style_commit_is_replayed_whatever_its_order(tmp_path: Path) -> 
     log_commit.commit(copy, again, [add, remove], 98, "DELETE")
     deletion_vectors._replayed.clear()
     assert path in deletion_vectors.current_vectors(copy, again.version())
+
+
+def _stocks_only(b: int) -> Any:
+    return records_table([("stocks", "t/2", b, _stock(10_000 + b * 13, 90))])
+
+
+def _holdings_only(b: int) -> Any:
+    return records_table([("mutual_funds", "t/3", b, _holding(20_000 + b))])
+
+
+def test_gold_increments_equal_the_whole_join(tmp_path: Path) -> None:
+    """Only the touched companies' gold rows are replaced (stocks that move company, new
+    holdings, batches of one dataset, a compaction between) and gold stays the join."""
+    increments = dataclasses.replace(RunConfig(), silver_write="mark", gold_write="increment")
+    marked = Lakehouse(tmp_path / "marked", increments)
+    plain = Lakehouse(tmp_path / "plain", dataclasses.replace(RunConfig(), silver_write="rewrite"))
+    batches = [_batch(b) for b in range(5)] + [_stocks_only(5), _holdings_only(6), _batch(7)]
+    orphaned = 0
+    for b, batch in enumerate(batches):
+        if b == 6:
+            marked.maintain(MaintenancePolicy(min_small_files=2))  # silver moves: gold whole
+        ours = marked.ingest_stream("kafka", batch)
+        whole = plain.ingest_stream("kafka", batch)
+        assert ours.ok and whole.ok and len(ours.batches) == len(whole.batches) == 1
+        _same(tmp_path)
+        # holdings of company 6 have no stock: counted beside gold as from silver
+        warned = [r.batches[0].integrity_warnings for r in (ours, whole)]
+        assert warned[0] == warned[1], (b, warned)
+        orphaned += warned[0]
+    table = tmp_path / "marked/gold/stock_fund_holdings"
+    assert deletion_vectors.has_vectors(DeltaTable(str(table)))
+    operations = [
+        log_commit.commit_info(table, v).get("operation")
+        for v in range(DeltaTable(str(table)).version() + 1)
+    ]
+    assert operations.count("MERGE") >= 4  # increments, between whole writes
+    assert orphaned > 0
+    assert not deletion_vectors.has_vectors(
+        DeltaTable(str(tmp_path / "plain/gold/stock_fund_holdings"))
+    )
+
+
+def test_the_orphan_sweep_keeps_named_vectors_and_removes_a_killed_writers(
+    tmp_path: Path,
+) -> None:
+    from digital_finance.lakehouse import orphans
+
+    _lakes(tmp_path, 4)
+    table = tmp_path / "marked/silver/stocks"
+    DeltaTable(str(table)).create_checkpoint()  # names come from the checkpoint too
+    named = sorted(p.name for p in table.glob("deletion_vector_*.bin"))
+    assert named
+    stray = table / deletion_vectors.file_name(uuid.uuid4())
+    stray.write_bytes(b"\x01")  # a vector file whose commit never came
+    before = read_delta(table).num_rows
+    assert orphans.sweep_table(table).files == 1
+    assert not stray.exists()
+    assert sorted(p.name for p in table.glob("deletion_vector_*.bin")) == named
+    assert read_delta(table).num_rows == before

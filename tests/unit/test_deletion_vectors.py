@@ -48,3 +48,12 @@ def test_vectors_round_trip_through_the_file_layout() -> None:
     # each vector follows the last one's checksum
     assert placed[1][0] == placed[0][0] + 4 + placed[0][1] + 4
     assert len(data) == placed[-1][0] + 4 + placed[-1][1] + 4
+
+
+def test_a_descriptor_names_its_file() -> None:
+    vector_id = uuid.uuid4()
+    described = deletion_vectors.descriptor(vector_id, 1, 10, 2)
+    assert deletion_vectors.stored_in(described) == deletion_vectors.file_name(vector_id)
+    prefixed = {**described, "pathOrInlineDv": "ab" + described["pathOrInlineDv"]}
+    assert deletion_vectors.stored_in(prefixed) == f"ab/{deletion_vectors.file_name(vector_id)}"
+    assert deletion_vectors.stored_in({"storageType": "i", "pathOrInlineDv": "x"}) is None

@@ -33,8 +33,9 @@ def table_info(root: Location, name: str) -> TableInfo | None:
         dt = DeltaTable(where.uri, storage_options=where.storage_options)
     except TableNotFoundError:
         return None
-    actions = dt.get_add_actions(flatten=True)
-    rows = sum(v or 0 for v in actions.column("num_records").to_pylist()) if len(actions) else 0
+    from digital_finance.engines.embedded.delta_io import table_rows
+
+    rows = table_rows(dt)
     last = dt.history(1)[0]
     return TableInfo(dt.version(), int(rows), int(last.get("timestamp", 0)))
 

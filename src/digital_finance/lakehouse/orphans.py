@@ -32,8 +32,11 @@ class Orphans:
 
 
 def referenced(table: Path) -> set[str]:
-    """Every data file (relative path) that a commit or checkpoint of the table names."""
+    """Every data file and deletion-vector file (relative path) that a commit or
+    checkpoint of the table names."""
     import pyarrow.parquet as pq
+
+    from digital_finance.engines.embedded.deletion_vectors import stored_in
 
     named: set[str] = set()
     log = table / _LOG
@@ -45,6 +48,9 @@ def referenced(table: Path) -> set[str]:
                     for kind in ("add", "remove"):
                         if kind in action:
                             named.add(unquote(action[kind]["path"]))
+                            vector = action[kind].get("deletionVector")
+                            if vector and (stored := stored_in(vector)) is not None:
+                                named.add(stored)
         elif ".checkpoint" in entry.name and entry.name.endswith(".parquet"):
             columns = pq.read_schema(entry).names
             read = [c for c in ("add", "remove") if c in columns]
@@ -52,11 +58,15 @@ def referenced(table: Path) -> set[str]:
                 for item in column.to_pylist():
                     if item is not None and item.get("path"):
                         named.add(unquote(item["path"]))
+                        vector = item.get("deletionVector")
+                        if vector and (stored := stored_in(vector)) is not None:
+                            named.add(stored)
     return named
 
 
 def sweep_table(table: Path) -> Orphans:
-    """Remove the table's Parquet files that no commit names; local tables only."""
+    """Remove the table's Parquet and deletion-vector files that no commit names; local
+    tables only."""
     if not (table / _LOG).is_dir():
         return Orphans(0, 0)
     named = referenced(table)
@@ -64,7 +74,8 @@ def sweep_table(table: Path) -> Orphans:
     for dirpath, dirnames, names in os.walk(table):
         dirnames[:] = [d for d in dirnames if not d.startswith(("_", "."))]
         for name in names:
-            if not name.endswith(".parquet") or name.startswith(("_", ".")):
+            vector = name.startswith("deletion_vector_") and name.endswith(".bin")
+            if not (name.endswith(".parquet") or vector) or name.startswith(("_", ".")):
                 continue
             path = Path(dirpath) / name
             if str(path.relative_to(table)) in named:

@@ -22,6 +22,7 @@ import struct
 import threading
 import uuid
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,9 +81,33 @@ def enabling_actions(dt: DeltaTable) -> list[dict[str, Any]]:
     return [{"protocol": protocol}, {"metaData": metadata}]
 
 
+_deleted_at: OrderedDict[tuple[str, int], pa.Table] = OrderedDict()
+_deleted_lock = threading.Lock()
+_DELETED_KEPT = 16
+
+
 def deleted_rows(dt: DeltaTable) -> pa.Table:
     """Every deleted row of the table's current files as (`filename`, `file_row_number`),
-    the file as a local path the way DuckDB's reader names it."""
+    the file as a local path the way DuckDB's reader names it.
+
+    Kept per table version: a batch reads silver and gold's vectors five or six times
+    (the marks, gold's scans), and delta-rs expands each file's vector to a flag per row.
+    """
+    key = (dt.table_uri, dt.version())
+    with _deleted_lock:
+        found = _deleted_at.get(key)
+        if found is not None:
+            _deleted_at.move_to_end(key)
+            return found
+    found = _read_deleted(dt)
+    with _deleted_lock:
+        _deleted_at[key] = found
+        while len(_deleted_at) > _DELETED_KEPT:
+            _deleted_at.popitem(last=False)
+    return found
+
+
+def _read_deleted(dt: DeltaTable) -> pa.Table:
     names: list[np.ndarray] = []
     rows: list[np.ndarray] = []
     vectors = pa.table(dt.deletion_vectors().read_all())
@@ -103,6 +128,11 @@ def deleted_rows(dt: DeltaTable) -> pa.Table:
             "file_row_number": pa.array(np.concatenate(rows), pa.int64()),
         }
     )
+
+
+def deleted_count(dt: DeltaTable) -> int:
+    """How many rows of the table's current files are marked deleted."""
+    return int(deleted_rows(dt).num_rows)
 
 
 def local_path(uri: str) -> str:
@@ -155,6 +185,26 @@ def descriptor(vector_id: uuid.UUID, offset: int, size: int, cardinality: int) -
         "sizeInBytes": size,
         "cardinality": cardinality,
     }
+
+
+def stored_in(vector: Mapping[str, Any]) -> str | None:
+    """The file (relative to the table) that a "u" vector lives in; None for the others."""
+    if vector.get("storageType") != "u":
+        return None
+    text = str(vector["pathOrInlineDv"])
+    prefix, encoded = text[:-20], text[-20:]
+    vector_id = uuid.UUID(bytes=_z85_decode(encoded))
+    return f"{prefix}/{file_name(vector_id)}" if prefix else file_name(vector_id)
+
+
+def _z85_decode(text: str) -> bytes:
+    out = bytearray()
+    for i in range(0, len(text), 5):
+        value = 0
+        for char in text[i : i + 5]:
+            value = value * 85 + _Z85.index(char)
+        out += value.to_bytes(4, "big")
+    return bytes(out)
 
 
 def _z85(data: bytes) -> str:

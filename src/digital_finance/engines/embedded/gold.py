@@ -1,43 +1,79 @@
-"""Rebuild gold `stock_fund_holdings` from the silver tables.
+"""Bring gold `stock_fund_holdings` up to date with the silver tables.
 
-Gold is recomputed from silver as a whole, so it is exactly the join of the current silver
-tables however many batches built them. At the sizes this engine is for, the join is cheap
-next to parsing; an incremental gold is a later optimisation.
+Gold is the join of the current silver tables however many batches built them. It is
+recomputed whole, or, for a small batch into a large lakehouse, only for the companies the
+batch touched (`Touched`): their gold rows are marked deleted in the files' deletion
+vectors (`row_marks`) and their join is appended. A gold row depends on one holding and one
+stock of one company, so the companies of the batch's stocks and holdings, and the
+companies that the batch's stocks held in gold before (a stock that moved), are all the
+rows that can change.
+
+The increment is exact only when gold was made from the silver versions just before this
+batch's: each gold commit records the versions of silver it was computed from
+(`GOLD_FROM`), and anything else in between (a compaction, a Spark batch, a missed batch)
+makes gold recomputed whole.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+from dataclasses import dataclass
+from typing import Literal
 
 import duckdb
+import pyarrow as pa
 from deltalake import DeltaTable
 
 from digital_finance.contract.compiled_sql import ident
 from digital_finance.definition.steps import JoinGold
-from digital_finance.engines.embedded import delta_io
+from digital_finance.engines.embedded import deletion_vectors, delta_io, log_commit, row_marks
 from digital_finance.engines.embedded.databases import Databases
-from digital_finance.lakehouse.layout import APP_ID
+from digital_finance.lakehouse.layout import APP_ID, tagged_batch
 from digital_finance.lakehouse.scratch import scratch_folder
 from digital_finance.lakehouse.storage import Location
 
+GOLD_FROM = "digital_finance.gold_from"  # commitInfo: the silver versions gold was made from
+INCREMENT_MIN_STOCKS = 250_000  # below this the whole join costs tens of milliseconds
+Way = Literal["auto", "increment", "whole"]  # `[engine] gold_write`
+
+
+@dataclass(frozen=True)
+class Touched:
+    """What a batch brought to silver: its stocks' keys with their company, and its
+    holdings' companies (None for a dataset the batch has no part of); the key of a
+    holding, which gold's rows carry."""
+
+    stock_key: tuple[str, ...]
+    stocks: pa.Table | None
+    holdings: pa.Table | None
+    holding_key: tuple[str, ...]
+
 
 def rebuild(
-    root: Location, step: JoinGold, batch_id: int, databases: Databases | None = None
+    root: Location,
+    step: JoinGold,
+    batch_id: int,
+    databases: Databases | None = None,
+    touched: Touched | None = None,
+    always: bool = False,
 ) -> tuple[int, int]:
-    """Overwrite gold; returns (rows written or -1 when already done, holdings without stock).
-    `databases`: the runner's, to borrow a DuckDB database from (else one is opened)."""
+    """Bring gold up to date; returns (rows written or -1 when already done, holdings
+    without stock). `databases`: the runner's, to borrow a DuckDB database from (else one
+    is opened); `touched`: the batch's, for an increment where it is exact, and worth it
+    (from `INCREMENT_MIN_STOCKS` stocks, or whenever exact with `always`)."""
     holdings = delta_io.open_table(root, step.holdings)
     stocks = delta_io.open_table(root, step.stocks)
     with scratch_folder(root, f"gold-{batch_id}") as temp:
         # a join larger than memory spills there, not into a `.tmp` of the current directory
         if databases is not None:
             with databases.lend(temp) as con:
-                return _rebuild(root, step, batch_id, holdings, stocks, con)
+                return _rebuild(root, step, batch_id, holdings, stocks, con, touched, always)
         con = duckdb.connect(":memory:")
         try:
             con.execute("SET TimeZone = 'UTC'")
             con.execute("SET temp_directory = ?", [str(temp)])
-            return _rebuild(root, step, batch_id, holdings, stocks, con)
+            return _rebuild(root, step, batch_id, holdings, stocks, con, touched, always)
         finally:
             con.close()
 
@@ -49,6 +85,8 @@ def _rebuild(
     holdings: DeltaTable | None,
     stocks: DeltaTable | None,
     con: duckdb.DuckDBPyConnection,
+    touched: Touched | None,
+    always: bool,
 ) -> tuple[int, int]:
     if holdings is None or stocks is None:
         return (-1 if delta_io.committed_batch(root, step.table) >= batch_id else 0), 0
@@ -66,21 +104,142 @@ def _rebuild(
             con.register(name, delta_io.arrow_dataset(table))
     try:
         on = ident(step.on)
-        select = ", ".join(
-            f"s.{ident(c)}" if c in step.from_stocks else f"h.{ident(c)}" for c in step.columns
-        )
-        (row,) = con.execute(
-            f"SELECT count(*) FROM h WHERE NOT EXISTS (SELECT 1 FROM s WHERE s.{on} = h.{on})"
-        ).fetchall()
-        orphans = int(row[0])
         if delta_io.committed_batch(root, step.table) >= batch_id:
-            return -1, orphans
-        joined = (
-            f"SELECT {select}, {batch_id}::BIGINT AS _batch_id FROM h JOIN s ON h.{on} = s.{on}"
-        )
-        rows = delta_io.write_query(root, step.table, con, joined, batch_id, "overwrite")
+            return -1, _orphans(con, on)
+        made_from = {step.holdings: holdings.version(), step.stocks: stocks.version()}
+        info = {GOLD_FROM: json.dumps(made_from, sort_keys=True)}
+        if touched is not None:
+            rows = _increment(root, step, batch_id, con, touched, stocks, info, always)
+            if rows is not None:
+                return rows, _orphans_beside_gold(root, step, con, touched.holding_key)
+        orphans = _orphans(con, on)
+        joined = _joined(step, batch_id, "h", "s")
+        rows = delta_io.write_query(root, step.table, con, joined, batch_id, "overwrite", info)
         return rows, orphans
     finally:
         for name in ("h", "s"):  # a borrowed database goes back without them
             with contextlib.suppress(duckdb.Error):
                 con.unregister(name)
+
+
+def _orphans(con: duckdb.DuckDBPyConnection, on: str) -> int:
+    """Holdings whose company has no stock, from the silver tables."""
+    (row,) = con.execute(
+        f"SELECT count(*) FROM h WHERE NOT EXISTS (SELECT 1 FROM s WHERE s.{on} = h.{on})"
+    ).fetchall()
+    return int(row[0])
+
+
+def _orphans_beside_gold(
+    root: Location, step: JoinGold, con: duckdb.DuckDBPyConnection, holding_key: tuple[str, ...]
+) -> int:
+    """Holdings whose company has no stock: the holdings that are not in gold, which holds
+    every other one (a tenth of the stocks to read)."""
+    gold = delta_io.open_table(root, step.table)
+    scan = None if gold is None else delta_io.parquet_scan(con, "_gold_now", gold)
+    if scan is None:
+        return _orphans(con, ident(step.on))
+    key = ", ".join(ident(k) for k in holding_key)
+    (row,) = con.execute(
+        f"SELECT (SELECT count(*) FROM h) - (SELECT count(*) FROM (SELECT DISTINCT {key} "
+        f"FROM {scan}))"
+    ).fetchall()
+    return int(row[0])
+
+
+def _joined(step: JoinGold, batch_id: int, holdings: str, stocks: str) -> str:
+    """Gold's rows: the join of the holdings and stocks relations given."""
+    on = ident(step.on)
+    select = ", ".join(
+        f"s.{ident(c)}" if c in step.from_stocks else f"h.{ident(c)}" for c in step.columns
+    )
+    return (
+        f"SELECT {select}, {batch_id}::BIGINT AS _batch_id "
+        f"FROM {holdings} h JOIN {stocks} s ON h.{on} = s.{on}"
+    )
+
+
+def _increment(
+    root: Location,
+    step: JoinGold,
+    batch_id: int,
+    con: duckdb.DuckDBPyConnection,
+    touched: Touched,
+    stocks: DeltaTable,
+    info: dict[str, str],
+    always: bool,
+) -> int | None:
+    """Replace only the touched companies' gold rows; rows appended, or None where the
+    increment is not exact or not worth it (then gold is recomputed whole)."""
+    gold = delta_io.open_table(root, step.table)
+    if gold is None or not root.is_local or not _made_just_before(root, step, gold, batch_id):
+        return None
+    if not (
+        always
+        or deletion_vectors.has_vectors(gold)
+        or delta_io.table_rows(stocks) >= INCREMENT_MIN_STOCKS
+    ):
+        return None
+    columns = {*step.columns, "_batch_id"}
+    if not {*touched.stock_key, *touched.holding_key} <= columns or not row_marks.usable(
+        gold, pa.schema([])
+    ):
+        return None
+    if set(pa.schema(gold.schema().to_arrow()).names) != columns:
+        return None  # gold's columns changed: its new schema comes with a whole write
+    on = ident(step.on)
+    key = ", ".join(ident(k) for k in touched.stock_key)
+    parts = []
+    if touched.stocks is not None:
+        con.register("_touched_stocks", touched.stocks)
+        parts.append(f"SELECT {on} FROM _touched_stocks")
+    if touched.holdings is not None:
+        con.register("_touched_holdings", touched.holdings)
+        parts.append(f"SELECT {on} FROM _touched_holdings")
+    scan = delta_io.parquet_scan(con, "_gold_rows", gold, positions=True)
+    if scan is not None and touched.stocks is not None:  # the companies the stocks had
+        parts.append(f"SELECT {on} FROM {scan} SEMI JOIN _touched_stocks USING ({key})")
+    if not parts:
+        return None
+    con.execute("CREATE OR REPLACE TEMP TABLE _gold_companies AS " + " UNION ".join(parts))
+    replaced = (
+        con.execute(
+            f"SELECT filename, list(file_row_number ORDER BY file_row_number) FROM {scan} "
+            f"SEMI JOIN _gold_companies USING ({on}) GROUP BY filename"
+        ).fetchall()
+        if scan is not None
+        else []
+    )
+    # each side narrowed to the companies first: the whole join is what an increment saves
+    fresh = _joined(
+        step,
+        batch_id,
+        f"(SELECT * FROM h SEMI JOIN _gold_companies USING ({on}))",
+        f"(SELECT * FROM s SEMI JOIN _gold_companies USING ({on}))",
+    )
+    adds, _ = delta_io.write_files(root, step.table, con, fresh)
+    marks = row_marks.marks_for(
+        root.path / step.table, gold, {str(f): list(rows) for f, rows in replaced}
+    )
+    row_marks.commit(root, step.table, gold, adds, marks, batch_id, info)
+    return sum(int(json.loads(a.stats)["numRecords"]) for a in adds)
+
+
+def _made_just_before(root: Location, step: JoinGold, gold: DeltaTable, batch_id: int) -> bool:
+    """Whether gold's last commit was made from the silver versions that this batch's
+    commits (if any) came straight after."""
+    made_from = log_commit.commit_info(root.path / step.table, gold.version()).get(GOLD_FROM)
+    if not isinstance(made_from, str):
+        return False
+    versions = json.loads(made_from)
+    for table in (step.holdings, step.stocks):
+        silver = delta_io.open_table(root, table)
+        if silver is None or table not in versions:
+            return False
+        now, then = silver.version(), int(versions[table])
+        if now == then:
+            continue
+        info = log_commit.commit_info(root.path / table, now)
+        if now != then + 1 or tagged_batch(info) != batch_id:
+            return False
+    return True

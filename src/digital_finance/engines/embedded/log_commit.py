@@ -27,22 +27,29 @@ class CommitConflict(RuntimeError):
 
 
 def commit(
-    table: Path, dt: DeltaTable, actions: list[dict[str, Any]], batch_id: int, operation: str
+    table: Path,
+    dt: DeltaTable,
+    actions: list[dict[str, Any]],
+    batch_id: int,
+    operation: str,
+    info: dict[str, str] | None = None,
 ) -> int:
     """Commit `actions` to the local table at `table` (opened as `dt`, at its latest
-    version) as the next version, tagged with the batch; returns the version."""
+    version) as the next version, tagged with the batch (and `info` in its commitInfo);
+    returns the version."""
     version = dt.version() + 1
     now_ms = int(time.time() * 1000)
-    info = {
+    described: dict[str, Any] = {
         "timestamp": now_ms,
         "operation": operation,
         "operationParameters": {},
         "isBlindAppend": False,
         "engineInfo": "digital-finance",
         BATCH_TAG: str(batch_id),
+        **(info or {}),
     }
     lines = [
-        {"commitInfo": info},
+        {"commitInfo": described},
         {"txn": {"appId": APP_ID, "version": batch_id, "lastUpdated": now_ms}},
         *actions,
     ]
@@ -63,6 +70,19 @@ def commit(
         temporary.unlink(missing_ok=True)
     dt.update_incremental()
     return version
+
+
+def commit_info(table: Path, version: int) -> dict[str, Any]:
+    """The commitInfo of a local table's commit (empty when it has none or is gone)."""
+    try:
+        with (table / "_delta_log" / f"{version:020d}.json").open(encoding="utf-8") as commit:
+            for line in commit:
+                action = json.loads(line)
+                if "commitInfo" in action:
+                    return dict(action["commitInfo"])
+    except FileNotFoundError:
+        pass
+    return {}
 
 
 def add_action(path: str, size: int, modified_ms: int, stats: str,

@@ -67,11 +67,13 @@ def mark_replaced(
     ).fetchall()
     ((count,),) = con.execute(f"SELECT count(*) FROM {candidates}").fetchall()
     adds, _ = delta_io.write_files(root, table, con, "SELECT * FROM _winners")
-    marks = _marks(root.path / table, dt, {str(f): list(rows) for f, rows in replaced})
+    marks = marks_for(root.path / table, dt, {str(f): list(rows) for f, rows in replaced})
     return adds, marks, int(count)
 
 
-def _marks(folder: Path, dt: DeltaTable, replaced: dict[str, list[int]]) -> Marks:
+def marks_for(folder: Path, dt: DeltaTable, replaced: dict[str, list[int]]) -> Marks:
+    """The marks of `replaced` (rows by file, as DuckDB names the file) in the table at
+    `folder`, merged with the vectors the files have; the vector file is written."""
     enabling = [] if deletion_vectors.has_vectors(dt) else deletion_vectors.enabling_actions(dt)
     if not replaced:
         return Marks(enabling, None)
@@ -122,10 +124,16 @@ def _marks(folder: Path, dt: DeltaTable, replaced: dict[str, list[int]]) -> Mark
 
 
 def commit(
-    root: Location, table: str, dt: DeltaTable, adds: list[AddAction], marks: Marks, batch_id: int
+    root: Location,
+    table: str,
+    dt: DeltaTable,
+    adds: list[AddAction],
+    marks: Marks,
+    batch_id: int,
+    info: dict[str, str] | None = None,
 ) -> None:
-    """Commit the winners' files and the marks as batch `batch_id`."""
+    """Commit the new files and the marks as batch `batch_id` (`info`: commitInfo keys)."""
     new = [
         log_commit.add_action(a.path, a.size, a.modification_time, a.stats or "{}") for a in adds
     ]
-    log_commit.commit(root.path / table, dt, [*marks.actions, *new], batch_id, "MERGE")
+    log_commit.commit(root.path / table, dt, [*marks.actions, *new], batch_id, "MERGE", info)

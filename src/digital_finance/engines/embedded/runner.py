@@ -51,6 +51,7 @@ class EmbeddedOptions:
     memory_limit: str = "1GB"
     threads: int | None = None
     silver_write: silver_merge.Strategy = "auto"
+    gold_write: gold.Way = "auto"
     # who decides the contract: the native kernel where it is installed (auto), always the
     # kernel (native: a clear error without it), or the compiled DuckDB query (sql)
     contract: Literal["auto", "native", "sql"] = "auto"
@@ -95,6 +96,8 @@ class EmbeddedRunner(BatchRunner[Staged]):
         self._history = SystemHistory(output)  # read incrementally: planning stays cheap
         self.databases = Databases(options.memory_limit, options.threads)
         self.silver_ahead = SilverAhead(output)
+        # the batch being committed, for gold's increment (`rebuild_gold`)
+        self._committing: tuple[int, Staged] | None = None
 
     def history(self) -> History:
         if self.root.is_local:
@@ -118,6 +121,7 @@ class EmbeddedRunner(BatchRunner[Staged]):
             try:
                 yield staged
             finally:  # before the database goes: the silver thread may still be reading it
+                self._committing = None
                 self.silver_ahead.discard(staged.values())
 
     def _native_contract(self, spec: DatasetSpec, source_tz: str) -> NativeContract | None:
@@ -250,6 +254,7 @@ class EmbeddedRunner(BatchRunner[Staged]):
         """Start each silver table's rebuild on the silver thread (`silver_ahead`): a
         touched-files rewrite, slower beside bronze's write than after it, and every other
         way are left to silver's step, with the candidates made here."""
+        self._committing = (batch_id, staged)
         if not self.root.is_local:
             return
         for step in self.pipeline.steps_of(MergeSilver):
@@ -315,8 +320,33 @@ class EmbeddedRunner(BatchRunner[Staged]):
         return ds.parts == 0 and delta_io.open_table(self.root, table) is not None
 
     def rebuild_gold(self, step: JoinGold, batch_id: int) -> tuple[int, int]:
-        """Bring gold up to date with silver."""
-        return gold.rebuild(self.root, step, batch_id, self.databases)
+        """Bring gold up to date with silver: for the companies the batch touched only,
+        where that is exact (`gold.rebuild`)."""
+        touched = None if self.options.gold_write == "whole" else self._touched(step, batch_id)
+        return gold.rebuild(
+            self.root,
+            step,
+            batch_id,
+            self.databases,
+            touched,
+            self.options.gold_write == "increment",
+        )
+
+    def _touched(self, step: JoinGold, batch_id: int) -> gold.Touched | None:
+        if self._committing is None or self._committing[0] != batch_id:
+            return None
+        staged = self._committing[1]
+        merges = {m.table: m for m in self.pipeline.steps_of(MergeSilver)}
+        stocks, holdings = merges.get(step.stocks), merges.get(step.holdings)
+        if stocks is None or holdings is None:
+            return None
+        key = stocks.rule.key
+        return gold.Touched(
+            key,
+            staged[stocks.dataset].passed_values([*key, step.on]),
+            staged[holdings.dataset].passed_values([step.on]),
+            holdings.rule.key,
+        )
 
     def log_run(self, report: BatchReport, started: datetime, finished: datetime) -> None:
         system_tables.log_run(self.root, report, started, finished, self.pipeline.source_tz)

@@ -270,6 +270,19 @@ class StagedDataset:
         )
         return int(row[0][0])
 
+    def passed_values(self, columns: Sequence[str]) -> pa.Table | None:
+        """The distinct values of `columns` over the records that passed the contract and
+        the quarantine expectations; None when the batch has no part of the dataset."""
+        if self._untouched:
+            return None
+        chosen = ", ".join(ident(c) for c in columns)
+        passed = QUARANTINE.passes(self._quarantine_names(), DUCKDB)
+        return (
+            self.con.cursor()
+            .sql(f"SELECT DISTINCT {chosen} FROM {self.checked} WHERE {passed}")
+            .to_arrow_table()
+        )
+
     def records(self) -> int:
         """Non-blank records staged."""
         if self._untouched:
