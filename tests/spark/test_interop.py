@@ -138,15 +138,16 @@ def test_engines_take_turns_on_one_lakehouse(spark: Any, generated: Path, tmp_pa
 
 
 def test_deletion_vectors_are_read_both_ways(spark: Any, generated: Path, tmp_path: Path) -> None:
-    """Silver's marks (written by us) are read by Spark; Spark's own vectors (a DELETE on
-    a table with the feature) are read and continued by the embedded engine."""
+    """Silver's and gold's marks (written by us) are read by Spark; Spark's own vectors (a
+    DELETE on a table with the feature) are read and continued by the embedded engine."""
     from digital_finance import Lakehouse
     from digital_finance.config import RunConfig
     from digital_finance.engines.embedded import deletion_vectors
 
     stocks = sorted((generated / "stocks").iterdir())
     funds = [str(p) for p in sorted((generated / "mutual_funds").iterdir())]
-    lake = Lakehouse(tmp_path / "lake", dataclasses.replace(RunConfig(), silver_write="mark"))
+    marks = dataclasses.replace(RunConfig(), silver_write="mark", gold_write="increment")
+    lake = Lakehouse(tmp_path / "lake", marks)
     for f in stocks[:3]:
         assert lake.ingest_files(stocks=[str(f)], funds=funds).ok
     silver = tmp_path / "lake" / "silver/stocks"
@@ -165,3 +166,8 @@ def test_deletion_vectors_are_read_both_ways(spark: Any, generated: Path, tmp_pa
     after = spark.read.format("delta").load(str(silver))
     assert after.count() == lake.read("silver.stocks").num_rows
     assert after.count() == len(rows(tmp_path / "lake", "silver/stocks"))  # delta-rs's reading
+    gold = tmp_path / "lake" / "gold/stock_fund_holdings"
+    assert deletion_vectors.has_vectors(DeltaTable(str(gold)))  # its increments are marks too
+    theirs_gold = spark.read.format("delta").load(str(gold))
+    assert theirs_gold.count() == len(rows(tmp_path / "lake", "gold/stock_fund_holdings"))
+    assert theirs_gold.count() == lake.read("gold.stock_fund_holdings").num_rows

@@ -411,8 +411,8 @@ def arrow_rows(dt: DeltaTable, columns: list[str] | None = None) -> pa.Table:
     from deltalake import QueryBuilder
 
     chosen = "*" if columns is None else ", ".join(ident(c) for c in columns)
-    found = QueryBuilder().register("t", dt).execute(f"SELECT {chosen} FROM t").read_all()
-    return pa.table(found)
+    found = QueryBuilder().register("t", dt).execute(f"SELECT {chosen} FROM t")
+    return pa.RecordBatchReader.from_stream(found).read_all()
 
 
 def arrow_dataset(dt: DeltaTable) -> Any:
