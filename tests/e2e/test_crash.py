@@ -80,7 +80,7 @@ def test_kill_9_at_random_moments_then_rerun(
     _assert_same(out, clean)
 
 
-MARKED_POINTS = ["before_silver_mutual_funds", "before_gold_stock_fund_holdings", "before_run_log"]
+MARKED_POINTS = ["before_silver_mutual_funds", "before_gold_stock_fund_holdings"]
 
 
 @pytest.mark.slow

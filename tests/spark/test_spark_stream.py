@@ -171,7 +171,7 @@ def test_a_killed_spark_driver_and_hand_overs_between_engines_lose_and_double_no
             # the restart's finishing of an interrupted batch is always exercised
             _wait_for_claimed_batch(process, lake, log)
         else:
-            time.sleep(rng.uniform(0.0, 25.0))
+            time.sleep(rng.uniform(0.0, 15.0))  # within the first micro-batch or two
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
         cut_mid_batch += unfinished_batch(location(lake)) is not None
