@@ -24,7 +24,6 @@ import uuid
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -142,17 +141,6 @@ def local_path(uri: str) -> str:
     return unquote(uri.removeprefix("file://"))
 
 
-@dataclass(frozen=True)
-class Vector:
-    """One file's deletion vector as the log names it."""
-
-    descriptor: Mapping[str, Any]
-
-    @property
-    def cardinality(self) -> int:
-        return int(self.descriptor["cardinality"])
-
-
 def encode(positions: Iterable[Iterable[int]]) -> tuple[bytes, list[tuple[int, int]]]:
     """One deletion-vector file holding a vector per list of row positions: (its bytes,
     each vector's (offset, size) in it)."""
@@ -233,7 +221,7 @@ _replayed: dict[str, _Replayed] = {}
 _replayed_lock = threading.Lock()
 
 
-def current_vectors(table: Path, version: int) -> dict[str, Vector]:
+def current_vectors(table: Path, version: int) -> dict[str, dict[str, Any]]:
     """The deletion vector of every live add that has one, by the add's path, at
     `version` of the local table at `table` (its checkpoint and the commits after it)."""
     log = table / "_delta_log"
@@ -263,7 +251,7 @@ def current_vectors(table: Path, version: int) -> dict[str, Vector]:
                     else:
                         state.vectors.pop(unquote(add["path"]), None)
         state.version = version
-        return {path: Vector(d) for path, d in state.vectors.items()}
+        return dict(state.vectors)
 
 
 def _last_checkpoint(log: Path) -> int | None:

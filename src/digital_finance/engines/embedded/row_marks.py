@@ -107,7 +107,7 @@ def marks_for(folder: Path, dt: DeltaTable, replaced: dict[str, list[int]]) -> M
     for name, rows in zip(order, every, strict=True):
         path, size, _, records = files[name]
         old = had.get(path)
-        actions.append(log_commit.remove_action(path, size, dict(old.descriptor) if old else None))
+        actions.append(log_commit.remove_action(path, size, old))
         if len(rows) < records:  # a file with every row deleted is only removed
             kept.append((name, rows, records))
     if not kept:
