@@ -150,14 +150,27 @@ def _holdings_only(b: int) -> Any:
     return records_table([("mutual_funds", "t/3", b, _holding(20_000 + b))])
 
 
+def _stock_of(b: int, company: int) -> Any:
+    """Stock 500 at `company`: company 6 has holdings and, but for this stock, no stock."""
+    record = (
+        f'{{"stock_id": 500, "company_id": {company}, "symbol": "M", "price": "7.{b}", '
+        f'"volume": {b}, "exchange": "NYSE", "currency": "USD", '
+        f'"timestamp": {1_800_000_000_000 + b}}}'
+    )
+    return records_table([("stocks", "t/4", b, record.encode())])
+
+
 def test_gold_increments_equal_the_whole_join(tmp_path: Path) -> None:
     """Only the touched companies' gold rows are replaced (stocks that move company, new
-    holdings, batches of one dataset, a compaction between) and gold stays the join."""
+    holdings, batches of one dataset, a compaction between, a company whose holdings gain
+    their first stock and lose it again) and gold stays the join."""
     increments = dataclasses.replace(RunConfig(), silver_write="mark", gold_write="increment")
     marked = Lakehouse(tmp_path / "marked", increments)
     plain = Lakehouse(tmp_path / "plain", dataclasses.replace(RunConfig(), silver_write="rewrite"))
     batches = [_batch(b) for b in range(5)] + [_stocks_only(5), _holdings_only(6), _batch(7)]
+    batches += [_stock_of(8, 6), _holdings_only(9), _stock_of(10, 2), _batch(11)]
     orphaned = 0
+    counts = []
     for b, batch in enumerate(batches):
         if b == 6:
             marked.maintain(MaintenancePolicy(min_small_files=2))  # silver moves: gold whole
@@ -169,6 +182,7 @@ def test_gold_increments_equal_the_whole_join(tmp_path: Path) -> None:
         warned = [r.batches[0].integrity_warnings for r in (ours, whole)]
         assert warned[0] == warned[1], (b, warned)
         orphaned += warned[0]
+        counts.append(warned[0])
     table = tmp_path / "marked/gold/stock_fund_holdings"
     assert deletion_vectors.has_vectors(DeltaTable(str(table)))
     operations = [
@@ -177,6 +191,7 @@ def test_gold_increments_equal_the_whole_join(tmp_path: Path) -> None:
     ]
     assert operations.count("MERGE") >= 4  # increments, between whole writes
     assert orphaned > 0
+    assert counts[8] == 0 < counts[7] and counts[10] > 0  # company 6 gained, then lost a stock
     assert not deletion_vectors.has_vectors(
         DeltaTable(str(tmp_path / "plain/gold/stock_fund_holdings"))
     )
@@ -199,3 +214,37 @@ def test_the_orphan_sweep_keeps_named_vectors_and_removes_a_killed_writers(
     assert not stray.exists()
     assert sorted(p.name for p in table.glob("deletion_vector_*.bin")) == named
     assert read_delta(table).num_rows == before
+
+
+def test_a_lakehouse_reached_through_a_symbolic_link_is_marked_and_read(tmp_path: Path) -> None:
+    """delta-rs names a table's files by the folder's real path; marks and rewrites match
+    files by name, so a lakehouse given by a linked path once failed its second batch."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "real")
+    linked = Lakehouse(
+        tmp_path / "linked" / "marked", dataclasses.replace(RunConfig(), silver_write="mark")
+    )
+    plain = Lakehouse(tmp_path / "plain", dataclasses.replace(RunConfig(), silver_write="rewrite"))
+    for b in range(3):
+        for lake in (linked, plain):
+            assert lake.ingest_stream("kafka", _batch(b)).ok
+    assert deletion_vectors.has_vectors(DeltaTable(str(tmp_path / "real/marked/silver/stocks")))
+    for table in TABLES:
+        assert rows(tmp_path / "real/marked", table) == rows(tmp_path / "plain", table), table
+
+
+def test_deleted_rows_decoded_from_the_vectors_equal_delta_rs_expanding_them(
+    tmp_path: Path,
+) -> None:
+    _lakes(tmp_path, 5)
+    for table in TABLES:
+        dt = DeltaTable(str(tmp_path / "marked" / table))
+        if not deletion_vectors.has_vectors(dt):
+            continue
+        decoded = deletion_vectors._decoded(dt)
+        assert decoded is not None and decoded.num_rows > 0, table
+        expanded = deletion_vectors._expanded(dt)
+        assert sorted(decoded.to_pylist(), key=repr) == sorted(expanded.to_pylist(), key=repr)
+        assert set(decoded.column("filename").to_pylist()) <= set(
+            deletion_vectors.local_path(u) for u in dt.file_uris()
+        )

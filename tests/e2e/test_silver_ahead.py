@@ -69,9 +69,13 @@ def test_a_batch_failing_before_silver_removes_the_files_written_ahead(
             raise RuntimeError("quarantine failed")
         return append_query(root, table, *args)
 
+    def nothing_broken(root: Any, table: str, *args: Any) -> int | None:
+        raise RuntimeError("quarantine failed")  # a clean batch's quarantine commit
+
     monkeypatch.setattr(silver_merge, "write_files", recorded)
     with monkeypatch.context() as patched:
         patched.setattr(delta_io, "append_query", broken)
+        patched.setattr(delta_io, "append_nothing", nothing_broken)
         with pytest.raises(RuntimeError, match="quarantine failed"):
             lake.ingest_stream("kafka", _batch(1))
     assert written, "the batch's silver files were not written ahead"

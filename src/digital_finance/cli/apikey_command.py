@@ -51,7 +51,7 @@ def create(
         typer.Option(
             "--role",
             metavar="ROLE",
-            help="admin, tables.read, events.write:* or events.write:<dataset>. Repeatable.",
+            help="admin, tables.read, events.write:* or events.write:DATASET. Repeatable.",
         ),
     ],
     keys_file: KeysFileOpt = None,

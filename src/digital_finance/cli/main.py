@@ -15,7 +15,7 @@ app = typer.Typer(
     help="Turn JSON financial events into clean, exact, de-duplicated Delta Lake tables.",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     pretty_exceptions_enable=False,  # cli/errors.py says what went wrong; --debug shows where
 )
 
@@ -217,7 +217,7 @@ def stream(
         typer.Option(
             "--bootstrap-servers",
             metavar="HOST:PORT",
-            help="Kafka brokers (Event Hubs: <namespace>.servicebus.windows.net:9093).",
+            help="Kafka brokers (Event Hubs: NAMESPACE.servicebus.windows.net:9093).",
         ),
     ] = None,
     group: Annotated[

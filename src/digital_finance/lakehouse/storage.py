@@ -43,7 +43,8 @@ class Location:
 
     @classmethod
     def parse(cls, text: str | Path, options: Mapping[str, str] | None = None) -> Location:
-        """A location from a path (made absolute) or a URI (`file://` is a local path)."""
+        """A location from a path (made absolute, links resolved) or a URI (`file://` is a
+        local path)."""
         raw = str(text)
         pairs = tuple(sorted((options or {}).items()))
         if raw.startswith("file://"):
@@ -53,7 +54,9 @@ class Location:
                 known = ", ".join(s.removesuffix("://") for s in REMOTE_SCHEMES)
                 raise StorageError(f"{raw}: unknown storage scheme; use a folder or one of {known}")
             return cls(raw.rstrip("/"), pairs)
-        folder = str(Path(raw).expanduser().absolute())
+        # resolved, as delta-rs resolves a table's folder: the files it names must be found
+        # under this path, also where the lakehouse is reached through a symbolic link
+        folder = str(Path(raw).expanduser().resolve())
         unusable = sorted({c for c in folder if c in UNADDRESSABLE})
         if unusable:
             shown = ", ".join(repr(c) for c in unusable)

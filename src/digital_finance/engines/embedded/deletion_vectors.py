@@ -106,6 +106,70 @@ def deleted_rows(dt: DeltaTable) -> pa.Table:
 
 
 def _read_deleted(dt: DeltaTable) -> pa.Table:
+    found = (
+        _decoded(dt) if "://" not in dt.table_uri or dt.table_uri.startswith("file://") else None
+    )
+    return found if found is not None else _expanded(dt)
+
+
+def _decoded(dt: DeltaTable) -> pa.Table | None:
+    """The deleted rows read from the vectors themselves: a cost that follows the deleted
+    rows, where delta-rs's `deletion_vectors` expands every file to a flag per row (5 to 8 ms
+    a version at 770k rows, ten times that at 7.7M). None where a vector is not one this
+    reads (inline, or a bitmap past 2^32 rows): delta-rs reads those."""
+    folder = Path(local_path(dt.table_uri))
+    names: list[pa.Array] = []
+    rows: list[pa.Array] = []
+    for path, vector in sorted(current_vectors(folder, dt.version()).items()):
+        positions = _positions(folder, vector)
+        if positions is None:
+            return None
+        if len(positions):
+            values = positions.to_array()  # uint32, in order
+            flat = pa.Array.from_buffers(pa.uint32(), len(values), [None, pa.py_buffer(values)])
+            rows.append(flat.cast(pa.int64()))
+            where = str(folder / unquote(path))
+            names.append(pa.repeat(pa.scalar(where, pa.string()), len(values)))
+    return _deleted_table(names, rows)
+
+
+def _positions(folder: Path, vector: Mapping[str, Any]) -> Any:
+    """The row positions of one stored vector (a `pyroaring.BitMap`), or None."""
+    from pyroaring import BitMap
+
+    where = stored_in(vector)
+    if where is None:
+        return None
+    with (folder / where).open("rb") as stored:
+        stored.seek(int(vector["offset"]))
+        (size,) = struct.unpack(">i", stored.read(4))
+        body = stored.read(size)
+    magic, buckets = struct.unpack_from("<iq", body)
+    if magic != _MAGIC or buckets > 1:
+        return None
+    if buckets == 0:
+        positions = BitMap()
+    elif struct.unpack_from("<I", body, 12)[0] != 0:
+        return None
+    else:
+        positions = BitMap.deserialize(body[16:])
+    return positions if len(positions) == int(vector["cardinality"]) else None
+
+
+def _deleted_table(names: list[pa.Array], rows: list[pa.Array]) -> pa.Table:
+    if not rows:
+        return pa.table({"filename": pa.array([], pa.string()),
+                         "file_row_number": pa.array([], pa.int64())})  # fmt: skip
+    return pa.table(
+        {
+            "filename": pa.chunked_array(names, pa.string()),
+            "file_row_number": pa.chunked_array(rows, pa.int64()),
+        }
+    )
+
+
+def _expanded(dt: DeltaTable) -> pa.Table:
+    """The deleted rows by delta-rs, which expands each file's vector to a flag per row."""
     import pyarrow.compute as pc
 
     names: list[pa.Array] = []
@@ -120,15 +184,7 @@ def _read_deleted(dt: DeltaTable) -> pa.Table:
         if len(gone):
             rows.append(pc.cast(gone, pa.int64()))
             names.append(pa.repeat(pa.scalar(local_path(str(uri)), pa.string()), len(gone)))
-    if not rows:
-        return pa.table({"filename": pa.array([], pa.string()),
-                         "file_row_number": pa.array([], pa.int64())})  # fmt: skip
-    return pa.table(
-        {
-            "filename": pa.chunked_array(names, pa.string()),
-            "file_row_number": pa.chunked_array(rows, pa.int64()),
-        }
-    )
+    return _deleted_table(names, rows)
 
 
 def deleted_count(dt: DeltaTable) -> int:

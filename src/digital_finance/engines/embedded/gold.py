@@ -34,6 +34,9 @@ from digital_finance.lakehouse.scratch import scratch_folder
 from digital_finance.lakehouse.storage import Location
 
 GOLD_FROM = "digital_finance.gold_from"  # commitInfo: the silver versions gold was made from
+# commitInfo: how many holdings gold's rows name (the others have no stock: the integrity
+# count), kept so that an increment counts only the touched companies' holdings
+GOLD_NAMED = "digital_finance.gold_named_holdings"
 INCREMENT_MIN_STOCKS = 250_000  # below this the whole join costs tens of milliseconds
 Way = Literal["auto", "increment", "whole"]  # `[engine] gold_write`
 
@@ -109,10 +112,11 @@ def _rebuild(
         made_from = {step.holdings: holdings.version(), step.stocks: stocks.version()}
         info = {GOLD_FROM: json.dumps(made_from, sort_keys=True)}
         if touched is not None:
-            rows = _increment(root, step, batch_id, con, touched, stocks, info, always)
-            if rows is not None:
-                return rows, _orphans_beside_gold(root, step, con, touched.holding_key)
+            done = _increment(root, step, batch_id, con, touched, stocks, info, always)
+            if done is not None:
+                return done
         orphans = _orphans(con, on)
+        info[GOLD_NAMED] = str(_count(con, "h") - orphans)
         joined = _joined(step, batch_id, "h", "s")
         rows = delta_io.write_query(root, step.table, con, joined, batch_id, "overwrite", info)
         return rows, orphans
@@ -130,20 +134,8 @@ def _orphans(con: duckdb.DuckDBPyConnection, on: str) -> int:
     return int(row[0])
 
 
-def _orphans_beside_gold(
-    root: Location, step: JoinGold, con: duckdb.DuckDBPyConnection, holding_key: tuple[str, ...]
-) -> int:
-    """Holdings whose company has no stock: the holdings that are not in gold, which holds
-    every other one (a tenth of the stocks to read)."""
-    gold = delta_io.open_table(root, step.table)
-    scan = None if gold is None else delta_io.parquet_scan(con, "_gold_now", gold)
-    if scan is None:
-        return _orphans(con, ident(step.on))
-    key = ", ".join(ident(k) for k in holding_key)
-    (row,) = con.execute(
-        f"SELECT (SELECT count(*) FROM h) - (SELECT count(*) FROM (SELECT DISTINCT {key} "
-        f"FROM {scan}))"
-    ).fetchall()
+def _count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
+    (row,) = con.execute(f"SELECT count(*) FROM {relation}").fetchall()
     return int(row[0])
 
 
@@ -168,11 +160,15 @@ def _increment(
     stocks: DeltaTable,
     info: dict[str, str],
     always: bool,
-) -> int | None:
-    """Replace only the touched companies' gold rows; rows appended, or None where the
-    increment is not exact or not worth it (then gold is recomputed whole)."""
+) -> tuple[int, int] | None:
+    """Replace only the touched companies' gold rows; (rows appended, holdings without
+    stock), or None where the increment is not exact or not worth it (then gold is
+    recomputed whole)."""
     gold = delta_io.open_table(root, step.table)
-    if gold is None or not root.is_local or not _made_just_before(root, step, gold, batch_id):
+    if gold is None or not root.is_local:
+        return None
+    made = log_commit.commit_info(root.path / step.table, gold.version())
+    if not _made_just_before(root, step, made, batch_id):
         return None
     if not (
         always
@@ -187,48 +183,92 @@ def _increment(
         return None
     if set(pa.schema(gold.schema().to_arrow()).names) != columns:
         return None  # gold's columns changed: its new schema comes with a whole write
+    scan = delta_io.parquet_scan(con, "_gold_rows", gold, positions=True)
+    if scan is None:
+        return None  # gold has no file: the whole join is all there is to write
     on = ident(step.on)
     key = ", ".join(ident(k) for k in touched.stock_key)
     parts = []
     if touched.stocks is not None:
         con.register("_touched_stocks", touched.stocks)
         parts.append(f"SELECT {on} FROM _touched_stocks")
+        # the companies the stocks had: a stock may have moved
+        parts.append(f"SELECT {on} FROM {scan} SEMI JOIN _touched_stocks USING ({key})")
     if touched.holdings is not None:
         con.register("_touched_holdings", touched.holdings)
         parts.append(f"SELECT {on} FROM _touched_holdings")
-    scan = delta_io.parquet_scan(con, "_gold_rows", gold, positions=True)
-    if scan is not None and touched.stocks is not None:  # the companies the stocks had
-        parts.append(f"SELECT {on} FROM {scan} SEMI JOIN _touched_stocks USING ({key})")
     if not parts:
         return None
     con.execute("CREATE OR REPLACE TEMP TABLE _gold_companies AS " + " UNION ".join(parts))
-    replaced = (
-        con.execute(
-            f"SELECT filename, list(file_row_number ORDER BY file_row_number) FROM {scan} "
-            f"SEMI JOIN _gold_companies USING ({on}) GROUP BY filename"
-        ).fetchall()
-        if scan is not None
-        else []
+    held = ", ".join(ident(k) for k in touched.holding_key)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _gold_replaced AS SELECT {held}, filename, "
+        f"file_row_number FROM {scan} SEMI JOIN _gold_companies USING ({on})"
     )
-    # each side narrowed to the companies first: the whole join is what an increment saves
+    replaced = con.execute(
+        "SELECT filename, list(file_row_number ORDER BY file_row_number) "
+        "FROM _gold_replaced GROUP BY filename"
+    ).fetchall()
+    # each side narrowed to the companies first, and to the columns gold takes of it: the
+    # whole join is what an increment saves
     fresh = _joined(
         step,
         batch_id,
-        f"(SELECT * FROM h SEMI JOIN _gold_companies USING ({on}))",
-        f"(SELECT * FROM s SEMI JOIN _gold_companies USING ({on}))",
+        _narrowed(step, "h", [c for c in step.columns if c not in step.from_stocks]),
+        _narrowed(step, "s", [c for c in step.columns if c in step.from_stocks]),
     )
-    adds, _ = delta_io.write_files(root, step.table, con, fresh)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _gold_fresh AS {fresh}")
+    named = _named(con, step, scan, touched.holding_key, made)
+    info[GOLD_NAMED] = str(named)
+    adds, _ = delta_io.write_files(root, step.table, con, "SELECT * FROM _gold_fresh")
     marks = row_marks.marks_for(
         root.path / step.table, gold, {str(f): list(rows) for f, rows in replaced}
     )
     row_marks.commit(root, step.table, gold, adds, marks, batch_id, info)
-    return sum(int(json.loads(a.stats)["numRecords"]) for a in adds)
+    return sum(int(json.loads(a.stats)["numRecords"]) for a in adds), _count(con, "h") - named
 
 
-def _made_just_before(root: Location, step: JoinGold, gold: DeltaTable, batch_id: int) -> bool:
-    """Whether gold's last commit was made from the silver versions that this batch's
-    commits (if any) came straight after."""
-    made_from = log_commit.commit_info(root.path / step.table, gold.version()).get(GOLD_FROM)
+def _narrowed(step: JoinGold, relation: str, columns: list[str]) -> str:
+    """`relation`'s rows of the touched companies, with the columns gold takes of it."""
+    on = ident(step.on)
+    chosen = ", ".join(ident(c) for c in dict.fromkeys([step.on, *columns]))
+    return f"(SELECT {chosen} FROM {relation} SEMI JOIN _gold_companies USING ({on}))"
+
+
+def _named(
+    con: duckdb.DuckDBPyConnection,
+    step: JoinGold,
+    scan: str,
+    holding_key: tuple[str, ...],
+    made: dict[str, object],
+) -> int:
+    """How many holdings gold names once the increment is committed: those it named
+    before (its last commit's `GOLD_NAMED`), less the touched companies' before, plus
+    their fresh ones. A holding's key holds its company, so the touched companies'
+    holdings are named by their rows alone. Counted over gold's rows where its last commit
+    does not say, or the key has no company."""
+    held = ", ".join(ident(k) for k in holding_key)
+    before = made.get(GOLD_NAMED)
+    if isinstance(before, str) and before.isdigit() and step.on in holding_key:
+        (row,) = con.execute(
+            f"SELECT (SELECT count(*) FROM (SELECT DISTINCT {held} FROM _gold_fresh)) - "
+            f"(SELECT count(*) FROM (SELECT DISTINCT {held} FROM _gold_replaced))"
+        ).fetchall()
+        return int(before) + int(row[0])
+    on = ident(step.on)
+    (row,) = con.execute(
+        f"SELECT count(*) FROM (SELECT {held} FROM {scan} ANTI JOIN _gold_companies "
+        f"USING ({on}) UNION SELECT {held} FROM _gold_fresh)"
+    ).fetchall()
+    return int(row[0])
+
+
+def _made_just_before(
+    root: Location, step: JoinGold, made: dict[str, object], batch_id: int
+) -> bool:
+    """Whether gold's last commit (`made`: its commitInfo) was made from the silver
+    versions that this batch's commits (if any) came straight after."""
+    made_from = made.get(GOLD_FROM)
     if not isinstance(made_from, str):
         return False
     versions = json.loads(made_from)

@@ -248,12 +248,18 @@ class EmbeddedRunner(BatchRunner[Staged]):
             f"contract_{step.dataset}",
             f"expectations_{step.dataset}",
         )
-        return delta_io.append_query(self.root, step.table, ds.cursor(), sql, batch_id)
+        con = ds.cursor()
+        if delta_io.open_table(self.root, step.table) is not None:
+            (row,) = con.execute(f"SELECT count(*) FROM ({sql})").fetchall()
+            if not row[0]:  # a clean batch: only the batch is recorded (no file to write)
+                return delta_io.append_nothing(self.root, step.table, batch_id)
+        return delta_io.append_query(self.root, step.table, con, sql, batch_id)
 
     def begin_commit(self, staged: Staged, batch_id: int, now: datetime) -> None:
-        """Start each silver table's rebuild on the silver thread (`silver_ahead`): a
-        touched-files rewrite, slower beside bronze's write than after it, and every other
-        way are left to silver's step, with the candidates made here."""
+        """Start each silver table's files on the silver thread (`silver_ahead`): a
+        rebuild's, a mark's, and a touched-files rewrite's that `auto` chose (a silver below
+        `MARK_MIN_ROWS`; a rewrite of a larger one was slower beside bronze's write than
+        after it). Every other way is left to silver's step, with the candidates made here."""
         self._committing = (batch_id, staged)
         if not self.root.is_local:
             return
@@ -262,12 +268,12 @@ class EmbeddedRunner(BatchRunner[Staged]):
             if ds.parts == 0:
                 continue
             rows = ds.valid_records()
-            way = silver_merge.resolved(
-                self.root, step.table, batch_id, rows, self.options.silver_write
-            )
+            asked = self.options.silver_write
+            way = silver_merge.resolved(self.root, step.table, batch_id, rows, asked)
+            ahead = way in ("rebuild", "mark") or (way == "rewrite" and asked == "auto")
             con = ds.cursor()  # the silver thread's own
             batch = self._candidates(con, ds, step, batch_id, now, rows, way)
-            self.silver_ahead.start(ds, step.table, con, batch, write=way == "rebuild")
+            self.silver_ahead.start(ds, step.table, con, batch, write=ahead)
 
     def merge_silver(
         self, staged: Staged, step: MergeSilver, batch_id: int, run_id: str, now: datetime
