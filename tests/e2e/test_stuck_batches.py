@@ -166,7 +166,12 @@ def test_what_dead_writers_left_is_removed_and_live_work_is_kept(
         assert done.returncode == 0, done.stderr
         out = " ".join(done.stdout.split())
         assert "removed 2 scratch folder(s) of interrupted runs" in out
-        assert "removed 1 data file(s) no commit refers to" in out
+        # the planted file, and the killed run's first silver files (one per dataset),
+        # written ahead of the commits that would have created those tables
+        assert "removed 3 data file(s) no commit refers to" in out
+        assert not list((lake / "silver").rglob("*.parquet")) or all(
+            (p.parent / "_delta_log").is_dir() for p in (lake / "silver").rglob("*.parquet")
+        )
         assert not dead[0].exists() and not unmarked.exists() and not orphan.exists()
         assert (lake / "_staging" / "live-writer").is_dir()  # its owner is alive
         marker = os.open(lake / "_staging" / "live-writer" / ".in-use", os.O_RDWR)

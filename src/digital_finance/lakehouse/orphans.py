@@ -11,6 +11,7 @@ version keeps working.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -66,10 +67,13 @@ def referenced(table: Path) -> set[str]:
 
 def sweep_table(table: Path) -> Orphans:
     """Remove the table's Parquet and deletion-vector files that no commit names; local
-    tables only."""
-    if not (table / _LOG).is_dir():
+    tables only. A folder with files and no log is a first write cut short (a table's files
+    are written before the commit that creates it): its files go, and the folder if that
+    leaves it empty."""
+    if not table.is_dir():
         return Orphans(0, 0)
-    named = referenced(table)
+    logged = (table / _LOG).is_dir()
+    named = referenced(table) if logged else set()
     files = size = 0
     for dirpath, dirnames, names in os.walk(table):
         dirnames[:] = [d for d in dirnames if not d.startswith(("_", "."))]
@@ -83,6 +87,10 @@ def sweep_table(table: Path) -> Orphans:
             size += path.stat().st_size
             path.unlink()
             files += 1
+    if not logged:
+        for dirpath, _, _ in sorted(os.walk(table), key=lambda w: -len(w[0])):
+            with contextlib.suppress(OSError):  # not empty: something else lives there
+                os.rmdir(dirpath)
     return Orphans(files, size)
 
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from digital_finance.errors import TerminalError
+from digital_finance.lakehouse import orphans
 from digital_finance.lakehouse.layout import TABLES, tagged_batch
 from digital_finance.lakehouse.storage import Location
 from digital_finance.lakehouse.system_rows import ABANDONED, ABANDONING
@@ -106,6 +107,9 @@ def abandon_batch(root: Location, batch_id: int, runs_engine: str = "embedded") 
             account.earlier.append(table)
         else:
             account.rolled_back.append(rollback)
+    # files the batch wrote and never committed (a table's first files, written before the
+    # commit that creates it) are garbage now that the batch is given up
+    orphans.sweep(root)
     system_tables.log_abandoned(
         root, batch_id, ABANDONED, _summary(account), datetime.now(UTC), runs_engine
     )

@@ -248,15 +248,28 @@ def write_query(
     actions, schema = write_files(root, table, con, sql)
     dt = open_table(root, table)
     if dt is None:
-        where = root.child(table)
-        create_table_with_add_actions(
-            where.uri, Schema.from_arrow(_utc_timestamps(schema)), actions, mode=mode,
-            storage_options=where.storage_options,
-            commit_properties=commit_properties(batch_id, info),
-        )  # fmt: skip
+        create_with_files(root, table, actions, schema, batch_id, mode, info)
     else:
         commit_actions(dt, list[AddAction | RemoveAction](actions), batch_id, mode, schema, info)
     return sum(json.loads(a.stats)["numRecords"] for a in actions)
+
+
+def create_with_files(
+    root: Location,
+    table: str,
+    actions: list[AddAction],
+    schema: pa.Schema,
+    batch_id: int,
+    mode: Literal["append", "overwrite"] = "append",
+    info: dict[str, str] | None = None,
+) -> None:
+    """Create `table` with the files `write_files` wrote, as batch `batch_id`."""
+    where = root.child(table)
+    create_table_with_add_actions(
+        where.uri, Schema.from_arrow(_utc_timestamps(schema)), actions, mode=mode,
+        storage_options=where.storage_options,
+        commit_properties=commit_properties(batch_id, info),
+    )  # fmt: skip
 
 
 def write_files(

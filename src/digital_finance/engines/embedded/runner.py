@@ -256,10 +256,11 @@ class EmbeddedRunner(BatchRunner[Staged]):
         return delta_io.append_query(self.root, step.table, con, sql, batch_id)
 
     def begin_commit(self, staged: Staged, batch_id: int, now: datetime) -> None:
-        """Start each silver table's files on the silver thread (`silver_ahead`): a
-        rebuild's, a mark's, and a touched-files rewrite's that `auto` chose (a silver below
-        `MARK_MIN_ROWS`; a rewrite of a larger one was slower beside bronze's write than
-        after it). Every other way is left to silver's step, with the candidates made here."""
+        """Start each silver table's files on the silver thread (`silver_ahead`): a new
+        table's, a rebuild's, a mark's, and a touched-files rewrite's that `auto` chose (a
+        silver below `MARK_MIN_ROWS`; a rewrite of a larger one was slower beside bronze's
+        write than after it). Every other way is left to silver's step, with the candidates
+        made here."""
         self._committing = (batch_id, staged)
         if not self.root.is_local:
             return
@@ -270,7 +271,11 @@ class EmbeddedRunner(BatchRunner[Staged]):
             rows = ds.valid_records()
             asked = self.options.silver_write
             way = silver_merge.resolved(self.root, step.table, batch_id, rows, asked)
-            ahead = way in ("rebuild", "mark") or (way == "rewrite" and asked == "auto")
+            ahead = (
+                way in ("rebuild", "mark")
+                or (way == "rewrite" and asked == "auto")
+                or delta_io.open_table(self.root, step.table) is None  # its first files
+            )
             con = ds.cursor()  # the silver thread's own
             batch = self._candidates(con, ds, step, batch_id, now, rows, way)
             self.silver_ahead.start(ds, step.table, con, batch, write=ahead)

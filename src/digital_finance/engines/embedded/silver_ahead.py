@@ -1,5 +1,6 @@
 """Silver's files of a batch, written on a thread of their own while bronze and quarantine
-are committed (a rebuild's: `EmbeddedRunner.begin_commit`).
+are committed (a new table's, a rebuild's, a mark's and `auto`'s small rewrite's:
+`EmbeddedRunner.begin_commit`).
 
 Silver's new files depend on the staged batch and on silver as it stands under the commit
 lock, not on bronze or quarantine; only the commits must come in the definition's order.

@@ -21,14 +21,15 @@ merges where neither can read the table exactly (partitions, column mapping) or 
 brings new columns (a rebuild, on a table with deletion vectors: delta-rs's MERGE does not
 write them).
 
-A rewrite's and a rebuild's files are written (`write_files`) apart from their commit
-(`commit_written`), so that the runner can write them while bronze and quarantine commit
-(`silver_ahead`); the commit refuses files made from a version of silver that is no longer
-the latest.
+A new table's, a mark's, a rewrite's and a rebuild's files are written (`write_files`)
+apart from their commit (`commit_written`), so that the runner can write them while bronze
+and quarantine commit (`silver_ahead`); the commit refuses files made from a version of
+silver that is no longer the latest, and a new table's once the table exists.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -50,6 +51,7 @@ OUTPUT_BATCH_ROWS = 128 * 1024
 # below this a touched-files rewrite costs a few tens of milliseconds, and keeps silver
 # readable by every Delta reader (delta-rs's Arrow dataset refuses deletion vectors)
 MARK_MIN_ROWS = 250_000
+NEW = -1  # `Written.version` of the files that make a new table
 
 
 def choose(strategy: Strategy, batch_rows: int, silver_rows: int, marked: bool = False) -> Way:
@@ -112,14 +114,19 @@ def write_files(
     root: Location, table: str, con: duckdb.DuckDBPyConnection, batch: Candidates
 ) -> Written | None:
     """Silver's new files for the batch's candidates, not committed; None when
-    they are not written by DuckDB (a new table, a table that has the batch, a delta-rs
-    MERGE), which `merge_latest` then does whole.
+    they are not written by DuckDB (a new table on an object store, a table that has the
+    batch, a delta-rs MERGE), which `merge_latest` then does whole. A new local table's
+    files are the candidates themselves (`version` `NEW`).
 
     Every commit is made under the commit lock, so the files stay right until the
     commit as long as the table is still at `version` then (`commit_written` checks).
     """
     rule = batch.rule
     dt = delta_io.open_table(root, table)
+    if dt is None and root.is_local:  # the first batch: its candidates are the table
+        adds, schema = delta_io.write_files(root, table, con, batch.sql)
+        offered = sum(int(json.loads(a.stats)["numRecords"]) for a in adds)
+        return Written(list[AddAction | RemoveAction](adds), "append", schema, offered, NEW)
     if dt is None or (dt.transaction_version(APP_ID) or 0) >= batch.batch_id:
         return None
     way: Strategy = batch.strategy
@@ -167,6 +174,10 @@ def commit_written(root: Location, table: str, written: Written, batch_id: int) 
     """Commit `written` as batch `batch_id`; the candidates' count, or None when the table
     moved since the files were made (they are removed, and nothing is committed)."""
     dt = delta_io.open_table(root, table)
+    if dt is None and written.version == NEW and written.schema is not None:
+        adds = [a for a in written.actions if isinstance(a, AddAction)]
+        delta_io.create_with_files(root, table, adds, written.schema, batch_id)
+        return written.offered
     if dt is None or dt.version() != written.version:
         written.discard(root, table)
         return None
