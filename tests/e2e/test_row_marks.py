@@ -160,15 +160,38 @@ def _stock_of(b: int, company: int) -> Any:
     return records_table([("stocks", "t/4", b, record.encode())])
 
 
-def test_gold_increments_equal_the_whole_join(tmp_path: Path) -> None:
+def _holding_of(b: int, company: int) -> Any:
+    record = (
+        f'{{"fund_id": "G{b}", "fund_name": "New {b}", "company_id": {company}, '
+        f'"holding_weight": "0.5", "nav": "11.5", "as_of": "2026-02-0{b % 9 + 1}T10:00:00Z"}}'
+    )
+    return records_table([("mutual_funds", "t/5", b, record.encode())])
+
+
+def test_gold_increments_equal_the_whole_join(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Only the touched companies' gold rows are replaced (stocks that move company, new
     holdings, batches of one dataset, a compaction between, a company whose holdings gain
-    their first stock and lose it again) and gold stays the join."""
+    their first stock and lose it again, a company with a stock that gains its first
+    holding) and gold stays the join."""
+    from digital_finance.engines.embedded import gold
+
+    from_gold: list[bool] = []
+    taken = gold._stocks_from_gold
+
+    def recorded(*args: Any) -> str | None:
+        found = taken(*args)
+        from_gold.append(found is not None)
+        return found
+
+    monkeypatch.setattr(gold, "_stocks_from_gold", recorded)
     increments = dataclasses.replace(RunConfig(), silver_write="mark", gold_write="increment")
     marked = Lakehouse(tmp_path / "marked", increments)
     plain = Lakehouse(tmp_path / "plain", dataclasses.replace(RunConfig(), silver_write="rewrite"))
     batches = [_batch(b) for b in range(5)] + [_stocks_only(5), _holdings_only(6), _batch(7)]
     batches += [_stock_of(8, 6), _holdings_only(9), _stock_of(10, 2), _batch(11)]
+    batches += [_stock_of(12, 7), _holding_of(13, 7), _holding_of(14, 7), _batch(15)]
     orphaned = 0
     counts = []
     for b, batch in enumerate(batches):
@@ -192,6 +215,8 @@ def test_gold_increments_equal_the_whole_join(tmp_path: Path) -> None:
     assert operations.count("MERGE") >= 4  # increments, between whole writes
     assert orphaned > 0
     assert counts[8] == 0 < counts[7] and counts[10] > 0  # company 6 gained, then lost a stock
+    # gold's own rows gave the stocks, but for company 7's first holding (its stock unseen)
+    assert True in from_gold and False in from_gold, from_gold
     assert not deletion_vectors.has_vectors(
         DeltaTable(str(tmp_path / "plain/gold/stock_fund_holdings"))
     )

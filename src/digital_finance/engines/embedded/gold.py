@@ -200,10 +200,9 @@ def _increment(
     if not parts:
         return None
     con.execute("CREATE OR REPLACE TEMP TABLE _gold_companies AS " + " UNION ".join(parts))
-    held = ", ".join(ident(k) for k in touched.holding_key)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _gold_replaced AS SELECT {held}, filename, "
-        f"file_row_number FROM {scan} SEMI JOIN _gold_companies USING ({on})"
+        f"CREATE OR REPLACE TEMP TABLE _gold_replaced AS SELECT * FROM {scan} "
+        f"SEMI JOIN _gold_companies USING ({on})"
     )
     replaced = con.execute(
         "SELECT filename, list(file_row_number ORDER BY file_row_number) "
@@ -211,11 +210,13 @@ def _increment(
     ).fetchall()
     # each side narrowed to the companies first, and to the columns gold takes of it: the
     # whole join is what an increment saves
+    from_stocks = [c for c in step.columns if c in step.from_stocks]
+    stocks_now = _stocks_from_gold(con, step, batch_id, touched.stock_key, from_stocks)
     fresh = _joined(
         step,
         batch_id,
         _narrowed(step, "h", [c for c in step.columns if c not in step.from_stocks]),
-        _narrowed(step, "s", [c for c in step.columns if c in step.from_stocks]),
+        stocks_now or _narrowed(step, "s", from_stocks),
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE _gold_fresh AS {fresh}")
     named = _named(con, step, scan, touched.holding_key, made)
@@ -233,6 +234,47 @@ def _narrowed(step: JoinGold, relation: str, columns: list[str]) -> str:
     on = ident(step.on)
     chosen = ", ".join(ident(c) for c in dict.fromkeys([step.on, *columns]))
     return f"(SELECT {chosen} FROM {relation} SEMI JOIN _gold_companies USING ({on}))"
+
+
+def _stocks_from_gold(
+    con: duckdb.DuckDBPyConnection,
+    step: JoinGold,
+    batch_id: int,
+    stock_key: tuple[str, ...],
+    from_stocks: list[str],
+) -> str | None:
+    """The touched companies' stocks now, without reading every stock of silver: their
+    stocks before are in gold's replaced rows (gold held each stock of a company once per
+    holding of it), less the stocks this batch won in silver (its `_batch_id`: a row group
+    read, the others skipped by their statistics), plus those winners.
+
+    Exact for every touched company that gold held, and for one that held holdings before
+    but no stock (none in gold: its stocks now are this batch's). A company whose holdings
+    all came with this batch and that gold did not hold may have had stocks that gold never
+    saw: then None, and silver's stocks are read."""
+    on = ident(step.on)
+    wanted = ", ".join(ident(c) for c in dict.fromkeys([step.on, *stock_key, *from_stocks]))
+    key = ", ".join(ident(k) for k in stock_key)
+    for relation in ("s", "h"):
+        present = {row[0] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
+        if "_batch_id" not in present:
+            return None
+    (unknown,) = con.execute(
+        f"SELECT count(*) FROM (SELECT {on} FROM h SEMI JOIN _gold_companies USING ({on}) "
+        f"GROUP BY {on} HAVING min(_batch_id) = {int(batch_id)} "
+        f"EXCEPT SELECT {on} FROM _gold_replaced)"
+    ).fetchall()
+    if unknown[0]:
+        return None
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _stock_winners AS SELECT {wanted} FROM s "
+        f"WHERE _batch_id = {int(batch_id)}"
+    )
+    return (
+        f"(SELECT {wanted} FROM (SELECT DISTINCT {wanted} FROM _gold_replaced) "
+        f"ANTI JOIN _stock_winners USING ({key}) "
+        f"UNION ALL BY NAME SELECT {wanted} FROM _stock_winners)"
+    )
 
 
 def _named(
