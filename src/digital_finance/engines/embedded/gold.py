@@ -6,7 +6,8 @@ batch touched (`Touched`): their gold rows are marked deleted in the files' dele
 vectors (`row_marks`) and their join is appended. A gold row depends on one holding and one
 stock of one company, so the companies of the batch's stocks and holdings, and the
 companies that the batch's stocks held in gold before (a stock that moved), are all the
-rows that can change.
+rows that can change. Their stocks come from gold's replaced rows and this batch's silver
+winners (`_stocks_from_gold`), not from reading every stock, wherever that is exact.
 
 The increment is exact only when gold was made from the silver versions just before this
 batch's: each gold commit records the versions of silver it was computed from
