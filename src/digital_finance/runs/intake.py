@@ -9,6 +9,7 @@ unfinished batch first, whatever source it came from.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING, Protocol
 
@@ -151,13 +152,34 @@ def natural_key(partition: str) -> tuple[tuple[int, str], ...]:
     return tuple((int(p), "") if p.isdigit() else (-1, p) for p in pieces)
 
 
-def _memoized(scan: Scanner) -> Scanner:
-    seen: dict[tuple[str, int, int | None], FileScan] = {}
+class _Memoized:
+    """A scanner that scans each (path, size, start) once: both plans of a run hash each
+    file once. `prefetch` scans the files a plan will take side by side (hashlib lets go
+    of the interpreter: 167 MB hashed on one thread cost the 1M batch 0.22 s)."""
 
-    def cached(path: str, size: int, at: int | None) -> FileScan:
+    def __init__(self, scan: Scanner) -> None:
+        self._scan = scan
+        self._seen: dict[tuple[str, int, int | None], FileScan] = {}
+
+    def __call__(self, path: str, size: int, at: int | None) -> FileScan:
         key = (path, size, at)
-        if key not in seen:
-            seen[key] = scan(path, size, at)
-        return seen[key]
+        if key not in self._seen:
+            self._seen[key] = self._scan(path, size, at)
+        return self._seen[key]
 
-    return cached
+    def prefetch(self, wanted: list[tuple[str, int, int | None]]) -> None:
+        todo = [key for key in dict.fromkeys(wanted) if key not in self._seen]
+        if len(todo) < 2:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(len(todo), os.cpu_count() or 2, 4)) as pool:
+            scans = {key: pool.submit(self._scan, *key) for key in todo}
+        for key, scanned in scans.items():
+            # a scan that failed is made again where the plan takes the file, and fails there
+            if scanned.exception() is None:
+                self._seen[key] = scanned.result()
+
+
+def _memoized(scan: Scanner) -> Scanner:
+    return _Memoized(scan)

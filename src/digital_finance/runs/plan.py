@@ -210,6 +210,12 @@ def plan_run(
         resume = Batch(batch_id, files, resumed=True, from_bronze=from_bronze == batch_id)
     next_id = highest + 1
     plan = Plan(resume, None)
+    prefetch = getattr(scan, "prefetch", None)
+    if prefetch is not None:  # the files to hash, hashed side by side before they are taken
+        wanted = [
+            (f.path, f.size, _scan_of(f, latest.get(f.path))) for fs in inputs.values() for f in fs
+        ]
+        prefetch([(path, size, at) for path, size, (needed, at) in wanted if needed])
     new_files: list[PlannedFile] = []
     for dataset, candidates in inputs.items():
         ordinal = 0
@@ -226,6 +232,16 @@ def plan_run(
     return plan
 
 
+def _scan_of(f: InputFile, newest: tuple[int, PlannedFile] | None) -> tuple[bool, int | None]:
+    """Whether `f` is hashed, and the size of its last read when the hash of that prefix
+    is wanted too (lines appended since)."""
+    last = newest[1] if newest is not None else None
+    if last is not None and (last.file.size, last.file.modified_ns) == (f.size, f.modified_ns):
+        return False, None
+    at = last.file.size if last is not None and last.sha256 and last.file.size < f.size else None
+    return True, at
+
+
 def _new_part(
     dataset: str,
     ordinal: int,
@@ -237,9 +253,9 @@ def _new_part(
 ) -> PlannedFile | None:
     """The part of `f` this run reads, or None when every byte of it was read before."""
     last = newest[1] if newest is not None else None
-    if last is not None and (last.file.size, last.file.modified_ns) == (f.size, f.modified_ns):
+    needed, at = _scan_of(f, newest)
+    if not needed:
         return None  # as it was at its last read
-    at = last.file.size if last is not None and last.sha256 and last.file.size < f.size else None
     try:
         found = scan(f.path, f.size, at)
     except (FileChangedError, FileNotFoundError) as exc:
