@@ -45,7 +45,7 @@ class FileIntake:
     def __init__(self, inputs: dict[str, list[InputFile]], store: InputStore | None = None) -> None:
         self.inputs = inputs
         self.store = store or InputStore()
-        self.scan = _memoized(self.store.scan)  # both plans of a run hash each file once
+        self.scan: Scanner = _Memoized(self.store.scan)  # both plans of a run hash each file once
 
     def plan(self, past: History, from_bronze: int | None, spooled: Spooled) -> Plan:
         """See `runs.plan.plan_run`."""
@@ -179,7 +179,3 @@ class _Memoized:
             # a scan that failed is made again where the plan takes the file, and fails there
             if scanned.exception() is None:
                 self._seen[key] = scanned.result()
-
-
-def _memoized(scan: Scanner) -> Scanner:
-    return _Memoized(scan)

@@ -106,9 +106,7 @@ def deleted_rows(dt: DeltaTable) -> pa.Table:
 
 
 def _read_deleted(dt: DeltaTable) -> pa.Table:
-    found = (
-        _decoded(dt) if "://" not in dt.table_uri or dt.table_uri.startswith("file://") else None
-    )
+    found = _decoded(dt) if is_local(dt) else None
     return found if found is not None else _expanded(dt)
 
 
@@ -190,6 +188,11 @@ def _expanded(dt: DeltaTable) -> pa.Table:
 def deleted_count(dt: DeltaTable) -> int:
     """How many rows of the table's current files are marked deleted."""
     return int(deleted_rows(dt).num_rows)
+
+
+def is_local(dt: DeltaTable) -> bool:
+    """Whether the table is in a local folder (its files and vectors open as paths)."""
+    return "://" not in dt.table_uri or dt.table_uri.startswith("file://")
 
 
 def local_path(uri: str) -> str:

@@ -354,7 +354,7 @@ def is_plain(dt: DeltaTable) -> bool:
     True for a local table without deletion vectors, column mapping (reader protocol 1) or
     partition columns: its files can be read, and rewritten, as they are.
     """
-    if not _local(dt):
+    if not deletion_vectors.is_local(dt):  # DuckDB reaches object stores only by extensions
         return False
     protocol = dt.protocol()
     if protocol.min_reader_version > 1 or protocol.reader_features:
@@ -369,16 +369,11 @@ def duckdb_reads(dt: DeltaTable) -> bool:
         return True
     protocol = dt.protocol()
     return (
-        _local(dt)
+        deletion_vectors.is_local(dt)
         and protocol.min_reader_version == 3
         and set(protocol.reader_features or []) == {deletion_vectors.FEATURE}
         and not dt.metadata().partition_columns
     )
-
-
-def _local(dt: DeltaTable) -> bool:
-    # DuckDB reads object stores only through extensions it downloads
-    return "://" not in dt.table_uri or dt.table_uri.startswith("file://")
 
 
 def parquet_view(
