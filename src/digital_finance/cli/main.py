@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# numpy's OpenBLAS starts a thread per core that spins for a while after the import: a tenth
+# of a CPU-second a run on two cores, for matrix work the pipeline never does. Set before
+# anything imports numpy; a user's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from pathlib import Path
 from typing import Annotated
 

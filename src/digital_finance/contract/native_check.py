@@ -135,6 +135,12 @@ def line_codes(reasons: pa.Array) -> npt.NDArray[np.uint8] | None:
     return np.ascontiguousarray(lookup[which])
 
 
+def _one_array(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array; a reader's chunk is one already, and combining a single
+    chunk still copies it (the whole text of a block, a fault every 4 KB)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 class NativeContract:
     """One dataset's contract compiled into the kernel, for one source time zone."""
 
@@ -165,9 +171,9 @@ class NativeContract:
         """Decide a chunk `(line_number, raw, line_reason)`; one output row per line."""
         import pyarrow as pa
 
-        raw = lines.column("raw").combine_chunks()
-        numbers = lines.column("line_number").combine_chunks()
-        ok = lines.column("line_reason").combine_chunks()
+        raw, numbers, ok = (
+            _one_array(lines.column(name)) for name in ("raw", "line_number", "line_reason")
+        )
         bounds = range(0, len(raw), SLICE_ROWS)
         batches = list(
             self._pool.map(

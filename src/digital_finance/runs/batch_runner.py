@@ -81,9 +81,10 @@ class BatchRunner(ABC, Generic[Staged]):
 
     @abstractmethod
     def stage(
-        self, batch: Batch, run_id: str, report: BatchReport
+        self, batch: Batch, run_id: str, report: BatchReport, started_at: datetime
     ) -> AbstractContextManager[Staged]:
-        """Parse and check the batch; fill `report.records` and `report.rules`; clean up on exit."""
+        """Parse and check the batch; fill `report.records` and `report.rules`; clean up on exit.
+        `started_at` is the batch's time in its rows (`_ingested_at`), as its commits get it."""
 
     def history_mark(self) -> object | None:
         """Where the `_system` tables stood when `history()` last read them; None when an
@@ -226,7 +227,10 @@ class BatchRunner(ABC, Generic[Staged]):
 
     def _enter_stage(self, stack: contextlib.ExitStack, batch: Batch, attempt: _Attempt) -> Staged:
         try:
-            staged = stack.enter_context(self.stage(batch, attempt.report.run_id, attempt.report))
+            report = attempt.report
+            staged = stack.enter_context(
+                self.stage(batch, report.run_id, report, attempt.started_at)
+            )
         except Exception as exc:
             self._log_failure(attempt, exc)
             raise

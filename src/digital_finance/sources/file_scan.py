@@ -45,14 +45,20 @@ class FileScan:
     line_end_at: bool = False  # byte at - 1 is a line end: a read from `at` starts a line
 
 
-def _blocks(f: io.RawIOBase, path: str, start: int, count: int) -> Iterator[bytes]:
+def _blocks(f: io.RawIOBase, path: str, start: int, count: int) -> Iterator[memoryview]:
+    """The bytes [start, start + count) in blocks read into one reused buffer: a fresh 4 MB
+    object a block cost a page fault every 4 KB, about a tenth of the scan's time."""
+    buffer = bytearray(min(SCAN_BLOCK, count))
     done = 0
-    while done < count:
-        block = f.read(min(SCAN_BLOCK, count - done))
-        if not block:
-            raise FileChangedError(path, f"it ends at byte {start + done}, not {start + count}")
-        done += len(block)
-        yield block
+    with memoryview(buffer) as whole:
+        while done < count:
+            want = min(len(buffer), count - done)
+            got = f.readinto(whole[:want])
+            if not got:
+                raise FileChangedError(path, f"it ends at byte {start + done}, not {start + count}")
+            done += got
+            with whole[:got] as block:
+                yield block
 
 
 def scan_file(
@@ -70,15 +76,17 @@ def scan_file(
     lines_before = 0
     last = b""
     split = size if at is None or at > size else at
+    counting = at is not None and at <= size
     with (store or InputStore()).open(path, 0, size) as f:
         for phase, (begin, count) in enumerate(((0, split), (split, size - split))):
             for block in _blocks(f, path, begin, count):
-                head = head if len(head) >= 2 else head + block[:2]
-                first = first or block.lstrip(_LEADING)[:1]
+                head = head if len(head) >= 2 else head + bytes(block[:2])
+                first = first or bytes(block).lstrip(_LEADING)[:1]
                 digest.update(block)
                 if phase == 0:
-                    lines_before += block.count(b"\n")
-                    last = block[-1:]
+                    if counting:  # only a resumed read needs the line count
+                        lines_before += block.tobytes().count(b"\n")
+                    last = bytes(block[-1:])
             if phase == 0 and at is not None and at <= size:
                 prefix = digest.hexdigest()
     appendable = not head.startswith(b"\x1f\x8b") and first != b"["

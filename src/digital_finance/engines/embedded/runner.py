@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 import duckdb
@@ -27,7 +28,14 @@ from digital_finance.definition.steps import (
     MergeSilver,
     WriteQuarantine,
 )
-from digital_finance.engines.embedded import delta_io, gold, silver_merge, system_tables
+from digital_finance.engines.embedded import (
+    bronze_ahead,
+    delta_io,
+    gold,
+    silver_merge,
+    system_tables,
+)
+from digital_finance.engines.embedded.bronze_ahead import BronzeAhead
 from digital_finance.engines.embedded.databases import Databases
 from digital_finance.engines.embedded.silver_ahead import SilverAhead
 from digital_finance.engines.embedded.staging import StagedDataset
@@ -111,18 +119,22 @@ class EmbeddedRunner(BatchRunner[Staged]):
         return not isinstance(mark, tuple) or self._history.moved(mark)
 
     @contextlib.contextmanager
-    def stage(self, batch: Batch, run_id: str, report: BatchReport) -> Iterator[Staged]:
+    def stage(
+        self, batch: Batch, run_id: str, report: BatchReport, started_at: datetime
+    ) -> Iterator[Staged]:
         # a database that failed mid-write (a cursor left busy) is closed, not kept
         with (
             scratch.scratch_folder(self.root, run_id) as temp,
             self.databases.lend(temp) as con,
         ):
-            staged = self._stage(con, batch, report)
+            ahead = _Landing(temp, batch, run_id, started_at)
+            staged = self._stage(con, batch, report, ahead)
             try:
                 yield staged
             finally:  # before the database goes: the silver thread may still be reading it
                 self._committing = None
                 self.silver_ahead.discard(staged.values())
+                _close_bronze(staged.values())
 
     def _native_contract(self, spec: DatasetSpec, source_tz: str) -> NativeContract | None:
         if self.options.contract == "sql":
@@ -139,10 +151,15 @@ class EmbeddedRunner(BatchRunner[Staged]):
                 raise
             return None
 
-    def _stage(self, con: duckdb.DuckDBPyConnection, batch: Batch, report: BatchReport) -> Staged:
+    def _stage(
+        self, con: duckdb.DuckDBPyConnection, batch: Batch, report: BatchReport, ahead: _Landing
+    ) -> Staged:
         staged: Staged = {}
         try:
-            return self._stage_datasets(con, batch, report, staged)
+            return self._stage_datasets(con, batch, report, staged, ahead)
+        except BaseException:
+            _close_bronze(staged.values())
+            raise
         finally:
             # the kernel's slice workers are done once a dataset is loaded, or the batch failed
             for dataset in staged.values():
@@ -150,17 +167,24 @@ class EmbeddedRunner(BatchRunner[Staged]):
                     dataset.native.close()
 
     def _stage_datasets(
-        self, con: duckdb.DuckDBPyConnection, batch: Batch, report: BatchReport, staged: Staged
+        self,
+        con: duckdb.DuckDBPyConnection,
+        batch: Batch,
+        report: BatchReport,
+        staged: Staged,
+        ahead: _Landing,
     ) -> Staged:
         for step in self.pipeline.steps_of(ApplyContract):
             name = step.spec.name
+            native = self._native_contract(step.spec, step.source_tz)
             staged[name] = StagedDataset(
                 con,
                 step.spec,
                 step.source_tz,
                 self.pipeline.expectations_for(name),
-                self._native_contract(step.spec, step.source_tz),
+                native,
                 self._source(batch, name),
+                ahead.bronze(name) if native is not None and batch.files_of(name) else None,
             )
         report.contract = _contract_label([d.native is not None for d in staged.values()])
         total = sum(pf.file.size - pf.start for pf in batch.files)
@@ -227,10 +251,14 @@ class EmbeddedRunner(BatchRunner[Staged]):
     def land_bronze(
         self, staged: Staged, step: LandBronze, batch_id: int, run_id: str, now: datetime
     ) -> int | None:
-        """Append every staged record of the dataset to bronze."""
+        """Append every staged record of the dataset to bronze: the files written while the
+        batch was staged (`bronze_ahead`), or the staged records' text."""
         ds = staged[step.dataset]
         if self._untouched(ds, step.table):
             return 0
+        if ds.bronze_ahead is not None:
+            written = ds.bronze_ahead.finish()
+            return bronze_ahead.commit(self.root, step.table, written, batch_id, ds.cursor())
         sql = ds.bronze(batch_id, run_id, now.isoformat())
         return delta_io.append_query(self.root, step.table, ds.cursor(), sql, batch_id)
 
@@ -361,3 +389,26 @@ class EmbeddedRunner(BatchRunner[Staged]):
 
     def log_run(self, report: BatchReport, started: datetime, finished: datetime) -> None:
         system_tables.log_run(self.root, report, started, finished, self.pipeline.source_tz)
+
+
+@dataclass(frozen=True)
+class _Landing:
+    """Where and as what a staged batch writes bronze's files ahead (`bronze_ahead`)."""
+
+    folder: Path
+    batch: Batch
+    run_id: str
+    started_at: datetime
+
+    def bronze(self, dataset: str) -> BronzeAhead | None:
+        if self.batch.from_bronze:  # bronze holds the batch already
+            return None
+        return BronzeAhead(
+            self.folder / f"bronze-{dataset}", self.batch.batch_id, self.run_id, self.started_at
+        )
+
+
+def _close_bronze(datasets: Iterable[StagedDataset]) -> None:
+    for dataset in datasets:
+        if dataset.bronze_ahead is not None:
+            dataset.bronze_ahead.close()

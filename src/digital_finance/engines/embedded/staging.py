@@ -8,6 +8,7 @@ batch is larger than its memory limit, which is what bounds memory at 10M record
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 
 import duckdb
@@ -21,6 +22,7 @@ from digital_finance.contract.schemas import DatasetSpec, FieldKind
 from digital_finance.definition.expectations import Action, Expectation, ExpectationError
 from digital_finance.definition.rules import DUCKDB, LINEAGE, QUARANTINE, LatestWins, count_rules
 from digital_finance.engines.embedded.arrow_schemas import sql_type
+from digital_finance.engines.embedded.bronze_ahead import BronzeAhead
 from digital_finance.runs.plan import PlannedFile
 from digital_finance.sources.base import FileSource, Source
 from digital_finance.sources.line_chunk import LineChunk
@@ -44,8 +46,11 @@ class StagedDataset:
         expectations: Sequence[Expectation],
         native: NativeContract | None = None,
         files: Source | None = None,
+        bronze: BronzeAhead | None = None,
     ) -> None:
         self.con = con
+        # bronze's files, written from the chunks as they are staged (the kernel's path)
+        self.bronze_ahead = bronze if native is not None else None
         self.source: Source = files or FileSource()
         self.native = native
         self.spec = spec
@@ -98,10 +103,30 @@ class StagedDataset:
                 utc = local_to_utc(col, self.tz)
                 col = f"CASE WHEN {ident(naive_column(f))} THEN {utc} ELSE {col} END AS {col}"
             typed.append(col)
-        return (
-            f"INSERT INTO {self.parsed} BY NAME SELECT file_ordinal, line_number, raw, "
-            f"needs_reference, reasons, {', '.join(typed)}, _rescued FROM decided WHERE keep"
+        decided = (
+            f"SELECT file_ordinal, line_number, raw, needs_reference, reasons, "
+            f"{', '.join(typed)}, _rescued FROM decided WHERE keep"
         )
+        if self.bronze_ahead is None:
+            return f"INSERT INTO {self.parsed} BY NAME {decided}"
+        # bronze is written from the chunks: the text stays only where quarantine or the
+        # reference may need it (a batch's text was most of staging's memory)
+        return (
+            f"INSERT INTO {self.parsed} BY NAME SELECT * REPLACE "
+            f"(CASE WHEN {self._may_need_text()} THEN raw END AS raw) FROM ({decided})"
+        )
+
+    def _may_need_text(self) -> str:
+        """SQL: whether a decided record's text may be read again after staging — it broke
+        the contract, the reference decides it, or it fails a `quarantine` expectation."""
+        if any(re.search(r"\braw\b", e.condition or "", re.IGNORECASE) for e in self.user_rules):
+            return "TRUE"  # a rule reads the text itself
+        held = "len(reasons) > 0 OR needs_reference"
+        quarantining = [e for e in self.user_rules if e.action is Action.QUARANTINE]
+        rules = [(e.name, e.condition or "") for e in quarantining]
+        if rules:
+            held += f" OR len({QUARANTINE.failed_rules(rules, DUCKDB)}) > 0"
+        return held
 
     def _create_checked_view(self) -> None:
         rules = [(e.name, e.condition or "") for e in self.user_rules]
@@ -155,6 +180,14 @@ class StagedDataset:
                         done(part)
                         continue
                     decided = native.decide(chunk.table)
+                    if self.bronze_ahead is not None:
+                        self.bronze_ahead.add(
+                            decided.column("raw"),
+                            decided.column("line_number"),
+                            decided.column("keep"),
+                            part.source,
+                            part.file.path,
+                        )
                     yield from _with_ordinal(decided, part.ordinal).to_batches()
             except BaseException as exc:  # re-raised below as itself, not as a DuckDB error
                 failure.append(exc)

@@ -66,7 +66,9 @@ class SparkRunner(BatchRunner[Staged]):
         return False
 
     @contextlib.contextmanager
-    def stage(self, batch: Batch, run_id: str, report: BatchReport) -> Iterator[Staged]:
+    def stage(
+        self, batch: Batch, run_id: str, report: BatchReport, started_at: datetime
+    ) -> Iterator[Staged]:
         remote = next(
             (pf.partition for pf in batch.files if pf.is_file and is_uri(pf.partition)), None
         )
