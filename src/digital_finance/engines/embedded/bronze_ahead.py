@@ -179,6 +179,13 @@ class BronzeAhead:
         every = all(c.null_count == 0 and c.true_count == len(c) for c in chunks)
         self._queue.put(_Chunk(raw, line_number, None if every else keep, source, source_file))
 
+    def end(self) -> None:
+        """No more chunks: the writer writes what it holds and closes its file, while the
+        batch goes on."""
+        if not self._done:
+            self._done = True
+            self._queue.put(None)
+
     def finish(self) -> BronzeFiles:
         """Wait for the writer; the files it wrote (its error, if it failed)."""
         self._stop()
@@ -191,9 +198,7 @@ class BronzeAhead:
         self._stop()
 
     def _stop(self) -> None:
-        if not self._done:
-            self._done = True
-            self._queue.put(None)
+        self.end()
         self._thread.join()
 
     def _write_all(self) -> None:

@@ -290,6 +290,8 @@ class EmbeddedRunner(BatchRunner[Staged]):
         write than after it). Every other way is left to silver's step, with the candidates
         made here."""
         self._committing = (batch_id, staged)
+        if any(True for _ in self.pipeline.steps_of(JoinGold)):
+            self.databases.warm()  # gold's, opened while the tables before it commit
         if not self.root.is_local:
             return
         for step in self.pipeline.steps_of(MergeSilver):
@@ -374,6 +376,8 @@ class EmbeddedRunner(BatchRunner[Staged]):
     def _touched(self, step: JoinGold, batch_id: int) -> gold.Touched | None:
         if self._committing is None or self._committing[0] != batch_id:
             return None
+        if delta_io.open_table(self.root, step.table) is None:
+            return None  # a first gold is the whole join: what the batch touched is moot
         staged = self._committing[1]
         merges = {m.table: m for m in self.pipeline.steps_of(MergeSilver)}
         stocks, holdings = merges.get(step.stocks), merges.get(step.holdings)

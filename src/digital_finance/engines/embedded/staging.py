@@ -196,6 +196,8 @@ class StagedDataset:
         self.con.register("decided", pa.RecordBatchReader.from_batches(schema, batches()))
         try:
             self.con.execute(self._insert_decided)
+            if self.bronze_ahead is not None:
+                self.bronze_ahead.end()  # its last rows are written while the batch goes on
         except duckdb.Error:
             if failure:
                 raise failure[0] from None
