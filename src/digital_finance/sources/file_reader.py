@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import threading
 from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -226,16 +227,33 @@ def _native_chunks(
     hundreds of megabytes of freshly touched memory. The buffer grows for a long line only
     up to the record limit; a longer line is skipped (`_skip_line`).
     """
-    buffer = bytearray(max(block_bytes, len(head), 1))
+    size = max(block_bytes, len(head), 1)  # the block: the buffer's first `size` bytes
+    buffer = _BUFFERS.take(size)
+    try:
+        yield from _split_blocks(module, stream, buffer, size, head, limits, next_line, bom)
+    finally:
+        _BUFFERS.give(buffer)
+
+
+def _split_blocks(
+    module: ModuleType,
+    stream: io.BufferedIOBase,
+    buffer: bytearray,
+    size: int,
+    head: bytes,
+    limits: InputLimits,
+    next_line: int,
+    bom: bool,
+) -> Iterator[LineChunk]:
     buffer[: len(head)] = head
     start = len(_BOM) if bom and head.startswith(_BOM) else 0
     filled = len(head)
     at_end = False
     while not at_end:
         with memoryview(buffer) as view:
-            got = _fill(stream, view[filled:])
+            got = _fill(stream, view[filled:size])
         filled += got
-        at_end = filled < len(buffer)
+        at_end = filled < size
         cut = buffer.rfind(b"\n", start, filled)
         if cut < 0:
             # one byte of grace: a `\r` before the newline is not part of the record
@@ -245,8 +263,10 @@ def _native_chunks(
                 next_line += 1
                 buffer[: len(after)] = after
                 filled, start = len(after), 0
-            elif not at_end:  # one line longer than the buffer: make room and read on
-                buffer.extend(bytes(len(buffer)))
+            elif not at_end:  # one line longer than the block: make room and read on
+                size *= 2
+                if len(buffer) < size:
+                    buffer.extend(bytes(size - len(buffer)))
             continue
         with memoryview(buffer) as view:
             chunk = _native_split(module, view[start : cut + 1], next_line, limits)
@@ -257,6 +277,40 @@ def _native_chunks(
         filled, start = rest, 0
     if filled > start:
         yield _native_split(module, bytes(buffer[start:filled]) + b"\n", next_line, limits)
+
+
+class _Buffers:
+    """Read buffers kept between files: a new 15 MB `bytearray` is zeroed and then faults
+    in page by page, about a tenth of a second a 1M-record batch for buffers that are
+    filled again at once. Two are kept (a batch reads on one thread), none larger than
+    twice a block."""
+
+    _KEPT = 2
+
+    def __init__(self) -> None:
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bytearray:
+        with self._lock:
+            for i, buffer in enumerate(self._free):
+                if len(buffer) >= size:
+                    return self._free.pop(i)
+        return bytearray(size)
+
+    def give(self, buffer: bytearray) -> None:
+        if len(buffer) > 2 * BLOCK_BYTES:
+            return
+        with self._lock:
+            if len(self._free) < self._KEPT:
+                self._free.append(buffer)
+            else:  # keep the largest
+                smallest = min(range(len(self._free)), key=lambda i: len(self._free[i]))
+                if len(self._free[smallest]) < len(buffer):
+                    self._free[smallest] = buffer
+
+
+_BUFFERS = _Buffers()
 
 
 def _skip_line(stream: io.BufferedIOBase, head: bytes) -> tuple[bytes, bytes, bool]:
