@@ -296,3 +296,23 @@ def test_native_array_file_takes_plain_arrays() -> None:
     assert chunk is not None
     assert chunk.table.equals(json_arrays.array_chunk(data).table)  # type: ignore[union-attr]
     assert chunk.table.column("line_number").to_pylist() == [2, 3]
+
+
+def test_line_codes_read_from_buffers_match_the_reasons() -> None:
+    """`line_codes` maps the reader's `line_reason` strings to the kernel's bytes without
+    pyarrow.compute; a sliced array, nulls and an unknown reason included."""
+    import numpy as np
+    import pyarrow as pa
+
+    from digital_finance.contract.native_check import line_codes
+    from digital_finance.contract.schemas import INVALID_UTF8, RECORD_TOO_LARGE
+
+    values = [None, INVALID_UTF8, RECORD_TOO_LARGE, "something_else", None, INVALID_UTF8]
+    values += [RECORD_TOO_LARGE[:12], None]  # the same length as invalid_utf8, not it
+    whole = pa.array(["x", *values], pa.string())
+    expected = {None: 1, INVALID_UTF8: 0, RECORD_TOO_LARGE: 2}
+    codes = line_codes(whole.slice(1))
+    assert codes is not None
+    assert codes.tolist() == [expected.get(v, 1) for v in values]
+    assert codes.dtype == np.uint8
+    assert line_codes(pa.nulls(3, pa.string())) is None

@@ -116,23 +116,32 @@ _LINE_OK = 1
 
 
 def line_codes(reasons: pa.Array) -> npt.NDArray[np.uint8] | None:
-    """The kernel's byte per line for the reader's `line_reason`; None when all are null."""
+    """The kernel's byte per line for the reader's `line_reason`; None when all are null.
+
+    Read from the string array's own buffers: `dictionary_encode` and the like import
+    pyarrow.compute, 50 ms with the interpreter held, on the first slice with a bad line.
+    """
     if reasons.null_count == len(reasons):
         return None
     import numpy as np
 
-    # through the dictionary's buffers: to_numpy and compute on scalars import pandas
-    encoded = reasons.dictionary_encode()
-    names = encoded.dictionary.to_pylist()
-    lookup = np.array([_LINE_CODES.get(n, _LINE_OK) for n in names] + [_LINE_OK], np.uint8)
-    indices = encoded.indices
-    start, n = indices.offset, len(indices)
-    which = np.frombuffer(indices.buffers()[1], dtype=np.int32)[start : start + n].copy()
-    validity = indices.buffers()[0]
-    if validity is not None:
+    n, start = len(reasons), reasons.offset
+    validity, offsets_buf, data_buf = reasons.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32)[start : start + n + 1]
+    data = np.frombuffer(data_buf if data_buf is not None else b"", dtype=np.uint8)
+    codes = np.full(n, _LINE_OK, dtype=np.uint8)
+    lengths = offsets[1:] - offsets[:-1]
+    for name, code in _LINE_CODES.items():
+        text = np.frombuffer(name.encode(), dtype=np.uint8)
+        rows = np.flatnonzero(lengths == len(text))
+        if not len(rows):
+            continue
+        spans = data[offsets[rows][:, None] + np.arange(len(text))]
+        codes[rows[(spans == text).all(axis=1)]] = code
+    if validity is not None:  # a null reason is a line read whole: the kernel decides it
         bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
-        which[~bits[start : start + n].astype(bool)] = len(names)
-    return np.ascontiguousarray(lookup[which])
+        codes[~bits[start : start + n].astype(bool)] = _LINE_OK
+    return codes
 
 
 def _one_array(column: pa.ChunkedArray) -> pa.Array:

@@ -24,7 +24,6 @@ from urllib.parse import unquote
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 from deltalake import (
     CommitProperties,
     DeltaTable,
@@ -417,6 +416,8 @@ def parquet_scan(
         return parquet_view(con, name, files, filename=positions, row_number=positions)
     # deleted rows by the file's place in the list and the row's in the file: an anti join
     # on integers (on every row's file name it cost gold a third more at 770k rows)
+    import pyarrow.compute as pc  # here: its import costs a CLI run 50 ms, for this path alone
+
     deleted = deletion_vectors.deleted_rows(dt)
     place = pc.index_in(deleted.column("filename"), value_set=pa.array(files, pa.string()))
     gone = pa.table({"file_index": pc.cast(place, pa.uint64()),

@@ -343,6 +343,8 @@ class StagedDataset:
     ) -> str:
         """SQL of the records that broke the contract or a quarantine expectation."""
         names = self._quarantine_names()
+        # where staging kept only the texts quarantine may need, the rest are not asked
+        held = "p.raw IS NOT NULL AND " if self.bronze_ahead is not None else ""
         return (
             f"SELECT f.source_file, p.line_number, "
             f"{QUARANTINE.reason(names, DUCKDB)} AS reason, "
@@ -351,7 +353,7 @@ class StagedDataset:
             f"{batch_id}::BIGINT AS _batch_id, {sql_str(run_id)} AS _run_id, "
             f"{sql_str(ingested_at)}::TIMESTAMPTZ AS _quarantined_at "
             f"FROM {self.checked} p JOIN {self.files} f USING (file_ordinal) "
-            f"WHERE {QUARANTINE.quarantined(names, DUCKDB)}"
+            f"WHERE {held}{QUARANTINE.quarantined(names, DUCKDB)}"
         )
 
     def wholly_rejected(self) -> list[tuple[str, int]]:
