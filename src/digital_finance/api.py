@@ -124,8 +124,18 @@ class Lakehouse:
 
     def ingest(self, inputs: dict[str, list[InputFile]]) -> RunReport:
         """Ingest listed files per dataset (`stocks`, `mutual_funds`); see `ingest_files`."""
+        from digital_finance.runs.intake import FileIntake
+
+        intake = FileIntake(inputs, InputStore(self.root.options))
+        if self._runner is None and self._never_planned():
+            intake.hash_ahead()  # while the engine's libraries load, below
         with self._commits():
-            return self._logged(self._batch_runner().run(inputs))
+            return self._logged(self._batch_runner().run(inputs, intake))
+
+    def _never_planned(self) -> bool:
+        """Whether no batch was ever planned here (a local lakehouse without its batch
+        table): then the plan hashes every listed file."""
+        return self.root.is_local and not (self.root.path / TABLES.batches / "_delta_log").is_dir()
 
     def _commits(self) -> contextlib.AbstractContextManager[None]:
         if not self.checkpoints_by_upkeep or self.engine != "embedded":

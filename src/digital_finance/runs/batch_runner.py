@@ -154,9 +154,12 @@ class BatchRunner(ABC, Generic[Staged]):
         """Append the batch's row to `_system/pipeline_runs`."""
 
     # --- the order, shared ----------------------------------------------------------------
-    def run(self, inputs: dict[str, list[InputFile]]) -> RunReport:
-        """Finish a batch that a crashed writer left, then ingest what is new in the files."""
-        return self.run_intake(FileIntake(inputs, self.inputs))
+    def run(
+        self, inputs: dict[str, list[InputFile]], intake: FileIntake | None = None
+    ) -> RunReport:
+        """Finish a batch that a crashed writer left, then ingest what is new in the files
+        (through `intake` when the caller made it, for `FileIntake.hash_ahead`)."""
+        return self.run_intake(intake or FileIntake(inputs, self.inputs))
 
     def run_intake(self, intake: Intake) -> RunReport:
         """Finish a batch that a crashed writer left, then ingest what `intake` brings.

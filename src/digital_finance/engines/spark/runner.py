@@ -30,6 +30,7 @@ from digital_finance.errors import TerminalError
 from digital_finance.lakehouse.layout import table_uri
 from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.batch_runner import BatchRunner
+from digital_finance.runs.intake import FileIntake
 from digital_finance.runs.plan import Batch, History
 from digital_finance.runs.report import BatchReport, Progress, RunReport
 from digital_finance.sources.discovery import InputFile
@@ -55,10 +56,12 @@ class SparkRunner(BatchRunner[Staged]):
     def history(self) -> History:
         return system_tables.history(self.spark, self.root)
 
-    def run(self, inputs: dict[str, list[InputFile]]) -> RunReport:
+    def run(
+        self, inputs: dict[str, list[InputFile]], intake: FileIntake | None = None
+    ) -> RunReport:
         """As every engine runs; Spark's task counts go to the progress meanwhile."""
         with SparkTasks(self.spark, self.progress):
-            return super().run(inputs)
+            return super().run(inputs, intake)
 
     def holds_batch(self, batch_id: int, datasets: tuple[str, ...]) -> bool:
         # Finishing from bronze is the embedded engine's (docs/DECISIONS.md); on Spark an
