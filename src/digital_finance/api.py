@@ -237,7 +237,7 @@ class Lakehouse:
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
-        from digital_finance.engines.embedded.delta_io import arrow_rows
+        from digital_finance.engines.embedded.delta_reads import arrow_rows
 
         table = name.replace(".", "/", 1)
         if table not in TABLES.every():

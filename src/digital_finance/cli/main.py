@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
-# numpy's OpenBLAS starts a thread per core that spins for a while after the import: a tenth
-# of a CPU-second a run on two cores, for matrix work the pipeline never does. Set before
-# anything imports numpy; a user's own setting wins.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from digital_finance.cli import process  # first of ours: it sets what numpy reads
 from digital_finance.cli.apikey_command import apikey_app
 from digital_finance.cli.console import fail
 
@@ -511,34 +505,6 @@ def spread_paths(args: list[str]) -> list[str]:
     return out
 
 
-def _keep_freed_memory() -> None:
-    """Let glibc's allocator keep freed blocks of up to 32 MB for the next allocation.
-
-    A batch allocates and frees blocks of a few to 30 MB all the time (the kernel's columns,
-    a file's lines); by default glibc hands the larger ones back to the system and the next
-    one faults in again, page by page: 45,000 page faults and 0.2 CPU-seconds of a 1M-record
-    batch (docs/PERFORMANCE.md). Peak memory is unchanged; only glibc's memory is concerned
-    (DuckDB and pyarrow have allocators of their own). The process is the CLI's own, so it
-    sets this, not the library.
-    """
-    import sys
-
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    try:  # the process's own symbols: glibc's when Python links it (find_library forks)
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return
-    mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
-    mallopt(_M_TRIM_THRESHOLD, 128 * 1024 * 1024)
-
-
-_M_TRIM_THRESHOLD = -1  # glibc's <malloc.h>
-_M_MMAP_THRESHOLD = -3
-
-
 def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:
     """Console entry point.
 
@@ -553,7 +519,7 @@ def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:
 
     from digital_finance.cli import errors
 
-    _keep_freed_memory()
+    process.keep_freed_memory()
     code = 0
     args = spread_paths(sys.argv[1:] if argv is None else argv)
     try:

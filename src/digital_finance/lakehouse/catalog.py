@@ -33,7 +33,7 @@ def table_info(root: Location, name: str) -> TableInfo | None:
         dt = DeltaTable(where.uri, storage_options=where.storage_options)
     except TableNotFoundError:
         return None
-    from digital_finance.engines.embedded.delta_io import table_rows
+    from digital_finance.engines.embedded.delta_reads import table_rows
 
     rows = table_rows(dt)
     last = dt.history(1)[0]
@@ -55,7 +55,7 @@ def register_tables(con: Any, root: Location, as_of: int | None = None) -> list[
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
-    from digital_finance.engines.embedded import delta_io
+    from digital_finance.engines.embedded import delta_reads
 
     names = []
     for name in TABLES.every():
@@ -71,7 +71,7 @@ def register_tables(con: Any, root: Location, as_of: int | None = None) -> list[
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
         view = f"_t_{schema}_{table}"
         # Arrow, not DuckDB's file reader: a query's connection may open no file itself
-        con.register(view, delta_io.arrow_dataset(dt))
+        con.register(view, delta_reads.arrow_dataset(dt))
         con.execute(
             f"CREATE OR REPLACE VIEW {quote_ident(schema)}.{quote_ident(table)} "
             f"AS SELECT * FROM {quote_ident(view)}"

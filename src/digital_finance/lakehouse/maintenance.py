@@ -113,7 +113,7 @@ def _maintain_table(
     stop: Callable[[], bool],
     before_vacuum: Callable[[], None],
 ) -> TableMaintained | None:
-    from digital_finance.engines.embedded import compaction, delta_io
+    from digital_finance.engines.embedded import compaction, delta_io, delta_reads
 
     where = root.child(table)
     dt = delta_io.open_table(root, table)
@@ -121,7 +121,7 @@ def _maintain_table(
         return None
     sizes = compaction.table_files(dt)
     done = TableMaintained(table, len(sizes), len(sizes))
-    if where.is_local and delta_io.is_plain(dt):
+    if where.is_local and delta_reads.is_plain(dt):
         done.compacted = _compact_in_steps(root, table, policy, locked, stop)
     elif sum(1 for s in sizes if s < policy.small_file_bytes) >= policy.min_small_files:
         with locked():

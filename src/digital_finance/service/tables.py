@@ -62,7 +62,7 @@ def read_page(
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
-    from digital_finance.engines.embedded.delta_io import arrow_dataset
+    from digital_finance.engines.embedded.delta_reads import arrow_dataset
 
     table = f"{layer}/{name}"
     if table not in TABLES.all():

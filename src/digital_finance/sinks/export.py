@@ -79,7 +79,7 @@ def export_tables(root: Location, fmt: str) -> list[str]:
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
-    from digital_finance.engines.embedded.delta_io import arrow_rows
+    from digital_finance.engines.embedded.delta_reads import arrow_rows
 
     written = []
     for name in EXPORTED:

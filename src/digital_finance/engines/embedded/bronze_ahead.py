@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from deltalake.transaction import AddAction, RemoveAction
 
 from digital_finance.arrow_arrays import constant_int32, int_array, strings
-from digital_finance.engines.embedded import delta_io
+from digital_finance.engines.embedded import delta_io, delta_reads
 from digital_finance.engines.embedded.delta_io import ROW_GROUP_ROWS, TARGET_FILE_BYTES
 from digital_finance.lakehouse.storage import Location
 
@@ -127,7 +127,7 @@ def commit(
             return delta_io.write_query(
                 root, table, con, _EMPTY.format(batch_id=batch_id), batch_id, "append"
             )
-        view = delta_io.parquet_view(con, f"bronze_ahead_{uuid.uuid4().hex}", written.paths())
+        view = delta_reads.parquet_view(con, f"bronze_ahead_{uuid.uuid4().hex}", written.paths())
         sql = f"SELECT * REPLACE ({int(batch_id)}::BIGINT AS _batch_id) FROM {view}"
         return delta_io.write_query(root, table, con, sql, batch_id, "append")
     actions = written.moved_into(root, table)

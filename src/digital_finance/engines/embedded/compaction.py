@@ -18,7 +18,7 @@ for. Here the rewrite is split from the commit:
 
 Rows are read as the engine reads them (union by name across files) and times from Spark's
 INT96 are given their zone back, so the new file holds exactly the rows the old ones did.
-Local tables that DuckDB reads exactly (`delta_io.is_plain`) only; the others are compacted
+Local tables that DuckDB reads exactly (`delta_reads.is_plain`) only; the others are compacted
 by delta-rs under the lock (`lakehouse.maintenance`).
 """
 
@@ -40,7 +40,7 @@ from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties
 from deltalake.transaction import AddAction, RemoveAction
 
 from digital_finance.contract.compiled_sql import ident
-from digital_finance.engines.embedded import delta_io
+from digital_finance.engines.embedded import delta_io, delta_reads
 from digital_finance.engines.embedded.databases import connect
 from digital_finance.lakehouse.scratch import scratch_folder
 from digital_finance.lakehouse.storage import Location
@@ -76,7 +76,7 @@ def plan(
 ) -> Step | None:
     """The oldest small files of `dt`, up to `budget_bytes`, when it holds at least
     `min_files` small files; None when there is nothing to do or DuckDB cannot read it."""
-    if not delta_io.is_plain(dt):
+    if not delta_reads.is_plain(dt):
         return None
     actions = dt.get_add_actions(flatten=True)
     if len(actions) < min_files:
@@ -118,7 +118,7 @@ def _rewrite(root: Location, step: Step, dt: DeltaTable, folder: Path) -> Rewrit
         con.execute("SET preserve_insertion_order = true")  # bronze stays in arrival order
         table_folder = root.path / step.table
         files = [str(table_folder / unquote(path)) for path, _ in step.files]
-        source = delta_io.parquet_view(con, "_small_files", files)
+        source = delta_reads.parquet_view(con, "_small_files", files)
         present = {row[0] for row in con.execute(f"DESCRIBE {source}").fetchall()}
         schema = pa.schema(dt.schema().to_arrow())
         zoned = [

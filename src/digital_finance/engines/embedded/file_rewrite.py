@@ -24,13 +24,13 @@ from deltalake.transaction import AddAction, RemoveAction
 
 from digital_finance.contract.compiled_sql import ident
 from digital_finance.definition.rules import LatestWins, duckdb_quote
-from digital_finance.engines.embedded import delta_io
+from digital_finance.engines.embedded import delta_io, delta_reads
 from digital_finance.lakehouse.storage import Location
 
 
 def usable(dt: DeltaTable, candidates: pa.Schema) -> bool:
     """Whether the rewrite reads the table exactly and needs no schema change."""
-    return delta_io.is_plain(dt) and set(candidates.names) <= set(_schema(dt).names)
+    return delta_reads.is_plain(dt) and set(candidates.names) <= set(_schema(dt).names)
 
 
 def _schema(dt: DeltaTable) -> pa.Schema:
@@ -78,8 +78,8 @@ def rewrite_touched(
     """The files that bring the batch's candidates (a temp table name) into `table`, written
     and not yet committed: (the adds and removes to commit, the candidates' count)."""
     keys = ", ".join(ident(k) for k in rule.key)
-    files = delta_io.local_files(dt)
-    scan = delta_io.parquet_view(con, "_silver_files", files, filename=True) if files else None
+    files = delta_reads.local_files(dt)
+    scan = delta_reads.parquet_view(con, "_silver_files", files, filename=True) if files else None
     find_winners(con, candidates, rule, scan, ("filename",))
     touched = [
         str(row[0])
@@ -94,7 +94,7 @@ def rewrite_touched(
     star = f"* REPLACE ({fix})" if fix else "*"
     kept = None
     if touched:
-        source = delta_io.parquet_view(con, "_touched_files", touched)
+        source = delta_reads.parquet_view(con, "_touched_files", touched)
         kept = f"SELECT {star} FROM {source} ANTI JOIN _winners USING ({keys})"
     rows = f"{kept} UNION ALL BY NAME SELECT * FROM _winners" if kept else "SELECT * FROM _winners"
     adds, _ = delta_io.write_files(root, table, con, rows)

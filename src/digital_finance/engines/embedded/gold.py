@@ -28,7 +28,13 @@ from deltalake import DeltaTable
 
 from digital_finance.contract.compiled_sql import ident
 from digital_finance.definition.steps import JoinGold
-from digital_finance.engines.embedded import deletion_vectors, delta_io, log_commit, row_marks
+from digital_finance.engines.embedded import (
+    deletion_vectors,
+    delta_io,
+    delta_reads,
+    log_commit,
+    row_marks,
+)
 from digital_finance.engines.embedded.databases import Databases
 from digital_finance.lakehouse.layout import APP_ID, tagged_batch
 from digital_finance.lakehouse.scratch import scratch_folder
@@ -94,18 +100,18 @@ def _rebuild(
 ) -> tuple[int, int]:
     if holdings is None or stocks is None:
         return (-1 if delta_io.committed_batch(root, step.table) >= batch_id else 0), 0
-    if not delta_io.table_rows(holdings):
+    if not delta_reads.table_rows(holdings):
         # no holdings, so no gold row, whatever the stocks (a stream of quotes alone): only
         # the batch is recorded, when gold is empty already
         gold = delta_io.open_table(root, step.table)
-        if gold is not None and not delta_io.table_rows(gold):
+        if gold is not None and not delta_reads.table_rows(gold):
             if (gold.transaction_version(APP_ID) or 0) >= batch_id:
                 return -1, 0
             delta_io.commit_actions(gold, [], batch_id, "append")
             return 0, 0
     for name, table in (("h", holdings), ("s", stocks)):
-        if delta_io.parquet_scan(con, name, table) is None:
-            con.register(name, delta_io.arrow_dataset(table))
+        if delta_reads.parquet_scan(con, name, table) is None:
+            con.register(name, delta_reads.arrow_dataset(table))
     try:
         on = ident(step.on)
         if delta_io.committed_batch(root, step.table) >= batch_id:
@@ -174,7 +180,7 @@ def _increment(
     if not (
         always
         or deletion_vectors.has_vectors(gold)
-        or delta_io.table_rows(stocks) >= INCREMENT_MIN_STOCKS
+        or delta_reads.table_rows(stocks) >= INCREMENT_MIN_STOCKS
     ):
         return None
     columns = {*step.columns, "_batch_id"}
@@ -184,7 +190,7 @@ def _increment(
         return None
     if set(pa.schema(gold.schema().to_arrow()).names) != columns:
         return None  # gold's columns changed: its new schema comes with a whole write
-    scan = delta_io.parquet_scan(con, "_gold_rows", gold, positions=True)
+    scan = delta_reads.parquet_scan(con, "_gold_rows", gold, positions=True)
     if scan is None:
         return None  # gold has no file: the whole join is all there is to write
     on = ident(step.on)

@@ -25,7 +25,13 @@ from deltalake.transaction import AddAction
 
 from digital_finance.contract.compiled_sql import ident
 from digital_finance.definition.rules import LatestWins
-from digital_finance.engines.embedded import deletion_vectors, delta_io, file_rewrite, log_commit
+from digital_finance.engines.embedded import (
+    deletion_vectors,
+    delta_io,
+    delta_reads,
+    file_rewrite,
+    log_commit,
+)
 from digital_finance.lakehouse.storage import Location
 
 
@@ -43,7 +49,7 @@ def usable(dt: DeltaTable, candidates: pa.Schema) -> bool:
     no schema change from the batch."""
     if not (deletion_vectors.has_vectors(dt) or deletion_vectors.can_enable(dt)):
         return False
-    if not (delta_io.is_plain(dt) or delta_io.duckdb_reads(dt)):
+    if not (delta_reads.is_plain(dt) or delta_reads.duckdb_reads(dt)):
         return False
     return set(candidates.names) <= set(pa.schema(dt.schema().to_arrow()).names)
 
@@ -59,7 +65,7 @@ def mark_replaced(
     """The winners' new files and the marks of the rows they replace, not committed:
     (the adds, the marks, the candidates' count)."""
     keys = ", ".join(ident(k) for k in rule.key)
-    scan = delta_io.parquet_scan(con, "_silver_rows", dt, positions=True)
+    scan = delta_reads.parquet_scan(con, "_silver_rows", dt, positions=True)
     file_rewrite.find_winners(con, candidates, rule, scan, ("filename", "file_row_number"))
     replaced = con.execute(
         f"SELECT c.filename, list(c.file_row_number ORDER BY c.file_row_number) "

@@ -39,7 +39,13 @@ from deltalake.transaction import AddAction, RemoveAction
 
 from digital_finance.contract.compiled_sql import ident
 from digital_finance.definition.rules import LatestWins, duckdb_quote
-from digital_finance.engines.embedded import deletion_vectors, delta_io, file_rewrite, row_marks
+from digital_finance.engines.embedded import (
+    deletion_vectors,
+    delta_io,
+    delta_reads,
+    file_rewrite,
+    row_marks,
+)
 from digital_finance.lakehouse.layout import APP_ID
 from digital_finance.lakehouse.storage import Location
 
@@ -107,7 +113,7 @@ def resolved(root: Location, table: str, batch_id: int, rows: int, strategy: Str
         return "auto"
     if strategy != "auto":
         return strategy
-    return choose(strategy, rows, delta_io.table_rows(dt), deletion_vectors.has_vectors(dt))
+    return choose(strategy, rows, delta_reads.table_rows(dt), deletion_vectors.has_vectors(dt))
 
 
 def write_files(
@@ -132,7 +138,7 @@ def write_files(
     way: Strategy = batch.strategy
     marked = deletion_vectors.has_vectors(dt)
     if way == "auto":  # counting silver's rows reads every file's statistics in the log
-        way = choose(way, batch.rows, delta_io.table_rows(dt), marked)
+        way = choose(way, batch.rows, delta_reads.table_rows(dt), marked)
     if way == "merge" and not marked:
         return None
     con.execute(f"CREATE OR REPLACE TEMP TABLE _batch_latest AS {batch.sql}")
@@ -155,8 +161,8 @@ def write_files(
         return Written(actions, "append", None, offered, dt.version())
     # DuckDB's own reader where it reads the table exactly: pyarrow's dataset layer
     # costs a tenth of a second to import and reads on one thread
-    if delta_io.exact_scan(con, "_silver_now", dt) is None:
-        con.register("_silver_now", delta_io.arrow_dataset(dt))
+    if delta_reads.exact_scan(con, "_silver_now", dt) is None:
+        con.register("_silver_now", delta_reads.arrow_dataset(dt))
     keys = ", ".join(ident(k) for k in rule.key)
     order = ", ".join(f"{ident(c)} DESC" for c in (rule.event_time, rule.receipt_across_batches))
     latest = (

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from digital_finance.engines.embedded import delta_io
+from digital_finance.engines.embedded import delta_io, delta_reads
 from digital_finance.lakehouse import system_rows
 from digital_finance.lakehouse.layout import TABLES
 from digital_finance.lakehouse.storage import Location
@@ -58,7 +58,7 @@ class _Appended:
         added = None if self.version < 0 else _added_since(self.root, self.name, self.version, now)
         whole = added is None
         self.version = now
-        paths = delta_io.local_files(self.dt) if added is None else added
+        paths = delta_reads.local_files(self.dt) if added is None else added
         return whole, _read(paths) if paths else None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from digital_finance.engines.embedded import delta_io
+from digital_finance.engines.embedded import delta_io, delta_reads
 from digital_finance.lakehouse import system_rows
 from digital_finance.lakehouse.layout import TABLES
 from digital_finance.lakehouse.storage import Location
@@ -16,9 +16,9 @@ from digital_finance.runs.report import BatchReport
 def history(root: Location) -> History:
     """What `_system` says of the batches so far (`system_rows.history`)."""
     return system_rows.history(
-        delta_io.read_table(root, TABLES.batches),
-        delta_io.read_table(root, TABLES.runs),
-        delta_io.read_table(root, TABLES.forgotten),
+        delta_reads.read_table(root, TABLES.batches),
+        delta_reads.read_table(root, TABLES.runs),
+        delta_reads.read_table(root, TABLES.forgotten),
     )
 
 
