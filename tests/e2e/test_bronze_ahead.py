@@ -181,3 +181,14 @@ def test_a_writer_error_reaches_the_batch(tmp_path: Path) -> None:
     ahead.add(wrong, pa.array([1, 2], pa.int64()), pa.array([True, True]), "file", "/in/a.json")
     with pytest.raises(pa.ArrowException):
         ahead.finish()
+
+
+def test_a_file_of_blank_lines_lands_as_on_the_staged_path(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "blank.json").write_text("\n   \n\t\n")
+    for contract in ("native", "sql"):
+        _lake(tmp_path / contract, contract).ingest_files(stocks=[str(tmp_path / "in")])
+    native, sql = (DeltaTable(str(tmp_path / c / "bronze/stocks")) for c in ("native", "sql"))
+    assert native.schema().to_arrow() == sql.schema().to_arrow()
+    assert read_delta(tmp_path / "native" / "bronze/stocks").num_rows == 0
+    assert native.transaction_version("digital-finance") == 1
