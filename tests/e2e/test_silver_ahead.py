@@ -164,7 +164,9 @@ def test_a_writer_killed_before_silver_leaves_files_the_next_run_sweeps(
         return cli_process(*args, env=env)
 
     assert run(lake, stocks[:half]).returncode == 0
-    crashed = run(lake, stocks, env={"DIGITAL_FINANCE_CRASH_AT": "before_silver_stocks"})
+    # killed once silver's files are written and before their commit (at `before_silver_stocks`
+    # the silver thread may not have written them yet: bronze's commit is quick now)
+    crashed = run(lake, stocks, env={"DIGITAL_FINANCE_CRASH_AT": "written_silver_stocks"})
     assert crashed.returncode == 137, crashed.stderr
     assert _unreferenced(lake, "silver/stocks"), "the killed batch wrote no silver file ahead"
     again = run(lake, stocks)

@@ -44,6 +44,7 @@ from digital_finance.errors import TerminalError
 from digital_finance.lakehouse import orphans, scratch
 from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.batch_runner import BatchRunner
+from digital_finance.runs.failpoints import crash_point
 from digital_finance.runs.plan import Batch, History
 from digital_finance.runs.report import BatchReport, Progress, RuleFailures
 from digital_finance.sources.base import FileSource, Source
@@ -319,6 +320,7 @@ class EmbeddedRunner(BatchRunner[Staged]):
         ahead = self.silver_ahead.take(ds)
         written = ahead.written() if ahead is not None else None
         if written is not None:
+            crash_point(f"written_{step.step_id}")  # files made, no commit names them yet
             offered = silver_merge.commit_written(self.root, step.table, written, batch_id)
             if offered is not None:
                 return offered
