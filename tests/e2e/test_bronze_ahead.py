@@ -192,3 +192,52 @@ def test_a_file_of_blank_lines_lands_as_on_the_staged_path(tmp_path: Path) -> No
     assert native.schema().to_arrow() == sql.schema().to_arrow()
     assert read_delta(tmp_path / "native" / "bronze/stocks").num_rows == 0
     assert native.transaction_version("digital-finance") == 1
+
+
+def test_a_rule_whose_verdict_changes_before_the_commit_loses_no_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An expectation is asked again at each question (the clock, `random()`): one that
+    passes at staging and fails at the commit must find the record's text in quarantine,
+    not drop the record from both quarantine and silver."""
+    from digital_finance.engines.embedded.runner import EmbeddedRunner
+
+    data = _inputs(tmp_path / "in")
+    moving = Expectation(
+        "volume_under_limit", "stocks", "volume < getvariable('volume_limit')", Action.QUARANTINE
+    )
+    load_files = staging.StagedDataset.load_files
+    begin_commit = EmbeddedRunner.begin_commit
+
+    def staged_with_a_high_limit(self: Any, *args: Any) -> None:
+        self.con.execute("SET VARIABLE volume_limit = 1000000")
+        load_files(self, *args)
+
+    def committed_with_none(self: Any, staged: Any, *args: Any) -> None:
+        for dataset in staged.values():
+            dataset.con.execute("SET VARIABLE volume_limit = 0")
+        begin_commit(self, staged, *args)
+
+    monkeypatch.setattr(staging.StagedDataset, "load_files", staged_with_a_high_limit)
+    monkeypatch.setattr(EmbeddedRunner, "begin_commit", committed_with_none)
+    _lake(tmp_path / "lake", "native", moving).ingest_files(stocks=[str(data)])
+    bronze = rows(tmp_path / "lake", "bronze/stocks")
+    quarantined = read_delta(tmp_path / "lake" / "quarantine/stocks").to_pylist()
+    assert rows(tmp_path / "lake", "silver/stocks") == []
+    assert len(quarantined) == len(bronze) == 298  # each record in one of the two, here all
+    assert all(q["raw"] is not None for q in quarantined)
+
+
+def test_an_unusable_expectation_leaves_no_writer_running(tmp_path: Path) -> None:
+    import threading
+
+    from digital_finance.definition.expectations import ExpectationError
+
+    data = _inputs(tmp_path / "in")
+    unusable = Expectation("no_such", "stocks", "no_such_column > 1", Action.QUARANTINE)
+    lake = _lake(tmp_path / "lake", "native", unusable)
+    for _ in range(2):  # a caller that retries, as a stream does
+        with pytest.raises(ExpectationError):
+            lake.ingest_files(stocks=[str(data)])
+    names = [t.name for t in threading.enumerate() if t.is_alive()]
+    assert not [n for n in names if n.startswith(("bronze-ahead", "contract"))], names

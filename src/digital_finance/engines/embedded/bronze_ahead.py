@@ -183,8 +183,8 @@ class BronzeAhead:
         """No more chunks: the writer writes what it holds and closes its file, while the
         batch goes on."""
         if not self._done:
+            self._queue.put(None)  # interrupted while the queue is full: asked again later
             self._done = True
-            self._queue.put(None)
 
     def finish(self) -> BronzeFiles:
         """Wait for the writer; the files it wrote (its error, if it failed)."""
@@ -261,16 +261,20 @@ class BronzeAhead:
         if out is None:
             name = f"part-{uuid.uuid4()}.parquet"
             sink = pa.OSFile(str(self.folder / name), "wb")
-            writer = pq.ParquetWriter(
-                sink,
-                _WRITTEN,
-                compression="zstd",
-                compression_level=1,
-                # the record's text is unique and large: no dictionary, no min/max
-                use_dictionary=list(_CONSTANT),
-                write_statistics=[f.name for f in SCHEMA if f.name != "record"],
-                store_schema=False,  # read as plain text, like the files DuckDB writes
-            )
+            try:
+                writer = pq.ParquetWriter(
+                    sink,
+                    _WRITTEN,
+                    compression="zstd",
+                    compression_level=1,
+                    # the record's text is unique and large: no dictionary, no min/max
+                    use_dictionary=list(_CONSTANT),
+                    write_statistics=[f.name for f in SCHEMA if f.name != "record"],
+                    store_schema=False,  # read as plain text, like the files DuckDB writes
+                )
+            except BaseException:
+                sink.close()
+                raise
             out, rows = (writer, sink, name), 0
         writer, sink, _ = out
         writer.write_table(table, row_group_size=ROW_GROUP_ROWS)

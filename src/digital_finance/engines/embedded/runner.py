@@ -178,15 +178,23 @@ class EmbeddedRunner(BatchRunner[Staged]):
         for step in self.pipeline.steps_of(ApplyContract):
             name = step.spec.name
             native = self._native_contract(step.spec, step.source_tz)
-            staged[name] = StagedDataset(
-                con,
-                step.spec,
-                step.source_tz,
-                self.pipeline.expectations_for(name),
-                native,
-                self._source(batch, name),
-                ahead.bronze(name) if native is not None and batch.files_of(name) else None,
-            )
+            bronze = ahead.bronze(name) if native is not None and batch.files_of(name) else None
+            try:
+                staged[name] = StagedDataset(
+                    con,
+                    step.spec,
+                    step.source_tz,
+                    self.pipeline.expectations_for(name),
+                    native,
+                    self._source(batch, name),
+                    bronze,
+                )
+            except BaseException:  # an unusable expectation: the writer stops with the batch
+                if bronze is not None:
+                    bronze.close()
+                if native is not None:
+                    native.close()
+                raise
         report.contract = _contract_label([d.native is not None for d in staged.values()])
         total = sum(pf.file.size - pf.start for pf in batch.files)
         self.progress.stage(f"reading {len(batch.files)} file(s)")

@@ -117,16 +117,16 @@ class StagedDataset:
         )
 
     def _may_need_text(self) -> str:
-        """SQL: whether a decided record's text may be read again after staging — it broke
-        the contract, the reference decides it, or it fails a `quarantine` expectation."""
-        if any(re.search(r"\braw\b", e.condition or "", re.IGNORECASE) for e in self.user_rules):
-            return "TRUE"  # a rule reads the text itself
-        held = "len(reasons) > 0 OR needs_reference"
-        quarantining = [e for e in self.user_rules if e.action is Action.QUARANTINE]
-        rules = [(e.name, e.condition or "") for e in quarantining]
-        if rules:
-            held += f" OR len({QUARANTINE.failed_rules(rules, DUCKDB)}) > 0"
-        return held
+        """SQL: whether a decided record's text may be read again after staging: it broke
+        the contract, or the reference decides it. With a `quarantine` expectation, or one
+        that reads `raw`, every text is kept: an expectation is evaluated again at each
+        question (`checked` is a view), and one that reads the clock or `random()` may
+        pass now and fail at quarantine's commit; the record must have its text then."""
+        if any(e.action is Action.QUARANTINE for e in self.user_rules) or any(
+            re.search(r"\braw\b", e.condition or "", re.IGNORECASE) for e in self.user_rules
+        ):
+            return "TRUE"
+        return "len(reasons) > 0 OR needs_reference"
 
     def _create_checked_view(self) -> None:
         rules = [(e.name, e.condition or "") for e in self.user_rules]
@@ -343,8 +343,6 @@ class StagedDataset:
     ) -> str:
         """SQL of the records that broke the contract or a quarantine expectation."""
         names = self._quarantine_names()
-        # where staging kept only the texts quarantine may need, the rest are not asked
-        held = "p.raw IS NOT NULL AND " if self.bronze_ahead is not None else ""
         return (
             f"SELECT f.source_file, p.line_number, "
             f"{QUARANTINE.reason(names, DUCKDB)} AS reason, "
@@ -353,7 +351,7 @@ class StagedDataset:
             f"{batch_id}::BIGINT AS _batch_id, {sql_str(run_id)} AS _run_id, "
             f"{sql_str(ingested_at)}::TIMESTAMPTZ AS _quarantined_at "
             f"FROM {self.checked} p JOIN {self.files} f USING (file_ordinal) "
-            f"WHERE {held}{QUARANTINE.quarantined(names, DUCKDB)}"
+            f"WHERE {QUARANTINE.quarantined(names, DUCKDB)}"
         )
 
     def wholly_rejected(self) -> list[tuple[str, int]]:
