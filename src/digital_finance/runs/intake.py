@@ -189,16 +189,9 @@ class _Memoized:
         return self._seen[key]
 
     def prefetch(self, wanted: list[tuple[str, int, int | None]]) -> None:
-        with self._lock:
-            known = self._seen.keys() | self._pending.keys()
-            todo = [k for k in dict.fromkeys(wanted) if k not in known]
-        if len(todo) >= 2:
-            self.ahead(todo).shutdown(wait=True)
-        for key in wanted:
-            with self._lock:
-                pending = self._pending.pop(key, None)
-            if pending is not None and pending.exception() is None:
-                self._seen[key] = pending.result()
+        """Start the scans the plan will ask for (a call waits for its own)."""
+        if len(dict.fromkeys(wanted)) >= 2:  # one file: hashed where it is asked for
+            self.ahead(wanted)
 
     def ahead(self, wanted: list[tuple[str, int, int | None]]) -> ThreadPoolExecutor:
         """Start scanning `wanted` on up to four threads; the pool, shut down once they end."""

@@ -18,7 +18,6 @@ files again with the id the batch got.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import shutil
@@ -109,8 +108,7 @@ class BronzeFiles:
                     shutil.move(local, where.path / name)
             else:
                 where.upload(local, name)
-            stats = json.dumps({"numRecords": rows})
-            actions.append(AddAction(name, size, {}, now_ms, True, stats))
+            actions.append(delta_io.added(name, size, rows, now_ms))
         return actions
 
 
@@ -122,11 +120,7 @@ def commit(
     `con`) with this one."""
     if delta_io.committed_batch(root, table) >= batch_id:
         return None
-    if written.batch_id != batch_id:
-        if not written.files:
-            return delta_io.write_query(
-                root, table, con, _EMPTY.format(batch_id=batch_id), batch_id, "append"
-            )
+    if written.batch_id != batch_id and written.files:  # without rows the id is nowhere
         view = delta_reads.parquet_view(con, f"bronze_ahead_{uuid.uuid4().hex}", written.paths())
         sql = f"SELECT * REPLACE ({int(batch_id)}::BIGINT AS _batch_id) FROM {view}"
         return delta_io.write_query(root, table, con, sql, batch_id, "append")
@@ -137,14 +131,6 @@ def commit(
     else:
         delta_io.commit_actions(dt, list[AddAction | RemoveAction](actions), batch_id, "append")
     return sum(rows for _, _, rows in written.files)
-
-
-# bronze's columns without rows, for a batch whose lines were all blank
-_EMPTY = (
-    "SELECT NULL::VARCHAR AS record, NULL::VARCHAR AS source, NULL::VARCHAR AS source_file, "
-    "NULL::BIGINT AS line_number, {batch_id}::BIGINT AS _batch_id, NULL::VARCHAR AS _run_id, "
-    "NULL::TIMESTAMPTZ AS _ingested_at LIMIT 0"
-)
 
 
 class BronzeAhead:

@@ -294,16 +294,7 @@ def write_files(
         if not count:  # DuckDB writes a file for no rows: a stream's quiet dataset made
             Path(path).unlink(missing_ok=True)  # one a trigger, for every reader to open
             continue
-        actions.append(
-            AddAction(
-                str(Path(path).relative_to(folder)),
-                int(size),
-                {},
-                now_ms,
-                True,
-                json.dumps({"numRecords": int(count)}),
-            )
-        )
+        actions.append(added(str(Path(path).relative_to(folder)), int(size), int(count), now_ms))
     if remote:
         try:
             where = root.child(table)
@@ -312,6 +303,11 @@ def write_files(
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     return actions, schema
+
+
+def added(path: str, size: int, rows: int, now_ms: int) -> AddAction:
+    """The add action of a data file written for a commit (its row count as its statistics)."""
+    return AddAction(path, size, {}, now_ms, True, json.dumps({"numRecords": rows}))
 
 
 def commit_actions(
