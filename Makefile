@@ -51,12 +51,16 @@ $(KAFKA_LIBS): tests/services/kafka-pom.xml
 
 # Spark's Delta and Kafka jars (Maven Central, once) for the Spark engine and its stream; the
 # engine fetches them itself on a first start, but the tests start Spark from two workers.
+# Then the class archive local Spark sessions start from (engines/spark/jvm.py).
 SPARK_JARS := .cache/spark-jars/.complete
 $(SPARK_JARS): $(STAMP)
 	@if command -v mvn >/dev/null 2>&1; then \
 		echo "fetching Spark's Delta and Kafka jars (Maven Central) into .cache/spark-jars"; \
 		$(BIN)/python -c 'from pathlib import Path; from digital_finance.engines.spark.jars import delta_jars, kafka_jars; d = Path(".cache/spark-jars"); delta_jars(d); kafka_jars(d)' \
 			&& touch $(SPARK_JARS); \
+		echo "building the local Spark driver's class archive (once, about a minute)"; \
+		$(BIN)/python -c 'from pathlib import Path; from digital_finance.engines.spark.jvm import build_archive; build_archive(Path(".cache").absolute())' \
+			|| echo "warning: no class archive; local Spark starts without it, a few seconds slower"; \
 	else \
 		echo "warning: no mvn on PATH; the Spark tests will fail"; \
 	fi

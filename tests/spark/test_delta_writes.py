@@ -29,7 +29,9 @@ def test_append_and_merge_of_a_batch_happen_once(spark: Any, tmp_path: Path) -> 
     path = str(tmp_path / "silver")
     first = _frame(spark, 1, [(1, "10.5", 100), (2, "20", 100)])
     assert write(first, path, 1, "append") == 2
-    assert write(first, path, 1, "append") is None  # the retry: Delta skips it
+    # the retry: Delta skips it, and the first attempt's commit (the newest, tagged with the
+    # same batch) is not taken for the retry's
+    assert write(first, path, 1, "append") is None
     second = _frame(spark, 2, [(1, "11", 200), (3, "30", 100)])
     assert merge_latest(second, path, 2, LatestWins(("stock_id",), "event_time")) == 2
     version = DeltaTable(path).version()

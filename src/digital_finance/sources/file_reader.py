@@ -133,6 +133,14 @@ def _first_significant_byte(stream: io.BufferedIOBase) -> tuple[bytes, bytes]:
     return b"", bytes(seen)
 
 
+def is_plain_ndjson(path: str, store: InputStore | None = None) -> bool:
+    """Whether the file, read from its start, is NDJSON as it stands: not gzip, not one JSON
+    array. Only such a file can be read in pieces (`sources.file_pieces`)."""
+    opened, gzipped = _open(store or InputStore(), path, 0, None, DEFAULT_LIMITS)
+    with opened as stream:
+        return not gzipped and _first_significant_byte(stream)[0] != b"["
+
+
 def read_chunks(
     path: str,
     block_bytes: int = BLOCK_BYTES,

@@ -37,6 +37,7 @@ from deltalake.transaction import AddAction, RemoveAction
 from digital_finance.arrow_arrays import constant_int32, int_array, strings
 from digital_finance.engines.embedded import delta_io, delta_reads
 from digital_finance.engines.embedded.delta_io import ROW_GROUP_ROWS, TARGET_FILE_BYTES
+from digital_finance.lakehouse.layout import BRONZE_UNINDEXED
 from digital_finance.lakehouse.storage import Location
 
 # bronze's layout (docs/CONTRACT_RULES.md): the staged record as received, with its origin;
@@ -255,7 +256,7 @@ class BronzeAhead:
                     compression_level=1,
                     # the record's text is unique and large: no dictionary, no min/max
                     use_dictionary=list(_CONSTANT),
-                    write_statistics=[f.name for f in SCHEMA if f.name != "record"],
+                    write_statistics=[f.name for f in SCHEMA if f.name not in BRONZE_UNINDEXED],
                     store_schema=False,  # read as plain text, like the files DuckDB writes
                 )
             except BaseException:

@@ -5,15 +5,18 @@ writer options, reads the same pair from two session settings. Delta skips a com
 version is not above the table's recorded one, so a retried batch never doubles rows. The
 embedded engine records the same app id, so the two engines continue each other's tables.
 
-Whether Delta skipped a write is read from the table's history: every commit is tagged with
-its batch in `userMetadata`, and a write that left no tagged commit newer than the version
-before it was skipped (the public API has no reader for app transactions).
+Whether Delta skipped a write is read from the table's history: every commit is tagged in
+`userMetadata` with its batch and a token of the write that made it, and a write whose token
+is in no commit was skipped (the public API has no reader for app transactions). One lookup
+after the write: the table's version before it is not needed, which saved a history query
+per table and batch.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Literal
 
 from delta.tables import DeltaTable
@@ -21,11 +24,13 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from digital_finance.definition.rules import LatestWins, spark_quote
+from digital_finance.engines.spark.session import session_setting
 from digital_finance.lakehouse.layout import APP_ID, batch_user_metadata
 
 TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
 TXN_VERSION = "spark.databricks.delta.write.txnVersion"
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+STATS_COLUMNS_OF_NEW_TABLES = "spark.databricks.delta.properties.defaults.dataSkippingStatsColumns"
 
 
 def exists(spark: SparkSession, path: str) -> bool:
@@ -33,27 +38,21 @@ def exists(spark: SparkSession, path: str) -> bool:
     return bool(DeltaTable.isDeltaTable(spark, path))
 
 
-def _version(spark: SparkSession, path: str) -> int | None:
-    if not exists(spark, path):
-        return None
-    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
-    return None if row is None else int(row["version"])
+def _tag(batch_id: int) -> str:
+    """A fresh `userMetadata` for one write of the batch."""
+    return batch_user_metadata(batch_id, uuid.uuid4().hex)
 
 
-def _our_commit(spark: SparkSession, path: str, batch_id: int, before: int | None) -> Row | None:
-    """The commit this write made, if any: tagged with the batch, newer than `before`.
+def _our_commit(spark: SparkSession, path: str, tag: str) -> Row | None:
+    """The commit this write made, if any: the one carrying its tag.
 
     Looked up by its tag rather than taken as the newest commit, so that a commit by another
-    writer in between (a concurrent job, auto-compaction) is not mistaken for ours. Called
-    after a save or MERGE, so the table exists.
+    writer in between (a concurrent job, auto-compaction) is not mistaken for ours, nor an
+    earlier attempt's commit of the same batch. Called after a save or MERGE, under the
+    commit lock: the commit is among the newest few.
     """
     history = DeltaTable.forPath(spark, path).history(20)
-    newer = history.where(F.col("version") > (-1 if before is None else before))
-    return (
-        newer.where(F.col("userMetadata") == batch_user_metadata(batch_id))
-        .select("operationMetrics")
-        .first()
-    )
+    return history.where(F.col("userMetadata") == tag).select("operationMetrics").first()
 
 
 def read(spark: SparkSession, path: str) -> DataFrame | None:
@@ -69,43 +68,45 @@ def write(
     batch_id: int,
     mode: Literal["append", "overwrite"],
     merge_schema: bool = False,
+    unindexed: frozenset[str] = frozenset(),
 ) -> int | None:
     """Write `df` as batch `batch_id`; rows written, or None when the table had the batch.
 
     `merge_schema` lets an append add columns: for the `_system` tables, which gain columns
-    as the project does (a data table's schema drift fails instead).
+    as the project does (a data table's schema drift fails instead). A table this write
+    creates keeps no statistics of the `unindexed` columns (`delta.dataSkippingStatsColumns`
+    names the others); an existing table keeps its own setting.
     """
     spark = df.sparkSession
-    before = _version(spark, path)
+    tag = _tag(batch_id)
     writer = (
         df.write.format("delta")
         .mode(mode)
         .option("txnAppId", APP_ID)
         .option("txnVersion", str(batch_id))
-        .option("userMetadata", batch_user_metadata(batch_id))
+        .option("userMetadata", tag)
     )
     if mode == "overwrite":
         writer = writer.option("overwriteSchema", "true")  # gold is rebuilt whole
     elif merge_schema:
         writer = writer.option("mergeSchema", "true")
-    writer.save(path)
-    ours = _our_commit(spark, path, batch_id, before)
+    indexed = ",".join(f.name for f in df.schema.fields if f.name not in unindexed)
+    new_tables = session_setting(spark, STATS_COLUMNS_OF_NEW_TABLES, indexed)
+    with new_tables if unindexed else nullcontext():
+        writer.save(path)
+    ours = _our_commit(spark, path, tag)
     if ours is None:
         return None
     return int(dict(ours["operationMetrics"] or {}).get("numOutputRows", "0"))
 
 
 @contextmanager
-def _txn(spark: SparkSession, batch_id: int) -> Iterator[None]:
+def _txn(spark: SparkSession, batch_id: int, tag: str) -> Iterator[None]:
     """Tag the DML commands run inside with the batch (MERGE has no writer options).
 
     The settings are the session's: nothing else may run DML on the session meanwhile.
     """
-    settings = {
-        TXN_APP_ID: APP_ID,
-        TXN_VERSION: str(batch_id),
-        USER_METADATA: batch_user_metadata(batch_id),
-    }
+    settings = {TXN_APP_ID: APP_ID, TXN_VERSION: str(batch_id), USER_METADATA: tag}
     previous = {key: spark.conf.get(key, None) for key in settings}
     for key, value in settings.items():
         spark.conf.set(key, value)
@@ -127,12 +128,12 @@ def merge_latest(df: DataFrame, path: str, batch_id: int, rule: LatestWins) -> i
     table is simply written.
     """
     spark = df.sparkSession
-    before = _version(spark, path)
-    if before is None:
+    if not exists(spark, path):
         return write(df, path, batch_id, "append")
     on = rule.key_match("s", "t", spark_quote)
     newer = rule.newer("s", "t", spark_quote)
-    with _txn(spark, batch_id):
+    tag = _tag(batch_id)
+    with _txn(spark, batch_id, tag):
         (
             DeltaTable.forPath(spark, path)
             .alias("t")
@@ -142,7 +143,7 @@ def merge_latest(df: DataFrame, path: str, batch_id: int, rule: LatestWins) -> i
             .whenNotMatchedInsertAll()
             .execute()
         )
-    ours = _our_commit(spark, path, batch_id, before)
+    ours = _our_commit(spark, path, tag)
     if ours is None:
         return None
     return int(dict(ours["operationMetrics"] or {}).get("numSourceRows", "0"))

@@ -27,7 +27,7 @@ from digital_finance.engines.spark import delta_writes, enrich, gold, system_tab
 from digital_finance.engines.spark.progress import SparkTasks
 from digital_finance.engines.spark.staging import SparkStagedDataset, parse_files, parse_messages
 from digital_finance.errors import TerminalError
-from digital_finance.lakehouse.layout import table_uri
+from digital_finance.lakehouse.layout import BRONZE_UNINDEXED, table_uri
 from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.batch_runner import BatchRunner
 from digital_finance.runs.intake import FileIntake
@@ -122,7 +122,8 @@ class SparkRunner(BatchRunner[Staged]):
     ) -> int | None:
         """Append every staged record of the dataset to bronze."""
         df = staged[step.dataset].bronze(batch_id, run_id, now)
-        return delta_writes.write(df, table_uri(self.root, step.table), batch_id, "append")
+        path = table_uri(self.root, step.table)
+        return delta_writes.write(df, path, batch_id, "append", unindexed=BRONZE_UNINDEXED)
 
     def write_quarantine(
         self, staged: Staged, step: WriteQuarantine, batch_id: int, run_id: str, now: datetime

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from digital_finance.engines.spark import jvm
 from digital_finance.engines.spark.jars import SparkSetupError, delta_jars, kafka_jars
 
 if TYPE_CHECKING:
@@ -21,7 +23,7 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.shuffle.partitions": "4",
-    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.databricks.delta.snapshotPartitions": "1",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.driver.memory": "1g",
@@ -34,19 +36,22 @@ def local_session(
     master: str = "local[2]",
     conf: Mapping[str, str] | None = None,
     kafka: bool = False,
+    class_archive: bool = True,
 ) -> SparkSession:
     """A Spark session with Delta (and Spark's Kafka source with `kafka`); `conf` entries
-    win over the defaults."""
+    win over the defaults. The driver's JVM starts as `jvm.driver_options` says (the class
+    archive left out with `class_archive` False) unless `conf` sets its Java options."""
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    found = delta_jars(cache / "spark-jars")
-    if kafka:
-        found += kafka_jars(cache / "spark-jars")
+    delta = delta_jars(cache / "spark-jars")
+    found = delta + (kafka_jars(cache / "spark-jars") if kafka else [])
     jars = ",".join(str(j) for j in found)
     builder = SparkSession.builder.master(master).appName("digital-finance")
+    java = jvm.driver_options(cache, delta) if class_archive else " ".join(jvm.JIT_OPTIONS)
     settings = {
         **LOCAL_DEFAULTS,
+        jvm.JAVA_OPTIONS: java,
         "spark.jars": jars,
         "spark.sql.warehouse.dir": str(cache / "spark-warehouse"),
         **(conf or {}),
@@ -56,6 +61,20 @@ def local_session(
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+@contextmanager
+def session_setting(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """`key` set to `value` on the session meanwhile, then as it was."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 def on_cluster() -> bool:
