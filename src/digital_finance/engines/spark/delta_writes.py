@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from typing import Literal
 
 from delta.tables import DeltaTable
@@ -90,9 +90,10 @@ def write(
         writer = writer.option("overwriteSchema", "true")  # gold is rebuilt whole
     elif merge_schema:
         writer = writer.option("mergeSchema", "true")
-    indexed = ",".join(f.name for f in df.schema.fields if f.name not in unindexed)
-    new_tables = session_setting(spark, STATS_COLUMNS_OF_NEW_TABLES, indexed)
-    with new_tables if unindexed else nullcontext():
+    with ExitStack() as stack:
+        if unindexed:
+            indexed = ",".join(f.name for f in df.schema.fields if f.name not in unindexed)
+            stack.enter_context(session_setting(spark, STATS_COLUMNS_OF_NEW_TABLES, indexed))
         writer.save(path)
     ours = _our_commit(spark, path, tag)
     if ours is None:
@@ -105,20 +106,14 @@ def _txn(spark: SparkSession, batch_id: int, tag: str) -> Iterator[None]:
     """Tag the DML commands run inside with the batch (MERGE has no writer options).
 
     The settings are the session's: nothing else may run DML on the session meanwhile.
+    Left set, the pair would tag (and so skip) the next, unrelated DML command: each is put
+    back as it was.
     """
     settings = {TXN_APP_ID: APP_ID, TXN_VERSION: str(batch_id), USER_METADATA: tag}
-    previous = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
+    with ExitStack() as stack:
+        for key, value in settings.items():
+            stack.enter_context(session_setting(spark, key, value))
         yield
-    finally:
-        # left set, the pair would tag (and so skip) the next, unrelated DML command
-        for key, old in previous.items():
-            if old is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, old)
 
 
 def merge_latest(df: DataFrame, path: str, batch_id: int, rule: LatestWins) -> int | None:

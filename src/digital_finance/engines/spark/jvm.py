@@ -108,7 +108,7 @@ def _dump(cache: Path, archive: Path) -> None:
     from digital_finance.generate import generate
 
     options = " ".join([*JIT_OPTIONS, f"-XX:ArchiveClassesAtExit={archive}", *_QUIET_CDS])
-    spark = local_session(cache, conf={JAVA_OPTIONS: options}, class_archive=False)
+    spark = local_session(cache, conf={JAVA_OPTIONS: options})  # these options, not ours
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         lake = Lakehouse(str(root / "lake"), engine="spark", spark=spark)

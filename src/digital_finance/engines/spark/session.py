@@ -36,11 +36,10 @@ def local_session(
     master: str = "local[2]",
     conf: Mapping[str, str] | None = None,
     kafka: bool = False,
-    class_archive: bool = True,
 ) -> SparkSession:
     """A Spark session with Delta (and Spark's Kafka source with `kafka`); `conf` entries
-    win over the defaults. The driver's JVM starts as `jvm.driver_options` says (the class
-    archive left out with `class_archive` False) unless `conf` sets its Java options."""
+    win over the defaults. The driver's JVM starts as `jvm.driver_options` says unless
+    `conf` sets its Java options."""
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -48,10 +47,9 @@ def local_session(
     found = delta + (kafka_jars(cache / "spark-jars") if kafka else [])
     jars = ",".join(str(j) for j in found)
     builder = SparkSession.builder.master(master).appName("digital-finance")
-    java = jvm.driver_options(cache, delta) if class_archive else " ".join(jvm.JIT_OPTIONS)
     settings = {
         **LOCAL_DEFAULTS,
-        jvm.JAVA_OPTIONS: java,
+        jvm.JAVA_OPTIONS: jvm.driver_options(cache, delta),
         "spark.jars": jars,
         "spark.sql.warehouse.dir": str(cache / "spark-warehouse"),
         **(conf or {}),
