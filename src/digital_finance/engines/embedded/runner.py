@@ -104,6 +104,7 @@ class EmbeddedRunner(BatchRunner[Staged]):
         self.options = options
         self._history = SystemHistory(output)  # read incrementally: planning stays cheap
         self.databases = Databases(options.memory_limit, options.threads)
+        self.databases.warm()  # the first batch's staging database, opened while it plans
         self.silver_ahead = SilverAhead(output)
         # the batch being committed, for gold's increment (`rebuild_gold`)
         self._committing: tuple[int, Staged] | None = None
