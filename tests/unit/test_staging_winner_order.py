@@ -9,7 +9,7 @@ to the struct's, the contract's own statement of the order.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import duckdb
