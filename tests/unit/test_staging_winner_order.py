@@ -36,7 +36,7 @@ def _insert(
     con: duckdb.DuckDBPyConnection,
     spec: DatasetSpec,
     rule: LatestWins,
-    rows: list[tuple[object, ...]],
+    rows: Sequence[tuple[object, ...]],
 ) -> None:
     """Rows of (key..., event time in µs since 1970, file ordinal, line number)."""
     names = [*rule.key, "_us", "file_ordinal", "line_number"]
