@@ -4,6 +4,7 @@ each given back only when it is as good as new."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import duckdb
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
+from digital_finance.engines.embedded import databases as databases_module
 from digital_finance.engines.embedded import delta_io
 from digital_finance.engines.embedded.databases import Databases
 from digital_finance.lakehouse.storage import Location
@@ -36,6 +38,31 @@ def test_a_failed_batch_gives_no_database_back(tmp_path: Path) -> None:
         raise RuntimeError("the batch failed")
     with databases.lend(tmp_path / "b") as fresh:
         assert fresh is not failed
+
+
+def test_a_lend_waits_for_the_database_being_opened_or_cleared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[duckdb.DuckDBPyConnection] = []
+    real = databases_module._opened
+
+    def slowly_opened(memory_limit: str, threads: int | None) -> duckdb.DuckDBPyConnection:
+        time.sleep(0.3)  # a lend that did not wait would open a second database meanwhile
+        con = real(memory_limit, threads)
+        opened.append(con)
+        return con
+
+    monkeypatch.setattr(databases_module, "_opened", slowly_opened)
+    databases = Databases("256MB", 1)
+    databases.warm()
+    with databases.lend(tmp_path / "a") as first:
+        first.execute("CREATE TABLE staged AS SELECT range AS x FROM range(100000)")
+    # the first is being cleared on a thread of its own now: the next lend waits for it
+    with databases.lend(tmp_path / "b") as second:
+        assert second is first
+        assert second.execute("SELECT count(*) FROM duckdb_tables()").fetchall() == [(0,)]
+    assert len(opened) == 1
+    databases.close()
 
 
 def test_a_database_that_spilled_is_replaced(tmp_path: Path) -> None:
