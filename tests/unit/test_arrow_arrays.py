@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 
 from digital_finance.arrow_arrays import (
     all_true,
@@ -66,11 +67,14 @@ def test_table_from_rows_types_exactly() -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("pandas") is None, reason="pandas is not installed")
-def test_a_run_imports_no_pandas(tmp_path: Path) -> None:
-    """pyarrow imports pandas on its first `pyarrow.array`; the embedded run must not call it."""
+def test_a_run_imports_no_pandas_and_no_pyarrow_compute(tmp_path: Path) -> None:
+    """pyarrow imports pandas on its first `pyarrow.array`, and pyarrow.compute (80 ms with
+    the interpreter held) on a cast or a filter; the embedded run must call none of them, a
+    blank line (dropped from bronze) included."""
     stocks = tmp_path / "stocks.jsonl"
     stocks.write_text(
         '{"stock_id": 1, "company_id": 2, "symbol": "A", "price": 1.5, "timestamp": 1700000000}\n'
+        "\n"
         "not json\n"
     )
     funds = tmp_path / "funds.json"
@@ -83,7 +87,11 @@ def test_a_run_imports_no_pandas(tmp_path: Path) -> None:
         f"app(args=['run', '--stocks', {str(stocks)!r}, '--funds', {str(funds)!r}, "
         f"'--output', {str(tmp_path / 'lake')!r}], standalone_mode=False)\n"
         "print('PANDAS', 'pandas' in sys.modules)\n"
+        "print('COMPUTE', 'pyarrow.compute' in sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "PANDAS False" in done.stdout
+    assert "COMPUTE False" in done.stdout
+    bronze = DeltaTable(tmp_path / "lake" / "bronze" / "stocks").to_pyarrow_table()
+    assert sorted(bronze.column("line_number").to_pylist()) == [1, 3]  # line 2 was blank
