@@ -79,3 +79,25 @@ def test_a_first_run_with_one_dataset_leaves_tables_both_engines_continue(
     run_embedded(tmp_path / "embedded", stocks, [])
     run_embedded(tmp_path / "spark", stocks, [])  # the other engine continues Spark's tables
     assert_same_tables(tmp_path / "embedded", tmp_path / "spark")
+
+
+def test_a_batch_of_one_dataset_writes_nothing_to_the_others_tables(
+    spark: Any, generated: Path, tmp_path: Path
+) -> None:
+    """Neither engine commits to the tables of a dataset the batch has no part of (a
+    stream of quotes alone, every trigger), and the tables stay the same on both."""
+    stocks = sorted((generated / "stocks").iterdir())
+    funds = [generated / "mutual_funds"]
+    run_embedded(tmp_path / "embedded", stocks[:1], funds)
+    run_spark(spark, tmp_path / "spark", stocks[:1], funds)
+    fund_tables = [t for t in DATA_TABLES if t.endswith("mutual_funds")]
+    for engine, run in (
+        ("embedded", lambda out: run_embedded(out, stocks[1:], [])),
+        ("spark", lambda out: run_spark(spark, out, stocks[1:], [])),
+    ):
+        before = versions(tmp_path / engine)
+        run(tmp_path / engine)
+        after = versions(tmp_path / engine)
+        assert {t: after[t] for t in fund_tables} == {t: before[t] for t in fund_tables}, engine
+        assert after["silver/stocks"] == before["silver/stocks"] + 1, engine  # it did run
+    assert_same_tables(tmp_path / "embedded", tmp_path / "spark")

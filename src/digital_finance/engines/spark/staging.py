@@ -163,6 +163,9 @@ class SparkStagedDataset:
         self.builtin_actions = {e.name: e.action for e in expectations if e.builtin}
         # a file's path, or a stream partition (`topic/3`) where a file's path stands
         self.paths = {pf.ordinal: pf.file.path for pf in parts}
+        # the batch has no part of the dataset (a stream of one dataset, every trigger):
+        # its counts are known without a Spark job
+        self.untouched = not parts
         checked = self._with_rules(parsed)
         with session_setting(spark, CACHE_COMPRESSED, "false"):  # read when persisted
             self.checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
@@ -189,6 +192,10 @@ class SparkStagedDataset:
     # --- questions asked before anything is committed --------------------------------
     def rule_counts(self) -> tuple[int, int, list[RuleFailures]]:
         """Records staged, how many the reference decided, and failures per rule."""
+        if self.untouched:
+            counts = count_rules({}, {}, self.builtin_actions, self.user_rules)
+            name = self.spec.name
+            return 0, 0, [RuleFailures(name, r, a.value, n) for r, a, n in counts]
         totals = self.checked.agg(
             F.count("*").alias("records"), F.sum(F.col("by_reference").cast("int")).alias("ref")
         ).first()
