@@ -221,9 +221,13 @@ def _print(r: dict[str, object], ratio: float) -> None:
         f"{r['records_per_batch']:,}-record batch median {r['median_s'] * 1000:.0f} ms, "  # type: ignore[operator]
         f"p90 {r['p90_s'] * 1000:.0f} ms, p99 {r['p99_s'] * 1000:.0f} ms "  # type: ignore[operator]
         f"(min {r['min_s'] * 1000:.0f}, max {r['max_s'] * 1000:.0f}, n={r['batches']}); "  # type: ignore[operator]
-        f"CLI wall median {r['cli_wall_median_s']:.2f} s\n    median batch, ms: {steps}",
+        f"CLI wall median {_seconds(r['cli_wall_median_s'])}\n    median batch, ms: {steps}",
         flush=True,
     )
+
+
+def _seconds(value: object) -> str:
+    return "not run (--cli-runs 0)" if value is None else f"{float(value):.2f} s"  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
