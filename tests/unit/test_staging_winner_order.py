@@ -116,3 +116,10 @@ def test_an_empty_batch_keeps_the_struct(con: duckdb.DuckDBPyConnection) -> None
     assert con.execute(
         f"SELECT count(*) FROM ({staged.latest(1, '2026-01-01', STOCK_RULE)})"
     ).fetchall() == [(0,)]
+
+
+def test_a_record_without_a_line_number_keeps_the_struct(con: duckdb.DuckDBPyConnection) -> None:
+    staged = StagedDataset(con, STOCKS, "UTC", ())
+    _files(con, STOCKS, range(1))
+    _insert(con, STOCKS, STOCK_RULE, [(1, 5, 0, 3), (1, 5, 0, None), (2, 5, 0, 4)])
+    assert "HUGEINT" not in staged._winner_order(STOCK_RULE)

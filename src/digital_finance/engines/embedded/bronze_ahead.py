@@ -70,6 +70,7 @@ _WRITTEN = pa.schema(
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # chunks waiting for the writer: each holds its text until written, so few
 _QUEUED = 4
+_MAX_SLICES = 64  # blank lines of a chunk dropped by slicing; above, the chunk is filtered
 
 
 @dataclass(frozen=True)
@@ -135,20 +136,26 @@ def commit(
 
 
 def _kept(table: pa.Table, keep: pa.ChunkedArray | pa.Array) -> pa.Table:
-    """The rows of `table` whose `keep` is true (a null is false), as slices of it.
+    """The rows of `table` whose `keep` is true (a null is false).
 
-    Not `Table.filter`: it imports pyarrow.compute, 80 ms with the interpreter held, in the
-    middle of staging, where the kernel's chunks wait for it. Blank lines are few, so the
-    kept rows are a few long runs, and a slice copies nothing.
+    As slices of it where blank lines are few: `Table.filter` imports pyarrow.compute, 80 ms
+    with the interpreter held, in the middle of staging, where the kernel's chunks wait for
+    it. Where they are many (records separated by blank lines) the slices would cost more
+    than that, and the chunk is filtered.
     """
     chunks = keep.chunks if isinstance(keep, pa.ChunkedArray) else [keep]
     mask = np.concatenate([_true_bits(c) for c in chunks]) if chunks else np.zeros(0, bool)
+    if len(mask) != table.num_rows:
+        raise ValueError(f"{len(mask)} verdicts for {table.num_rows} lines")
+    dropped = np.flatnonzero(~mask)
+    if len(dropped) > _MAX_SLICES:
+        return table.filter(pa.array(mask))
     runs: list[pa.Table] = []
     start = 0
-    for dropped in np.flatnonzero(~mask).tolist():
-        if dropped > start:
-            runs.append(table.slice(start, dropped - start))
-        start = dropped + 1
+    for line in dropped.tolist():
+        if line > start:
+            runs.append(table.slice(start, line - start))
+        start = line + 1
     if start < table.num_rows:
         runs.append(table.slice(start))
     return pa.concat_tables(runs) if runs else table.slice(0, 0)
@@ -156,11 +163,13 @@ def _kept(table: pa.Table, keep: pa.ChunkedArray | pa.Array) -> pa.Table:
 
 def _true_bits(array: pa.Array) -> np.ndarray[tuple[int], np.dtype[np.bool_]]:
     """Which values of a boolean array are true, from its bitmaps (`to_numpy` imports
-    pandas, and pandas pyarrow.compute)."""
+    pandas, and pandas pyarrow.compute); none of a null-typed array."""
     n, start = len(array), array.offset
+    if array.type != pa.bool_():
+        if array.type == pa.null():
+            return np.zeros(n, dtype=bool)
+        raise TypeError(f"`keep` must be boolean, not {array.type}")
     validity, values = array.buffers()
-    if values is None:  # a null-typed chunk
-        return np.zeros(n, dtype=bool)
 
     def bits(buffer: pa.Buffer) -> np.ndarray[tuple[int], np.dtype[np.bool_]]:
         packed = np.frombuffer(buffer, dtype=np.uint8)

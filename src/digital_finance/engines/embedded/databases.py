@@ -9,15 +9,16 @@ folders once one was used), and one whose batch failed may hold a busy cursor: b
 closed, and the next batch gets a new one.
 
 A database is cleared on a thread of its own once its batch is done (10 to 30 ms after a
-1M-record batch, dropping what it staged): the batch's run log and report do not wait for
-it, and the next `lend` waits for it rather than opening another.
+1M-record batch, dropping what it staged): the run log (after gold's database is given
+back) and the CLI's report (after staging's is) do not wait for it, and the next `lend`
+waits for it rather than opening another.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -72,25 +73,36 @@ class Databases:
                 keep = succeeded and not self._closed and len(self._idle) + self._clearing < KEPT
                 if keep:
                     self._clearing += 1
-            if keep:
-                # not a daemon: one stopped inside DuckDB as the interpreter ends aborts the
-                # process ("FATAL: exception not rethrown"); the exit waits for it instead
-                threading.Thread(target=self._give_back, args=(con,), name="duckdb-clear").start()
-            else:
+            # not a daemon: one stopped inside DuckDB as the interpreter ends aborts the
+            # process ("FATAL: exception not rethrown"); the exit waits for it instead
+            if not keep or not _started(self._give_back, con, "duckdb-clear"):
+                if keep:
+                    self._ended(clearing=True)
                 with contextlib.suppress(duckdb.Error):
                     con.close()
 
     def _give_back(self, con: duckdb.DuckDBPyConnection) -> None:
-        cleared = _cleared(con)
+        kept = False
+        try:
+            cleared = _cleared(con)
+            with self._lock:
+                kept = cleared and not self._closed and len(self._idle) < KEPT
+                if kept:
+                    self._idle.append(con)
+        finally:  # whatever happened, a `lend` waiting for this one must go on
+            self._ended(clearing=True)
+            if not kept:
+                with contextlib.suppress(duckdb.Error):
+                    con.close()
+
+    def _ended(self, *, clearing: bool) -> None:
+        """A clearing (or else an opening) in flight ended: the waiting `lend`s look again."""
         with self._lock:
-            self._clearing -= 1
-            kept = cleared and not self._closed and len(self._idle) < KEPT
-            if kept:
-                self._idle.append(con)
+            if clearing:
+                self._clearing -= 1
+            else:
+                self._warming = False
             self._changed.notify_all()
-        if not kept:
-            with contextlib.suppress(duckdb.Error):
-                con.close()
 
     def warm(self) -> None:
         """Open a database on a thread of its own when none is idle, for the next `lend`
@@ -109,15 +121,15 @@ class Databases:
                 pass
             finally:
                 with self._lock:
-                    self._warming = False
                     if con is not None and len(self._idle) < KEPT and not self._closed:
                         self._idle.append(con)
                         con = None
-                    self._changed.notify_all()
+                self._ended(clearing=False)
             if con is not None:
                 con.close()
 
-        threading.Thread(target=opened, name="duckdb-warm").start()  # not a daemon: as above
+        if not _started(opened, None, "duckdb-warm"):  # not a daemon: as in `lend`
+            self._ended(clearing=False)
 
     def _take(self, temp_dir: Path) -> duckdb.DuckDBPyConnection:
         temp_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +156,17 @@ class Databases:
         for con in idle:
             with contextlib.suppress(duckdb.Error):
                 con.close()
+
+
+def _started(work: Callable[..., None], con: duckdb.DuckDBPyConnection | None, name: str) -> bool:
+    """Whether a thread doing `work` (given `con`, when there is one) could be started: none
+    can be while the interpreter shuts down, or when the process has no threads left."""
+    args = () if con is None else (con,)
+    try:
+        threading.Thread(target=work, args=args, name=name).start()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _cleared(con: duckdb.DuckDBPyConnection) -> bool:

@@ -50,6 +50,7 @@ class _PartCounts:
     rejected: int
     first_line: int | None
     last_line: int | None
+    numbered: int  # records with a line number (all of them, wherever the batch made them)
 
 
 class StagedDataset:
@@ -328,13 +329,14 @@ class StagedDataset:
                 .execute(
                     "SELECT file_ordinal, count(*), count(*) FILTER (WHERE len(reasons) = 0), "
                     "count(*) FILTER (WHERE len(reasons) > 0), min(line_number), "
-                    f"max(line_number) FROM {self.parsed} GROUP BY file_ordinal"
+                    f"max(line_number), count(line_number) FROM {self.parsed} "
+                    "GROUP BY file_ordinal"
                 )
                 .fetchall()
             )
             self._counts = {
-                int(o): _PartCounts(int(n), int(v), int(r), first, last)
-                for o, n, v, r, first, last in rows
+                int(o): _PartCounts(int(n), int(v), int(r), first, last, int(numbered))
+                for o, n, v, r, first, last, numbered in rows
             }
         return self._counts
 
@@ -433,6 +435,8 @@ class StagedDataset:
         for ordinal, counts in parts.items():
             first, last = counts.first_line, counts.last_line
             if first is None or last is None or not 0 <= ordinal < 2**_FILE_BITS:
+                return False
+            if counts.numbered != counts.records:  # a null line has its own place in a struct
                 return False
             if first < 0 or last >= 2**_LINE_BITS:
                 return False
