@@ -56,50 +56,53 @@ to the writer's process.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
 import concurrent.futures
 import contextlib
-import fcntl
 import itertools
-import json
 import logging
 import os
 import queue
-import re
-import secrets
 import struct
 import threading
 import time
 import zlib
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, NamedTuple, Protocol, Self
+from typing import Any, Protocol
 
 from digital_finance.errors import TerminalError, TransientError
+from digital_finance.service.log_segments import (
+    ENDS_FILE,
+    MAGIC,
+    MAX_HEADER,
+    PREFIX,
+    U32,
+    BadFrame,
+    Cursor,
+    NamedLog,
+    Receipt,
+    Segment,
+    SegmentFile,
+    checked_body,
+    frame_header,
+    fsync_folder,
+    intact_after,
+    locate,
+    lock_folder,
+    read_frame,
+    read_or_create_id,
+    read_spans,
+    segment_firsts,
+    write_all,
+)
 
 __all__ = ["Appended", "DurableLog", "Receipt"]
 
 logger = logging.getLogger(__name__)
 
-MAGIC = b"DFL1"
-_PREFIX = struct.Struct("<4sIII")  # magic, header length, body length, CRC-32
-_U32 = struct.Struct("<I")
-_SEGMENT = re.compile(r"^(\d{20})\.log$")
-_LOG_ID = re.compile(r"^[0-9a-f]{12}$")
-# a header without a receipt, as `_header` writes it: read without the json module
-_PLAIN_HEADER = re.compile(rb'\{"first":(\d+),"count":(\d+),"at":([-+.0-9eE]+)\}')
-_READ_CHUNK = 1 << 20  # one pread serves many small frames
-_MAX_HEADER = 1 << 20  # a header is positions and a receipt: anything longer is damage
-_MAX_RECEIPT = _MAX_HEADER // 2  # what `submit` takes, well inside what a reader accepts
-
-
-_IOV_MAX = 1024  # Linux's limit on buffers per writev
-_ENDS = "durable-ends"
-_U64 = struct.Struct("<Q")
+_MAX_RECEIPT = MAX_HEADER // 2  # what `submit` takes, well inside what a reader accepts
 DAY = 24 * 3600.0
 
 
@@ -112,61 +115,18 @@ class Appended:
     count: int
 
 
-@dataclass(frozen=True)
-class Receipt:
-    """The answer to a request with an `Idempotency-Key`, kept with its records."""
-
-    principal: str
-    key: str
-    body_sha256: str
-    dataset: str
-    response: str  # the JSON the service answered
-    at: float  # unix time
-
-
-@dataclass
-class _Segment:
-    first: int
-    path: Path
-    end: int  # the position after its last durable record
-    size: int  # durable bytes: readers never go past them
-    newest: float  # when its newest frame was written (0 when it has none)
-
-
-@dataclass
-class _Cursor:
-    """Where sequential reads of one dataset stand, and the segment file they have open."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)  # one read at a time
-    at: tuple[int, int, int] | None = None  # segment first, byte offset, position there
-    file: _File | None = None
-    file_first: int = -1  # the segment `file` reads
-
-    def forget(self, below: int) -> None:
-        """Drop the open file and place of segments starting at or below `below` (trimmed)."""
-        if self.file_first <= below:
-            self.close()
-        if self.at is not None and self.at[0] <= below:
-            self.at = None
-
-    def close(self) -> None:
-        if self.file is not None:
-            os.close(self.file.fd)
-            self.file, self.file_first = None, -1
-
-
 @dataclass
 class _Stream:
     """One dataset's segments, its writer's state and its readers' cursor."""
 
     name: str
     folder: Path
-    segments: list[_Segment]
+    segments: list[Segment]
     # the writer thread's own
     fd: int = -1
     next: int = 0
     written: int = 0  # bytes in the current segment, synced or not
-    cursor: _Cursor = field(default_factory=_Cursor)
+    cursor: Cursor = field(default_factory=Cursor)
 
 
 # a submission: dataset, body, record count, receipt, future
@@ -248,52 +208,7 @@ class _Chunk:
     items: list[tuple[_Item, int]] = field(default_factory=list)  # with their first position
 
 
-class _Named(ABC):
-    """What the writer and a reader share: the names of a log's partitions
-    (`api-<log id>/<dataset>`), and `with` around `open` and `close`."""
-
-    datasets: tuple[str, ...]
-    _log_id: str | None
-
-    @abstractmethod
-    def open(self) -> Self:
-        """Open the log folder."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Close it."""
-
-    def __enter__(self) -> Self:
-        return self.open()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @property
-    def log_id(self) -> str:
-        """The log's 12 hex characters, kept in `log-id`: a new log folder gets new ones."""
-        if self._log_id is None:
-            raise RuntimeError("the log is not open")
-        return self._log_id
-
-    def partition(self, dataset: str) -> str:
-        """The stream partition of a dataset's records in the tables."""
-        return f"api-{self.log_id}/{dataset}"
-
-    def dataset_of(self, partition: str) -> str | None:
-        """The dataset of one of this log's partitions; None for any other partition."""
-        head, _, dataset = partition.partition("/")
-        if head == f"api-{self.log_id}" and dataset in self.datasets:
-            return dataset
-        return None
-
-
-class DurableLog(_Named):
+class DurableLog(NamedLog):
     """An append-only, fsynced log of records per dataset, with group commit.
 
     Example::
@@ -350,13 +265,13 @@ class DurableLog(_Named):
         self._receipts, self._receipt_order = {}, collections.deque()
         self._queue = queue.SimpleQueue()
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _lock_folder(self.folder)
+        self._lock_fd = lock_folder(self.folder)
         try:
-            self._log_id = _read_or_create_id(self.folder)
+            self._log_id = read_or_create_id(self.folder)
             for dataset in self.datasets:
                 self._streams[dataset] = self._recover(dataset)
             self._ends_fd = os.open(
-                self.folder / _ENDS, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644
+                self.folder / ENDS_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644
             )
             self._publish_ends()
         except BaseException:
@@ -441,10 +356,10 @@ class DurableLog(_Named):
         if receipt is not None and receipt.dataset != dataset:
             raise ValueError(f"a receipt for {receipt.dataset} with records of {dataset}")
         if receipt is not None and _receipt_size(receipt) > _MAX_RECEIPT:
-            # a header over `_MAX_HEADER` reads as damage: refused here, before it is written
+            # a header over `MAX_HEADER` reads as damage: refused here, before it is written
             raise ValueError(f"a receipt of {_receipt_size(receipt):,} bytes is over the limit")
         # length-prefixed records, packed in C: no Python loop per record
-        lengths = map(_U32.pack, map(len, values))
+        lengths = map(U32.pack, map(len, values))
         body = b"".join(itertools.chain.from_iterable(zip(lengths, values, strict=True)))
         with self._submit_lock:
             if self._closed:
@@ -505,7 +420,7 @@ class DurableLog(_Named):
             try:
                 if chunk.new_first is not None:
                     self._start_segment(stream, chunk.new_first)
-                _write_all(stream.fd, chunk.parts)
+                write_all(stream.fd, chunk.parts)
                 stream.written += chunk.size
                 if self._sync is not None:
                     self._sync(stream.fd)
@@ -540,8 +455,8 @@ class DurableLog(_Named):
             dataset, body, count, receipt, _ = item
             stream = self._streams[dataset]
             first = stream.next
-            header = _header(first, count, at, receipt)
-            size = _PREFIX.size + len(header) + len(body)
+            header = frame_header(first, count, at, receipt)
+            size = PREFIX.size + len(header) + len(body)
             chunk = current.get(dataset)
             filled = chunk.base + chunk.size if chunk else stream.written
             if filled > 0 and filled + size > limit:
@@ -552,7 +467,7 @@ class DurableLog(_Named):
                 current[dataset] = chunk
                 chunks.append(chunk)
             crc = zlib.crc32(body, zlib.crc32(header))
-            chunk.parts += (_PREFIX.pack(MAGIC, len(header), len(body), crc), header, body)
+            chunk.parts += (PREFIX.pack(MAGIC, len(header), len(body), crc), header, body)
             chunk.size += size
             stream.next = chunk.end = first + count
             chunk.items.append((item, first))
@@ -564,9 +479,9 @@ class DurableLog(_Named):
         fd = os.open(path, flags | self._write_flags, 0o644)
         os.close(stream.fd)  # its frames are fsynced: a segment is started after them
         stream.fd, stream.written = fd, 0
-        _fsync_folder(stream.folder)  # the new name must survive a crash as its bytes will
+        fsync_folder(stream.folder)  # the new name must survive a crash as its bytes will
         with self._lock:
-            stream.segments.append(_Segment(first, path, first, 0, 0.0))
+            stream.segments.append(Segment(first, path, first, 0, 0.0))
 
     def _publish_ends(self) -> None:
         """Write every dataset's durable end to `durable-ends` for readers elsewhere: one
@@ -577,7 +492,7 @@ class DurableLog(_Named):
             os.pwrite(self._ends_fd, self._ends_format.pack(*ends), 0)
         except OSError as exc:  # the records are durable: only readers elsewhere lag
             if not self._ends_failed:
-                logger.warning("%s: durable ends not published: %s", self.folder / _ENDS, exc)
+                logger.warning("%s: durable ends not published: %s", self.folder / ENDS_FILE, exc)
             self._ends_failed = True
         else:
             self._ends_failed = False
@@ -642,10 +557,10 @@ class DurableLog(_Named):
                 end = segments[-1].end
                 if start >= end:
                     return []
-                index = _locate(segments, start, dataset, self.folder)
+                index = locate(segments, start, dataset, self.folder)
                 # sizes as durable now: what is written after may not be synced yet
                 spans = [(s.first, s.path, s.size) for s in segments[index:]]
-            return _read_spans(stream.cursor, spans, start, limit, end)
+            return read_spans(stream.cursor, spans, start, limit, end)
 
     # --- idempotency receipts --------------------------------------------------------
     def receipt(self, principal: str, key: str) -> Receipt | None:
@@ -669,7 +584,7 @@ class DurableLog(_Named):
                 continue
             with stream.cursor.lock:
                 with self._lock:
-                    gone: list[_Segment] = []
+                    gone: list[Segment] = []
                     segments = stream.segments
                     while (
                         len(segments) > 1
@@ -682,7 +597,7 @@ class DurableLog(_Named):
                 stream.cursor.forget(gone[-1].first)
                 for segment in gone:
                     segment.path.unlink(missing_ok=True)
-                _fsync_folder(stream.folder)
+                fsync_folder(stream.folder)
                 deleted += len(gone)
                 logger.info(
                     "log %s: removed %d segment(s) below position %d",
@@ -717,12 +632,12 @@ class DurableLog(_Named):
     def _recover(self, dataset: str) -> _Stream:
         folder = self.folder / dataset
         folder.mkdir(exist_ok=True)
-        firsts = _segment_firsts(folder)
+        firsts = segment_firsts(folder)
         if not firsts:
             (folder / f"{0:020d}.log").touch()
-            _fsync_folder(folder)
+            fsync_folder(folder)
             firsts = [0]
-        segments: list[_Segment] = []
+        segments: list[Segment] = []
         horizon = self._clock() - self.idempotency_seconds
         for number, first in enumerate(firsts):
             if segments and segments[-1].end != first:
@@ -741,25 +656,25 @@ class DurableLog(_Named):
         stream.next, stream.written = current.end, current.size
         return stream
 
-    def _scan(self, path: Path, first: int, *, last: bool, horizon: float) -> _Segment:
+    def _scan(self, path: Path, first: int, *, last: bool, horizon: float) -> Segment:
         """A segment's frames by their headers (the last segment's checked whole, its torn
         tail cut off); receipts still in the window are indexed."""
         fd = os.open(path, (os.O_RDWR if last else os.O_RDONLY) | os.O_CLOEXEC)
         try:
             size = os.fstat(fd).st_size
-            file = _File(fd, size)
+            file = SegmentFile(fd, size)
             offset, position, newest = 0, first, 0.0
             while offset < size:
                 try:
-                    frame = _frame(file, offset)
+                    frame = read_frame(file, offset)
                     if last:
-                        _body(file, frame, path)
-                except _BadFrame as bad:
+                        checked_body(file, frame, path)
+                except BadFrame as bad:
                     if not last:
                         raise TerminalError(
                             f"{path}: {bad} at byte {offset}: the log is damaged"
                         ) from None
-                    if _intact_after(fd, offset, size):
+                    if intact_after(fd, offset, size):
                         raise TerminalError(
                             f"{path}: {bad} at byte {offset}, followed by intact frames: "
                             "acknowledged records are damaged. Keep a copy of the folder; "
@@ -786,7 +701,7 @@ class DurableLog(_Named):
                 newest = max(newest, frame.at)
                 position += frame.records
                 offset += frame.length
-            return _Segment(first, path, position, size, newest)
+            return Segment(first, path, position, size, newest)
         finally:
             os.close(fd)
 
@@ -798,288 +713,6 @@ class DurableLog(_Named):
                 f"no dataset {dataset!r} in this log (open: {bool(self._streams)}); "
                 f"the datasets are {', '.join(self.datasets)}"
             ) from None
-
-
-class _BadFrame(Exception):
-    """No whole, intact frame where one was expected."""
-
-
-class _File:
-    """A segment read through a buffer: one `pread` serves many small frames. `size` bounds
-    every read, so bytes not yet fsynced are never seen."""
-
-    def __init__(self, fd: int, size: int, data: bytes = b"") -> None:
-        self.fd = fd
-        self.size = size
-        self.buf = data
-        self.at = 0  # the file offset of buf[0]
-
-    def get(self, offset: int, n: int) -> int:
-        """Make `n` bytes at `offset` available; their index in `buf`, -1 past the end."""
-        rel = offset - self.at
-        if rel >= 0 and rel + n <= len(self.buf):
-            return rel
-        if offset + n > self.size or self.fd < 0:
-            return -1
-        self.buf = os.pread(self.fd, max(n, min(_READ_CHUNK, self.size - offset)), offset)
-        self.at = offset
-        return 0 if len(self.buf) >= n else -1
-
-
-class _Frame(NamedTuple):  # a tuple: a log of single-record frames reads one per record
-    offset: int
-    length: int
-    header_length: int
-    crc: int
-    first: int
-    records: int
-    at: float
-    receipt: Receipt | None
-
-
-def _header(first: int, count: int, at: float, receipt: Receipt | None) -> bytes:
-    if receipt is None:  # the common case, formatted without the json module
-        return f'{{"first":{first},"count":{count},"at":{at!r}}}'.encode()
-    fields = {
-        "first": first,
-        "count": count,
-        "at": at,
-        "receipt": {
-            "principal": receipt.principal,
-            "key": receipt.key,
-            "body_sha256": receipt.body_sha256,
-            "dataset": receipt.dataset,
-            "response": receipt.response,
-            "at": receipt.at,
-        },
-    }
-    return json.dumps(fields, separators=(",", ":")).encode()
-
-
-def _frame(file: _File, offset: int) -> _Frame:
-    """The frame at `offset`, from its prefix and header (the body unread)."""
-    i = file.get(offset, _PREFIX.size)
-    if i < 0:
-        raise _BadFrame("an incomplete frame")
-    magic, header_length, body_length, crc = _PREFIX.unpack_from(file.buf, i)
-    if magic != MAGIC:
-        raise _BadFrame("no frame")
-    length = _PREFIX.size + header_length + body_length
-    if header_length > _MAX_HEADER or offset + length > file.size:
-        raise _BadFrame("an incomplete frame")
-    i = file.get(offset, _PREFIX.size + header_length)
-    if i < 0:
-        raise _BadFrame("an incomplete frame")
-    i += _PREFIX.size
-    plain = _PLAIN_HEADER.fullmatch(file.buf, i, i + header_length)
-    try:
-        if plain is not None:
-            first, count, at = int(plain[1]), int(plain[2]), float(plain[3])
-            receipt = None
-        else:
-            header = json.loads(file.buf[i : i + header_length])
-            first, count, at = header["first"], header["count"], float(header["at"])
-            found = header.get("receipt")
-            receipt = Receipt(**found) if found is not None else None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise _BadFrame(f"an unreadable frame header ({exc})") from None
-    if not (isinstance(first, int) and isinstance(count, int) and first >= 0 and count > 0):
-        raise _BadFrame("a frame header without positions")
-    return _Frame(offset, length, header_length, crc, first, count, at, receipt)
-
-
-def _body(file: _File, frame: _Frame, path: Path) -> int:
-    """Check the whole frame against its CRC; the index of its body in `file.buf`."""
-    i = file.get(frame.offset, frame.length)
-    if i < 0:
-        raise _BadFrame("an incomplete frame")
-    if zlib.crc32(memoryview(file.buf)[i + _PREFIX.size : i + frame.length]) != frame.crc:
-        raise _BadFrame("a frame whose CRC does not match")
-    return i + _PREFIX.size + frame.header_length
-
-
-def _records(buf: bytes, at: int, frame: _Frame, skip: int, want: int, path: Path) -> list[bytes]:
-    """Records `skip` .. `skip + want - 1` of a frame's body, which starts at `buf[at]`."""
-    unpack = _U32.unpack_from
-    end = at + frame.length - _PREFIX.size - frame.header_length
-    out: list[bytes] = []
-    try:
-        for number in range(min(frame.records, skip + want)):
-            (n,) = unpack(buf, at)
-            at += 4
-            if number >= skip:
-                out.append(buf[at : at + n])
-            at += n
-    except struct.error:
-        at = end + 1
-    if at > end:  # the CRC matched: only a writer's bug makes this
-        raise TerminalError(f"{path}: the frame at byte {frame.offset} is malformed")
-    return out
-
-
-def _intact_after(fd: int, offset: int, size: int) -> bool:
-    """Whether an intact frame starts anywhere after the damaged one at `offset`."""
-    rest = _File(-1, size - offset, os.pread(fd, size - offset, offset))
-    found = rest.buf.find(MAGIC, 1)
-    while found >= 0:
-        try:
-            _body(rest, _frame(rest, found), Path())
-        except _BadFrame:
-            found = rest.buf.find(MAGIC, found + 1)
-        else:
-            return True
-    return False
-
-
-# --- reading, for the writer and for readers elsewhere -----------------------------------
-def _segment_firsts(folder: Path) -> list[int]:
-    """The first positions of the segments in a dataset's folder, in order."""
-    return sorted(
-        int(m[1]) for name in os.listdir(folder) if (m := _SEGMENT.match(name)) is not None
-    )
-
-
-def _locate(segments: Sequence[_Segment], start: int, dataset: str, folder: Path) -> int:
-    """The index of the segment holding position `start`; an error when it was trimmed."""
-    if not segments or start < segments[0].first:
-        first = segments[0].first if segments else 0
-        raise TerminalError(
-            f"records of {dataset} before position {first} are no longer "
-            f"in the log {folder}; position {start} was asked for"
-        )
-    return bisect.bisect_right(segments, start, key=lambda s: s.first) - 1
-
-
-def _read_spans(
-    cursor: _Cursor, spans: list[tuple[int, Path, int]], start: int, limit: int, stop: int
-) -> list[tuple[int, bytes]]:
-    """Records at positions `start` .. `stop - 1`, at most `limit`, from segments (first,
-    path, durable bytes; -1: the file's size now), each frame checked against its CRC. Frames
-    from `stop` on are never looked at (a reader elsewhere knows a position, not a size)."""
-    out: list[tuple[int, bytes]] = []
-    at = cursor.at
-    for number, (first, path, size) in enumerate(spans):
-        if number == 0 and at is not None and at[0] == first and at[2] <= start:
-            offset, position = at[1], at[2]  # sequential reads go on from there
-        else:
-            offset, position = 0, first
-        file = _open_segment(cursor, first, path, size)
-        size = file.size
-        while offset < size and position < stop:
-            try:
-                frame = _frame(file, offset)
-                after = frame.first + frame.records
-                where = _body(file, frame, path) if after > start else -1
-            except _BadFrame as bad:  # in bytes fsynced and acknowledged: not a torn tail
-                raise TerminalError(
-                    f"{path}: {bad.args[0]} at byte {offset}: the log is damaged"
-                ) from None
-            if frame.first != position:
-                raise TerminalError(
-                    f"{path}: the frame at byte {offset} holds position {frame.first}, "
-                    f"{position} was expected: the log is damaged"
-                )
-            if after <= start:  # skipped by its header alone
-                offset, position = offset + frame.length, after
-                continue
-            skip = max(0, start - frame.first)
-            taken = frame.first + skip
-            want = min(limit - len(out), stop - taken)
-            values = _records(file.buf, where, frame, skip, want, path)
-            out.extend(zip(range(taken, taken + len(values)), values, strict=True))
-            if skip + len(values) < frame.records:
-                break  # the rest of this frame is for the next read
-            offset, position = offset + frame.length, after
-            if len(out) >= limit:
-                break
-        cursor.at = (first, offset, position)
-        if len(out) >= limit or position >= stop:
-            break
-    return out
-
-
-def _open_segment(cursor: _Cursor, first: int, path: Path, size: int) -> _File:
-    """The cursor's open file on segment `first` (under `cursor.lock`), bounded by `size`
-    or, when it is -1, by the file's size now, its buffer dropped (a restarted writer may
-    have cut and rewritten bytes that were past the durable end)."""
-    if cursor.file is None or cursor.file_first != first:
-        cursor.close()
-        cursor.file = _File(os.open(path, os.O_RDONLY | os.O_CLOEXEC), 0)
-        cursor.file_first = first
-    file = cursor.file
-    if size < 0:
-        file.size, file.buf = os.fstat(file.fd).st_size, b""
-    else:
-        file.size = size
-    return file
-
-
-# --- files -----------------------------------------------------------------------------
-def _write_all(fd: int, parts: list[bytes]) -> None:
-    for start in range(0, len(parts), _IOV_MAX):
-        chunk = parts[start : start + _IOV_MAX]
-        written = os.writev(fd, chunk)
-        wanted = sum(map(len, chunk))
-        if written < wanted:  # a short write (a signal, a full disk): write the rest plainly
-            rest = memoryview(b"".join(chunk))[written:]
-            while rest:
-                rest = rest[os.write(fd, rest) :]
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _lock_folder(folder: Path) -> int:
-    fd = os.open(folder / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise TerminalError(
-            f"another `digital-finance serve` uses the log folder {folder}: one service per "
-            "log folder (give this one its own [api] log_dir)"
-        ) from None
-    except BaseException:
-        os.close(fd)
-        raise
-    with contextlib.suppress(OSError):  # who holds it, for a person looking: not needed
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def _read_or_create_id(folder: Path) -> str:
-    found = _read_id(folder)
-    if found is None:
-        text = secrets.token_hex(6)
-        temp = folder / f".log-id.{os.getpid()}.tmp"
-        with open(temp, "w", encoding="ascii") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, folder / "log-id")
-        _fsync_folder(folder)
-        return text
-    return found
-
-
-def _read_id(folder: Path) -> str | None:
-    """The log id in `folder/log-id`; None when there is none yet."""
-    path = folder / "log-id"
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        return None
-    except UnicodeDecodeError:
-        text = ""
-    if not _LOG_ID.match(text):
-        raise TerminalError(f"{path} does not hold a log id (12 hex characters): {text[:40]!r}")
-    return text
 
 
 def _refused(failure: TransientError) -> TransientError:

@@ -15,22 +15,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from digital_finance.errors import TerminalError
-from digital_finance.service.durable_log import (
-    _ENDS,
-    _U64,
-    _Cursor,
-    _locate,
-    _Named,
-    _read_id,
-    _read_spans,
-    _Segment,
-    _segment_firsts,
+from digital_finance.service.log_segments import (
+    ENDS_FILE,
+    U64,
+    Cursor,
+    NamedLog,
+    Segment,
+    locate,
+    read_id,
+    read_spans,
+    segment_firsts,
 )
 
 __all__ = ["LogReader"]
 
 
-class LogReader(_Named):
+class LogReader(NamedLog):
     """A read-only view of a log folder that a `DurableLog` in another process writes.
 
     It takes no lock and writes nothing: it reads the durable ends the writer publishes in
@@ -61,8 +61,8 @@ class LogReader(_Named):
         self.poll_seconds = poll_seconds
         self._log_id: str | None = None
         self._ends_fd = -1
-        self._segments: dict[str, list[_Segment]] = {}  # as last listed: sizes unknown (-1)
-        self._cursors: dict[str, _Cursor] = {}
+        self._segments: dict[str, list[Segment]] = {}  # as last listed: sizes unknown (-1)
+        self._cursors: dict[str, Cursor] = {}
         self._committed: dict[str, int] = {}
         self._stopped = threading.Event()  # set while closed: wakes `wait_durable`
         self._stopped.set()
@@ -72,7 +72,7 @@ class LogReader(_Named):
         """Read the log's id and look at its segments; an error when there is no log."""
         if not self._stopped.is_set():
             raise RuntimeError("the log reader is open already")
-        log_id = _read_id(self.folder) if self.folder.is_dir() else None
+        log_id = read_id(self.folder) if self.folder.is_dir() else None
         if log_id is None:
             raise TerminalError(
                 f"no durable log in {self.folder} (no log-id): the service creates it when it "
@@ -80,7 +80,7 @@ class LogReader(_Named):
             )
         self._log_id = log_id
         self._segments = {d: [] for d in self.datasets}
-        self._cursors = {d: _Cursor() for d in self.datasets}
+        self._cursors = {d: Cursor() for d in self.datasets}
         self._committed = {}
         self._ends_fd = -1
         self._open_ends()
@@ -147,12 +147,12 @@ class LogReader(_Named):
         two = os.pread(self._ends_fd, 8 * n, 0)
         ends = [0] * n
         for i in range(min(len(one), len(two)) // 8):
-            ends[i] = min(_U64.unpack_from(one, 8 * i)[0], _U64.unpack_from(two, 8 * i)[0])
+            ends[i] = min(U64.unpack_from(one, 8 * i)[0], U64.unpack_from(two, 8 * i)[0])
         return ends
 
     def _open_ends(self) -> bool:
         try:
-            self._ends_fd = os.open(self.folder / _ENDS, os.O_RDONLY | os.O_CLOEXEC)
+            self._ends_fd = os.open(self.folder / ENDS_FILE, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:  # a writer that has not finished opening
             return False
         return True
@@ -176,10 +176,10 @@ class LogReader(_Named):
                 segments = self._segments[dataset] if not fresh else self._list(dataset)
                 if not segments:
                     segments = self._list(dataset)
-                index = _locate(segments, at, dataset, self.folder)
+                index = locate(segments, at, dataset, self.folder)
                 spans = [(s.first, s.path, -1) for s in segments[index:]]
                 try:
-                    got = _read_spans(cursor, spans, at, limit - len(out), end)
+                    got = read_spans(cursor, spans, at, limit - len(out), end)
                 except FileNotFoundError:  # trimmed by the writer since the last listing
                     got = []
                 if got:
@@ -190,14 +190,14 @@ class LogReader(_Named):
                 else:  # the writer may have started a segment, or trimmed some
                     fresh = True
 
-    def _list(self, dataset: str) -> list[_Segment]:
+    def _list(self, dataset: str) -> list[Segment]:
         """List the dataset's segments again (the writer starts and deletes them)."""
         folder = self.folder / dataset
         try:
-            firsts = _segment_firsts(folder)
+            firsts = segment_firsts(folder)
         except FileNotFoundError:
             firsts = []
-        segments = [_Segment(f, folder / f"{f:020d}.log", -1, -1, 0.0) for f in firsts]
+        segments = [Segment(f, folder / f"{f:020d}.log", -1, -1, 0.0) for f in firsts]
         self._segments[dataset] = segments
         if segments:
             self._cursors[dataset].forget(segments[0].first - 1)
