@@ -96,6 +96,14 @@ class BatchRunner(ABC, Generic[Staged]):
         return True
 
     @abstractmethod
+    def untouched(self, staged: Staged, step: TableStep) -> bool:
+        """Whether the batch has no part of the step's dataset and its table exists: then
+        nothing is written to it, not even the batch's app transaction (a stream of one
+        dataset paid a commit a trigger for each of the other's tables). The batch's own
+        tables still name it: finishing it from bronze checks the datasets it has parts of,
+        and a table without the batch would only be written again with nothing."""
+
+    @abstractmethod
     def holds_batch(self, batch_id: int, datasets: tuple[str, ...]) -> bool:
         """Whether bronze and quarantine of these datasets hold the batch, so that it can be
         finished from bronze (`stage` then reads a `from_bronze` batch from there)."""
@@ -303,8 +311,11 @@ class BatchRunner(ABC, Generic[Staged]):
             self.progress.stage(f"writing {step.table}")
             crash_point(f"before_{step.step_id}")
             clock = time.perf_counter()
-            write = implementation(type(step), self.engine)
-            rows = write(self, staged, step, batch_id, run_id, now)
+            if self.untouched(staged, step):
+                rows: int | None = 0
+            else:
+                write = implementation(type(step), self.engine)
+                rows = write(self, staged, step, batch_id, run_id, now)
             _record(report, step.table, rows)
             done = "had the batch" if rows is None else f"{rows} rows"
             context = {"run_id": run_id, "batch_id": batch_id, "table": step.table}

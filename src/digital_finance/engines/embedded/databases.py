@@ -75,7 +75,7 @@ class Databases:
                     self._clearing += 1
             # not a daemon: one stopped inside DuckDB as the interpreter ends aborts the
             # process ("FATAL: exception not rethrown"); the exit waits for it instead
-            if not keep or not _started(self._give_back, con, "duckdb-clear"):
+            if not keep or not _started("duckdb-clear", self._give_back, con):
                 if keep:
                     self._ended(clearing=True)
                 with contextlib.suppress(duckdb.Error):
@@ -128,7 +128,7 @@ class Databases:
             if con is not None:
                 con.close()
 
-        if not _started(opened, None, "duckdb-warm"):  # not a daemon: as in `lend`
+        if not _started("duckdb-warm", opened):  # not a daemon: as in `lend`
             self._ended(clearing=False)
 
     def _take(self, temp_dir: Path) -> duckdb.DuckDBPyConnection:
@@ -158,10 +158,9 @@ class Databases:
                 con.close()
 
 
-def _started(work: Callable[..., None], con: duckdb.DuckDBPyConnection | None, name: str) -> bool:
-    """Whether a thread doing `work` (given `con`, when there is one) could be started: none
-    can be while the interpreter shuts down, or when the process has no threads left."""
-    args = () if con is None else (con,)
+def _started(name: str, work: Callable[..., None], *args: object) -> bool:
+    """Whether a thread doing `work(*args)` could be started: none can while the interpreter
+    shuts down, or when the process has no threads left."""
     try:
         threading.Thread(target=work, args=args, name=name).start()
     except RuntimeError:

@@ -43,7 +43,7 @@ from digital_finance.engines.embedded.system_history import SystemHistory
 from digital_finance.errors import TerminalError
 from digital_finance.lakehouse import orphans, scratch
 from digital_finance.lakehouse.storage import Location
-from digital_finance.runs.batch_runner import BatchRunner
+from digital_finance.runs.batch_runner import BatchRunner, TableStep
 from digital_finance.runs.failpoints import crash_point
 from digital_finance.runs.intake import Intake
 from digital_finance.runs.plan import Batch, History
@@ -268,8 +268,6 @@ class EmbeddedRunner(BatchRunner[Staged]):
         """Append every staged record of the dataset to bronze: the files written while the
         batch was staged (`bronze_ahead`), or the staged records' text."""
         ds = staged[step.dataset]
-        if self._untouched(ds, step.table):
-            return 0
         if ds.bronze_ahead is not None:
             written = ds.bronze_ahead.finish()
             return bronze_ahead.commit(self.root, step.table, written, batch_id, ds.cursor())
@@ -281,8 +279,6 @@ class EmbeddedRunner(BatchRunner[Staged]):
     ) -> int | None:
         """Append the dataset's rejected records to quarantine."""
         ds = staged[step.dataset]
-        if self._untouched(ds, step.table):
-            return 0
         sql = ds.quarantine(
             batch_id,
             run_id,
@@ -337,8 +333,6 @@ class EmbeddedRunner(BatchRunner[Staged]):
             offered = silver_merge.commit_written(self.root, step.table, written, batch_id)
             if offered is not None:
                 return offered
-        if self._untouched(ds, step.table):
-            return 0
         if ahead is not None:
             con, batch = ahead.con, ahead.batch
         else:
@@ -367,13 +361,10 @@ class EmbeddedRunner(BatchRunner[Staged]):
             sql = enrich.enriched(con, sql, enrichments, step.dataset)
         return silver_merge.Candidates(sql, batch_id, step.rule, rows, way)
 
-    def _untouched(self, ds: StagedDataset, table: str) -> bool:
-        """Whether the batch has no part of the dataset and its table exists: then nothing
-        is written to it, not even the batch's app transaction. A stream of one dataset
-        paid 60 ms a trigger for the other's three empty commits. The batch's own tables
-        still name it: finishing it from bronze checks the datasets it has parts of, and
-        a table without the batch would only be written again with nothing."""
-        return ds.parts == 0 and delta_io.open_table(self.root, table) is not None
+    def untouched(self, staged: Staged, step: TableStep) -> bool:
+        # 60 ms a trigger for a stream of one dataset, before (three empty commits)
+        exists = delta_io.open_table(self.root, step.table) is not None
+        return staged[step.dataset].parts == 0 and exists
 
     def rebuild_gold(self, step: JoinGold, batch_id: int) -> tuple[int, int]:
         """Bring gold up to date with silver: for the companies the batch touched only,

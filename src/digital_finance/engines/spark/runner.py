@@ -29,7 +29,7 @@ from digital_finance.engines.spark.staging import SparkStagedDataset, parse_file
 from digital_finance.errors import TerminalError
 from digital_finance.lakehouse.layout import BRONZE_UNINDEXED, table_uri
 from digital_finance.lakehouse.storage import Location
-from digital_finance.runs.batch_runner import BatchRunner
+from digital_finance.runs.batch_runner import BatchRunner, TableStep
 from digital_finance.runs.intake import FileIntake
 from digital_finance.runs.plan import Batch, History
 from digital_finance.runs.report import BatchReport, Progress, RunReport
@@ -121,44 +121,34 @@ class SparkRunner(BatchRunner[Staged]):
         self, staged: Staged, step: LandBronze, batch_id: int, run_id: str, now: datetime
     ) -> int | None:
         """Append every staged record of the dataset to bronze."""
-        path = table_uri(self.root, step.table)
-        if self._untouched(staged[step.dataset], path):
-            return 0
         df = staged[step.dataset].bronze(batch_id, run_id, now)
+        path = table_uri(self.root, step.table)
         return delta_writes.write(df, path, batch_id, "append", unindexed=BRONZE_UNINDEXED)
 
     def write_quarantine(
         self, staged: Staged, step: WriteQuarantine, batch_id: int, run_id: str, now: datetime
     ) -> int | None:
         """Append the dataset's rejected records to quarantine."""
-        path = table_uri(self.root, step.table)
-        if self._untouched(staged[step.dataset], path):
-            return 0
         df = staged[step.dataset].quarantine(
             batch_id, run_id, now, f"contract_{step.dataset}", f"expectations_{step.dataset}"
         )
-        return delta_writes.write(df, path, batch_id, "append")
+        return delta_writes.write(df, table_uri(self.root, step.table), batch_id, "append")
 
     def merge_silver(
         self, staged: Staged, step: MergeSilver, batch_id: int, run_id: str, now: datetime
     ) -> int | None:
         """Bring the batch's latest record per key into silver."""
-        path = table_uri(self.root, step.table)
-        if self._untouched(staged[step.dataset], path):
-            return 0
         candidates = staged[step.dataset].latest(batch_id, now, step.rule)
         enrichments = self.pipeline.enrichments_for(step.dataset)
         if enrichments:
             candidates = enrich.enriched(candidates, enrichments)
+        path = table_uri(self.root, step.table)
         return delta_writes.merge_latest(candidates, path, batch_id, step.rule)
 
-    def _untouched(self, dataset: SparkStagedDataset, path: str) -> bool:
-        """Whether the batch has no part of the dataset and its table exists: then nothing
-        is written to it, not even the batch's app transaction, as on the embedded engine
-        (`EmbeddedRunner._untouched`). Each of those empty commits cost a stream's trigger
-        of the other dataset a Delta transaction (about a second on `local[2]`), and the
-        MERGE of nothing a Spark job."""
-        return dataset.untouched and delta_writes.exists(self.spark, path)
+    def untouched(self, staged: Staged, step: TableStep) -> bool:
+        # a Delta transaction each (about a second on `local[2]`), and a MERGE's Spark job
+        exists = delta_writes.exists(self.spark, table_uri(self.root, step.table))
+        return staged[step.dataset].untouched and exists
 
     def rebuild_gold(self, step: JoinGold, batch_id: int) -> tuple[int, int]:
         """Rebuild gold from silver."""

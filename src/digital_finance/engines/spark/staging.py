@@ -192,16 +192,17 @@ class SparkStagedDataset:
     # --- questions asked before anything is committed --------------------------------
     def rule_counts(self) -> tuple[int, int, list[RuleFailures]]:
         """Records staged, how many the reference decided, and failures per rule."""
-        if self.untouched:
-            counts = count_rules({}, {}, self.builtin_actions, self.user_rules)
-            name = self.spec.name
-            return 0, 0, [RuleFailures(name, r, a.value, n) for r, a, n in counts]
-        totals = self.checked.agg(
-            F.count("*").alias("records"), F.sum(F.col("by_reference").cast("int")).alias("ref")
-        ).first()
-        records = int(totals["records"]) if totals else 0
-        by_reference = int(totals["ref"] or 0) if totals else 0
-        contract, user = self._failures("reasons"), self._failures("failed_rules")
+        records = by_reference = 0
+        contract: dict[str, int] = {}
+        user: dict[str, int] = {}
+        if not self.untouched:
+            totals = self.checked.agg(
+                F.count("*").alias("records"),
+                F.sum(F.col("by_reference").cast("int")).alias("ref"),
+            ).first()
+            records = int(totals["records"]) if totals else 0
+            by_reference = int(totals["ref"] or 0) if totals else 0
+            contract, user = self._failures("reasons"), self._failures("failed_rules")
         counts = count_rules(contract, user, self.builtin_actions, self.user_rules)
         name = self.spec.name
         return records, by_reference, [RuleFailures(name, r, a.value, n) for r, a, n in counts]
