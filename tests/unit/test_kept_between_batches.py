@@ -4,8 +4,6 @@ each given back only when it is as good as new."""
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import duckdb
@@ -13,7 +11,6 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
-from digital_finance.engines.embedded import databases as databases_module
 from digital_finance.engines.embedded import delta_io
 from digital_finance.engines.embedded.databases import Databases
 from digital_finance.lakehouse.storage import Location
@@ -39,31 +36,6 @@ def test_a_failed_batch_gives_no_database_back(tmp_path: Path) -> None:
         raise RuntimeError("the batch failed")
     with databases.lend(tmp_path / "b") as fresh:
         assert fresh is not failed
-
-
-def test_a_lend_waits_for_the_database_being_opened_or_cleared(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    opened: list[duckdb.DuckDBPyConnection] = []
-    real = databases_module._opened
-
-    def slowly_opened(memory_limit: str, threads: int | None) -> duckdb.DuckDBPyConnection:
-        time.sleep(0.3)  # a lend that did not wait would open a second database meanwhile
-        con = real(memory_limit, threads)
-        opened.append(con)
-        return con
-
-    monkeypatch.setattr(databases_module, "_opened", slowly_opened)
-    databases = Databases("256MB", 1)
-    databases.warm()
-    with databases.lend(tmp_path / "a") as first:
-        first.execute("CREATE TABLE staged AS SELECT range AS x FROM range(100000)")
-    # the first is being cleared on a thread of its own now: the next lend waits for it
-    with databases.lend(tmp_path / "b") as second:
-        assert second is first
-        assert second.execute("SELECT count(*) FROM duckdb_tables()").fetchall() == [(0,)]
-    assert len(opened) == 1
-    databases.close()
 
 
 def test_a_database_that_spilled_is_replaced(tmp_path: Path) -> None:
@@ -96,37 +68,3 @@ def test_an_opened_table_is_brought_up_to_date_and_a_table_made_again_is_opened_
     remade = delta_io.open_table(root, "t")
     assert remade is not None and remade is not first
     assert sorted(remade.to_pyarrow_table()["a"].to_pylist()) == [10, 11, 12]
-
-
-def test_a_clearing_that_fails_or_a_thread_that_cannot_start_never_blocks_a_lend(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def broken(con: duckdb.DuckDBPyConnection) -> bool:
-        raise MemoryError("while dropping the staged tables")
-
-    databases = Databases("256MB", 1)
-    monkeypatch.setattr(databases_module, "_cleared", broken)
-    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the thread's own error
-    with databases.lend(tmp_path / "a") as first:
-        first.execute("SELECT 1").fetchall()
-    done: list[duckdb.DuckDBPyConnection] = []
-
-    def lend_again() -> None:
-        with databases.lend(tmp_path / "b") as again:
-            done.append(again)
-
-    waiting = threading.Thread(target=lend_again, daemon=True)  # a hang fails, not blocks
-    waiting.start()
-    waiting.join(timeout=10)
-    assert done and done[0] is not first  # not kept: it could not be cleared
-
-    def refused(self: threading.Thread) -> None:
-        raise RuntimeError("can't create new thread at interpreter shutdown")
-
-    monkeypatch.setattr(threading.Thread, "start", refused)
-    databases.warm()  # no thread: nothing is left waiting for one
-    with databases.lend(tmp_path / "c") as third:
-        third.execute("SELECT 1").fetchall()
-    with databases.lend(tmp_path / "d") as fourth:  # the third was closed, not kept
-        assert fourth is not third
-        fourth.execute("SELECT 1").fetchall()

@@ -7,18 +7,13 @@ keeps: one returned clean (every table and view it made dropped) is lent again. 
 that spilled to disk cannot take the next batch's spill folder (DuckDB refuses to switch
 folders once one was used), and one whose batch failed may hold a busy cursor: both are
 closed, and the next batch gets a new one.
-
-A database is cleared on a thread of its own once its batch is done (10 to 30 ms after a
-1M-record batch, dropping what it staged): the run log (after gold's database is given
-back) and the CLI's report (after staging's is) do not wait for it, and the next `lend`
-waits for it rather than opening another.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -55,88 +50,55 @@ class Databases:
         self.threads = threads
         self._idle: list[duckdb.DuckDBPyConnection] = []
         self._warming = False
-        self._clearing = 0  # databases being cleared for the next batch
-        self._closed = False  # once closed, a database warmed or cleared late is closed too
+        self._closed = False  # once closed, a database warmed late is closed too
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)  # a clearing ended
 
     @contextlib.contextmanager
     def lend(self, temp_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         """A database spilling to `temp_dir` for the block; kept afterwards when it can be."""
         con = self._take(temp_dir)
-        succeeded = False
+        returned = False
         try:
             yield con
-            succeeded = True
+            returned = _cleared(con)
         finally:
-            with self._lock:
-                keep = succeeded and not self._closed and len(self._idle) + self._clearing < KEPT
-                if keep:
-                    self._clearing += 1
-            # not a daemon: one stopped inside DuckDB as the interpreter ends aborts the
-            # process ("FATAL: exception not rethrown"); the exit waits for it instead
-            if not keep or not _started("duckdb-clear", self._give_back, con):
-                if keep:
-                    self._ended(clearing=True)
+            if returned:
+                with self._lock:
+                    if len(self._idle) < KEPT:
+                        self._idle.append(con)
+                        con = None  # type: ignore[assignment]
+            if con is not None:
                 with contextlib.suppress(duckdb.Error):
                     con.close()
-
-    def _give_back(self, con: duckdb.DuckDBPyConnection) -> None:
-        kept = False
-        try:
-            cleared = _cleared(con)
-            with self._lock:
-                kept = cleared and not self._closed and len(self._idle) < KEPT
-                if kept:
-                    self._idle.append(con)
-        finally:  # whatever happened, a `lend` waiting for this one must go on
-            self._ended(clearing=True)
-            if not kept:
-                with contextlib.suppress(duckdb.Error):
-                    con.close()
-
-    def _ended(self, *, clearing: bool) -> None:
-        """A clearing (or else an opening) in flight ended: the waiting `lend`s look again."""
-        with self._lock:
-            if clearing:
-                self._clearing -= 1
-            else:
-                self._warming = False
-            self._changed.notify_all()
 
     def warm(self) -> None:
-        """Open a database on a thread of its own when none is idle, for the next `lend`
-        (which waits for it): a one-batch run (the CLI) otherwise opened staging's and gold's,
-        30 to 40 ms each, on the batch's path."""
+        """Open a database on a thread of its own when none is idle, for the next `lend`: a
+        one-batch run (the CLI) otherwise opened gold's, 30 to 40 ms, on the batch's path."""
         with self._lock:
             if self._idle or self._warming:
                 return
             self._warming = True
 
         def opened() -> None:
-            con: duckdb.DuckDBPyConnection | None = None
             try:
                 con = _opened(self.memory_limit, self.threads)
             except duckdb.Error:  # `lend` opens one itself, and says why if it cannot
-                pass
+                return
             finally:
                 with self._lock:
-                    if con is not None and len(self._idle) < KEPT and not self._closed:
-                        self._idle.append(con)
-                        con = None
-                self._ended(clearing=False)
-            if con is not None:
-                con.close()
+                    self._warming = False
+            with self._lock:
+                if len(self._idle) < KEPT and not self._closed:
+                    self._idle.append(con)
+                    return
+            con.close()
 
-        if not _started("duckdb-warm", opened):  # not a daemon: as in `lend`
-            self._ended(clearing=False)
+        threading.Thread(target=opened, name="duckdb-warm", daemon=True).start()
 
     def _take(self, temp_dir: Path) -> duckdb.DuckDBPyConnection:
         temp_dir.mkdir(parents=True, exist_ok=True)
         while True:
             with self._lock:
-                while not self._idle and (self._clearing or self._warming):
-                    self._changed.wait()  # sooner than opening another
                 if not self._idle:
                     break
                 con = self._idle.pop()
@@ -156,16 +118,6 @@ class Databases:
         for con in idle:
             with contextlib.suppress(duckdb.Error):
                 con.close()
-
-
-def _started(name: str, work: Callable[..., None], *args: object) -> bool:
-    """Whether a thread doing `work(*args)` could be started: none can while the interpreter
-    shuts down, or when the process has no threads left."""
-    try:
-        threading.Thread(target=work, args=args, name=name).start()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _cleared(con: duckdb.DuckDBPyConnection) -> bool:

@@ -45,9 +45,8 @@ from digital_finance.lakehouse import orphans, scratch
 from digital_finance.lakehouse.storage import Location
 from digital_finance.runs.batch_runner import BatchRunner, TableStep
 from digital_finance.runs.failpoints import crash_point
-from digital_finance.runs.intake import Intake
 from digital_finance.runs.plan import Batch, History
-from digital_finance.runs.report import BatchReport, Progress, RuleFailures, RunReport
+from digital_finance.runs.report import BatchReport, Progress, RuleFailures
 from digital_finance.sources.base import FileSource, Source
 from digital_finance.sources.bronze_source import BronzeSource
 
@@ -108,10 +107,6 @@ class EmbeddedRunner(BatchRunner[Staged]):
         self.silver_ahead = SilverAhead(output)
         # the batch being committed, for gold's increment (`rebuild_gold`)
         self._committing: tuple[int, Staged] | None = None
-
-    def run_intake(self, intake: Intake) -> RunReport:
-        self.databases.warm()  # staging's database, opened while the run plans
-        return super().run_intake(intake)
 
     def history(self) -> History:
         if self.root.is_local:
