@@ -28,11 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from digital_finance.config import RunConfig, load_config
 from digital_finance.definition.pipeline import Pipeline, build_pipeline
+from digital_finance.definition.steps import ApplyContract
 from digital_finance.errors import TerminalError, TransientError
 from digital_finance.lakehouse.layout import TABLES
 from digital_finance.lakehouse.storage import Location, location
 from digital_finance.runs.report import RunReport
+from digital_finance.sources import read_ahead
 from digital_finance.sources.discovery import InputFile, resolve_inputs
+from digital_finance.sources.input_limits import InputLimits
 from digital_finance.sources.input_store import InputStore
 
 if TYPE_CHECKING:
@@ -129,8 +132,20 @@ class Lakehouse:
         intake = FileIntake(inputs, InputStore(self.root.options))
         if self._runner is None and self._never_planned():
             intake.hash_ahead()  # while the engine's libraries load, below
-        with self._commits():
-            return self._logged(self._batch_runner().run(inputs, intake))
+            if self.engine == "embedded":
+                intake.read_ahead(self._first_read())
+        try:
+            with self._commits():
+                return self._logged(self._batch_runner().run(inputs, intake))
+        finally:
+            read_ahead.discard()
+
+    def _first_read(self) -> list[tuple[str, InputLimits]]:
+        """The datasets in the order a batch stages them, with their reader's limits."""
+        return [
+            (step.spec.name, self._pipeline.input_limits(step.spec.name))
+            for step in self._pipeline.steps_of(ApplyContract)
+        ]
 
     def _never_planned(self) -> bool:
         """Whether no batch was ever planned here (a local lakehouse without its batch

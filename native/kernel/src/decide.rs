@@ -150,8 +150,8 @@ pub fn decide(spec: &Spec, offsets: &[i64], data: &[u8], line_codes: Option<&[u8
         _ => 0,
     };
     let mut out = Output::new(spec, rows, span);
-    let names: Vec<&[u8]> = spec.fields.iter().map(|f| f.name.as_bytes()).collect();
-    let mut vals: Vec<Val> = vec![Val::Absent; names.len()];
+    let mut names = json::Keys::new(spec.fields.iter().map(|f| f.name.as_bytes()).collect());
+    let mut vals: Vec<Val> = vec![Val::Absent; spec.fields.len()];
     let mut unknown: Vec<Unknown> = Vec::new();
     let mut rescued = Vec::new();
     for i in 0..rows {
@@ -167,6 +167,9 @@ pub fn decide(spec: &Spec, offsets: &[i64], data: &[u8], line_codes: Option<&[u8
             continue;
         }
         let text = match code {
+            // most records are ASCII, which is UTF-8 at a word-wide check
+            // SAFETY: ASCII is UTF-8
+            LINE_OK if line.is_ascii() => Some(unsafe { std::str::from_utf8_unchecked(line) }),
             LINE_OK => std::str::from_utf8(line).ok(),
             _ => None,
         };
@@ -182,7 +185,7 @@ pub fn decide(spec: &Spec, offsets: &[i64], data: &[u8], line_codes: Option<&[u8
         }
         vals.iter_mut().for_each(|v| *v = Val::Absent);
         unknown.clear();
-        match json::parse_record(text, &names, &mut vals, &mut unknown) {
+        match json::parse_record(text, &mut names, &mut vals, &mut unknown) {
             Ok(()) => {}
             Err(Whole::InvalidJson) => {
                 out.empty_row(true, false, Some(&spec.whole.invalid_json));

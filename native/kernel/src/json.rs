@@ -67,6 +67,64 @@ impl<'a> KeySet<'a> {
     }
 }
 
+const REMEMBERED: usize = 64;
+
+/// The keys a dataset names, and which of them came at each place of the last record:
+/// records of one source nearly always list their keys in one order, so a key is compared
+/// with the one expected there first, and with all of them only when that misses.
+pub struct Keys<'n> {
+    names: Vec<&'n [u8]>,
+    expected: [u8; REMEMBERED],
+}
+
+impl<'n> Keys<'n> {
+    const NONE: u8 = u8::MAX;
+
+    pub fn new(names: Vec<&'n [u8]>) -> Self {
+        Keys { names, expected: [Self::NONE; REMEMBERED] }
+    }
+
+    /// The index of the member at place `place` whose key is `key`, among the names.
+    #[inline]
+    fn find(&mut self, place: usize, key: &[u8]) -> Option<usize> {
+        let guess = self.expected.get(place).copied().unwrap_or(Self::NONE) as usize;
+        if self.names.get(guess).is_some_and(|n| same_key(n, key)) {
+            return Some(guess);
+        }
+        let found = self.names.iter().position(|n| *n == key);
+        if let Some(slot) = self.expected.get_mut(place) {
+            *slot = found.map_or(Self::NONE, |f| f as u8);
+        }
+        found
+    }
+}
+
+/// `a == b` for short keys without a call to `memcmp`: two overlapping words from 8 to 16
+/// bytes, a word's worth of bytes below that.
+#[inline]
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        0..=7 => {
+            let mut diff = 0u8;
+            for k in 0..n {
+                diff |= a[k] ^ b[k];
+            }
+            diff == 0
+        }
+        _ => a == b,
+    }
+}
+
 struct Bad;
 type R<T> = Result<T, Bad>;
 
@@ -90,6 +148,32 @@ fn hexval(c: u8) -> Option<u32> {
         b'A'..=b'F' => Some((c - b'A' + 10) as u32),
         _ => None,
     }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Where the first byte at or after `i` that ends a string's plain run stands: a quote, a
+/// backslash or a control character. Eight bytes a step (the bytes of a word whose high bit
+/// the masks set: the lowest set bit is always a true match, a borrow only moves upward).
+#[inline]
+fn next_special(b: &[u8], mut i: usize) -> Option<usize> {
+    while i + 8 <= b.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&b[i..i + 8]);
+        let w = u64::from_le_bytes(word);
+        let quote = w ^ (ONES * b'"' as u64);
+        let backslash = w ^ (ONES * b'\\' as u64);
+        let found = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (w.wrapping_sub(ONES * 0x20) & !w);
+        let found = found & HIGHS;
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b[i..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|k| i + k)
 }
 
 impl<'a> Scanner<'a> {
@@ -125,12 +209,7 @@ impl<'a> Scanner<'a> {
         let mut esc = false;
         loop {
             // jump to the next byte that needs a look
-            let rest = &self.b[self.i..];
-            let skip = rest
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-                .ok_or(Bad)?;
-            self.i += skip;
+            self.i = next_special(self.b, self.i).ok_or(Bad)?;
             match self.b[self.i] {
                 b'"' => {
                     let end = self.i;
@@ -312,7 +391,7 @@ impl<'a> Scanner<'a> {
     /// The top-level object: contract members into `vals`, the others into `unknown`.
     fn top_object(
         &mut self,
-        names: &[&[u8]],
+        names: &mut Keys<'_>,
         vals: &mut [Val<'a>],
         unknown: &mut Vec<Unknown>,
     ) -> R<()> {
@@ -324,6 +403,7 @@ impl<'a> Scanner<'a> {
         }
         let mut seen = 0u64;
         let mut unknown_keys = KeySet::default();
+        let mut place = 0;
         loop {
             self.ws();
             if self.peek() != Some(b'"') {
@@ -331,7 +411,8 @@ impl<'a> Scanner<'a> {
             }
             let key_span = self.string()?;
             let key = self.decode(key_span);
-            let index = names.iter().position(|n| *n == key.as_bytes());
+            let index = names.find(place, key.as_bytes());
+            place += 1;
             match index {
                 Some(f) => {
                     if seen & (1 << f) != 0 {
@@ -405,7 +486,7 @@ pub fn value_end(text: &str, start: usize) -> Option<usize> {
 /// Decode one record. `vals` must hold `names.len()` entries, all `Absent`.
 pub fn parse_record<'a>(
     line: &'a str,
-    names: &[&[u8]],
+    names: &mut Keys<'_>,
     vals: &mut [Val<'a>],
     unknown: &mut Vec<Unknown>,
 ) -> Result<(), Whole> {
@@ -433,10 +514,16 @@ pub fn parse_record<'a>(
 }
 
 /// The text of a validated string's content, escapes decoded.
+#[inline]
 pub fn decode_string(raw: &str, has_escapes: bool) -> Cow<'_, str> {
     if !has_escapes {
         return Cow::Borrowed(raw);
     }
+    Cow::Owned(decode_escapes(raw))
+}
+
+#[inline(never)]
+fn decode_escapes(raw: &str) -> String {
     let b = raw.as_bytes();
     let mut out = String::with_capacity(b.len());
     let mut i = 0;
@@ -477,7 +564,7 @@ pub fn decode_string(raw: &str, has_escapes: bool) -> Cow<'_, str> {
         };
         out.push(ch);
     }
-    Cow::Owned(out)
+    out
 }
 
 /// Write a decoded string as JSON the way Python's `json.encoder.encode_basestring` does.
@@ -548,10 +635,10 @@ mod tests {
     }
 
     fn whole(line: &str) -> Result<(), Whole> {
-        let n = names();
+        let mut n = Keys::new(names());
         let mut vals = vec![Val::Absent, Val::Absent];
         let mut unknown = Vec::new();
-        parse_record(line, &n, &mut vals, &mut unknown)
+        parse_record(line, &mut n, &mut vals, &mut unknown)
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod decide;
 pub mod json;
 pub mod lines;
 pub mod rules;
+pub mod scan;
 
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
@@ -274,11 +275,31 @@ fn split_array<'py>(py: Python<'py>, data: PyBuffer<u8>) -> PyResult<Option<Boun
     Ok(Some(PyTuple::new(py, parts)?))
 }
 
+/// One pass over bytes [0, size) of a local file, without the interpreter lock: (None or
+/// the byte the file ended at before `size`, SHA-256 hex of [0, size), SHA-256 hex of
+/// [0, at) or None, line ends in [0, at), whether the byte before `at` (or `size`) is a
+/// line end, the first two bytes, the first byte that is neither blank nor a byte-order
+/// mark's). `sources/file_scan.py` says what each is for.
+#[pyfunction]
+#[pyo3(signature = (path, size, at=None))]
+fn scan_file<'py>(
+    py: Python<'py>,
+    path: String,
+    size: u64,
+    at: Option<u64>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let s = py.detach(|| scan::scan(&path, size, at))?;
+    let head = pyo3::types::PyBytes::new(py, &s.head);
+    let first = pyo3::types::PyBytes::new(py, s.first.as_slice());
+    (s.ended_at, s.sha256, s.prefix_sha256, s.lines_before, s.line_end_at, head, first).into_pyobject(py)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Kernel>()?;
     m.add_function(wrap_pyfunction!(split_lines, m)?)?;
     m.add_function(wrap_pyfunction!(split_array, m)?)?;
+    m.add_function(wrap_pyfunction!(scan_file, m)?)?;
     m.add("MAX_DEPTH", json::MAX_DEPTH)?;
     Ok(())
 }

@@ -82,9 +82,11 @@ fn strip_zeros(b: &[u8]) -> &[u8] {
     &b[n..]
 }
 
+/// The value of at most 19 ASCII digits (the callers check the count).
 #[inline]
-fn digits_value(b: &[u8]) -> u128 {
-    b.iter().fold(0u128, |n, &c| n * 10 + (c - b'0') as u128)
+fn digits_value(b: &[u8]) -> u64 {
+    debug_assert!(b.len() <= 19);
+    b.iter().fold(0u64, |n, &c| n * 10 + (c - b'0') as u64)
 }
 
 fn is_integer_text(t: &str) -> bool {
@@ -95,15 +97,13 @@ fn is_integer_text(t: &str) -> bool {
 pub fn integer(v: &Val, f: &Field) -> Option<i64> {
     let (negative, digits): (bool, &[u8]) = match v {
         Val::Num(t) => {
-            if !is_integer_text(t) {
+            let b = t.as_bytes();
+            let (negative, digits) = if b[0] == b'-' { (true, &b[1..]) } else { (false, b) };
+            // the scanner checked the number's grammar: digits alone make an integer
+            if !digits.iter().all(u8::is_ascii_digit) {
                 return None;
             }
-            let b = t.as_bytes();
-            if b[0] == b'-' {
-                (true, &b[1..])
-            } else {
-                (false, b)
-            }
+            (negative, digits)
         }
         Val::Str(s) => {
             if !all_digits(s.as_bytes()) {

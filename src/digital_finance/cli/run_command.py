@@ -174,6 +174,9 @@ def _ingest(
             TimeElapsedColumn(),
             console=err_console,
             transient=True,
+            # the bar redraws itself ten times a second on a thread that takes the
+            # interpreter from the batch; a log file gets plain lines instead (`_line`)
+            auto_refresh=err_console.is_terminal,
         ) as bar,
         _session(engine, progress := RichProgress(bar), master, spark_conf) as spark,
     ):

@@ -26,9 +26,12 @@ from digital_finance.runs.plan import (
     plan_run,
     reached_positions,
 )
+from digital_finance.sources import read_ahead
 from digital_finance.sources.discovery import InputFile
+from digital_finance.sources.file_reader import BLOCK_BYTES
 from digital_finance.sources.file_scan import FileScan
-from digital_finance.sources.input_store import InputStore
+from digital_finance.sources.input_limits import InputLimits
+from digital_finance.sources.input_store import InputStore, is_uri
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -63,6 +66,17 @@ class FileIntake:
             (f.path, f.size, None) for files in self.inputs.values() for f in files
         ]
         self.scan.ahead(wanted)
+
+    def read_ahead(self, order: list[tuple[str, InputLimits]]) -> None:
+        """Start reading the files a new lakehouse's batch reads first (`sources.read_ahead`):
+        those of the first dataset in `order` (the staging order, with each dataset's reader
+        limits) that has any. Asked where `hash_ahead` is; local files only."""
+        for dataset, limits in order:
+            files = self.inputs.get(dataset) or []
+            if files:
+                local = [(f.path, f.size) for f in files if not is_uri(f.path)]
+                read_ahead.start(local, BLOCK_BYTES, limits)
+                return
 
 
 class StreamIntake:

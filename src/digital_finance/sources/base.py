@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
+from digital_finance.sources import read_ahead
 from digital_finance.sources.file_reader import BLOCK_BYTES, read_chunks
 from digital_finance.sources.input_limits import InputLimits
 from digital_finance.sources.input_store import InputStore
@@ -74,6 +75,11 @@ class FileSource:
 
     def read(self, part: SourcePart) -> Iterator[LineChunk]:
         """Bytes [start, end) of the file, every accepted form when read from its start."""
+        ahead = read_ahead.take(
+            part.partition, part.start, part.end, part.first_line, self.block_bytes, self.limits
+        )
+        if ahead is not None:
+            return ahead
         return read_chunks(
             part.partition,
             self.block_bytes,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import mmap
 import threading
 from collections.abc import Iterator
 from types import ModuleType
@@ -236,23 +237,24 @@ def _native_chunks(
     up to the record limit; a longer line is skipped (`_skip_line`).
     """
     size = max(block_bytes, len(head), 1)  # the block: the buffer's first `size` bytes
-    buffer = _BUFFERS.take(size)
+    held = [_BUFFERS.take(size)]  # the buffer, replaced by a larger one for a long line
     try:
-        yield from _split_blocks(module, stream, buffer, size, head, limits, next_line, bom)
+        yield from _split_blocks(module, stream, held, size, head, limits, next_line, bom)
     finally:
-        _BUFFERS.give(buffer)
+        _BUFFERS.give(held[0])
 
 
 def _split_blocks(
     module: ModuleType,
     stream: io.BufferedIOBase,
-    buffer: bytearray,
+    held: list[mmap.mmap],
     size: int,
     head: bytes,
     limits: InputLimits,
     next_line: int,
     bom: bool,
 ) -> Iterator[LineChunk]:
+    buffer = held[0]
     buffer[: len(head)] = head
     start = len(_BOM) if bom and head.startswith(_BOM) else 0
     filled = len(head)
@@ -274,7 +276,10 @@ def _split_blocks(
             elif not at_end:  # one line longer than the block: make room and read on
                 size *= 2
                 if len(buffer) < size:
-                    buffer.extend(bytes(size - len(buffer)))
+                    larger = _BUFFERS.take(size)
+                    larger[:filled] = buffer[:filled]
+                    _BUFFERS.give(buffer)
+                    held[0] = buffer = larger
             continue
         with memoryview(buffer) as view:
             chunk = _native_split(module, view[start : cut + 1], next_line, limits)
@@ -288,25 +293,29 @@ def _split_blocks(
 
 
 class _Buffers:
-    """Read buffers kept between files: a new 15 MB `bytearray` is zeroed and then faults
-    in page by page, about a tenth of a second a 1M-record batch for buffers that are
-    filled again at once. Two are kept (a batch reads on one thread), none larger than
-    twice a block."""
+    """Read buffers kept between files: a new 15 MB buffer faults in page by page, about a
+    tenth of a second a 1M-record batch for buffers that are filled again at once. Two are
+    kept (a batch reads on one thread), none larger than twice a block.
+
+    A buffer is anonymous memory (`mmap`), not a `bytearray`: a bytearray is zeroed when it
+    is made, a pass over 32 MB with the interpreter lock held, where a mapping's pages are
+    zero already and come in as the first read fills them, without the lock."""
 
     _KEPT = 2
 
     def __init__(self) -> None:
-        self._free: list[bytearray] = []
+        self._free: list[mmap.mmap] = []
         self._lock = threading.Lock()
 
-    def take(self, size: int) -> bytearray:
+    def take(self, size: int) -> mmap.mmap:
         with self._lock:
             for i, buffer in enumerate(self._free):
                 if len(buffer) >= size:
                     return self._free.pop(i)
-        return bytearray(size)
+        # a file of most of a block gets a whole one: the next, a little larger, fits in it
+        return mmap.mmap(-1, BLOCK_BYTES if BLOCK_BYTES // 2 < size < BLOCK_BYTES else size)
 
-    def give(self, buffer: bytearray) -> None:
+    def give(self, buffer: mmap.mmap) -> None:
         if len(buffer) > 2 * BLOCK_BYTES:
             return
         with self._lock:

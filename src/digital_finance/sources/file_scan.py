@@ -3,8 +3,10 @@
 A file is identified by the SHA-256 of its bytes, not by its modification time: a touched
 file with the same bytes is the same file, and a file whose first `n` bytes hash to what was
 ingested before, with a line end at byte `n`, has had lines appended. The pass reads the
-file once at about 1 GB/s (hashlib releases the GIL), and only for files whose size or
-modification time differ from the last read of their path.
+file once at about 1 GB/s, and only for files whose size or modification time differ from
+the last read of their path. A local file is scanned by the native kernel where it is
+installed (the same rules, the whole pass without the interpreter lock: scans run while the
+CLI imports its libraries); this module's own pass serves inputs behind a URI.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
+from digital_finance import native
 from digital_finance.errors import TransientError
-from digital_finance.sources.input_store import InputStore
+from digital_finance.sources.input_store import InputStore, is_uri
 
 SCAN_BLOCK = 1024 * 1024
 _LEADING = b" \t\r\n\xef\xbb\xbf"  # blanks and a byte-order mark before the first record
@@ -69,6 +73,16 @@ def scan_file(
     Reading stops at `size` (what the file held when it was listed), so a file that grows
     while it is scanned is scanned as it was listed. `store` reaches inputs behind a URI.
     """
+    module = native.kernel()
+    if module is not None and not is_uri(path) and hasattr(module, "scan_file"):
+        return _native_scan(module, path, size, at)
+    return scan_in_python(path, size, at, store)
+
+
+def scan_in_python(
+    path: str, size: int, at: int | None = None, store: InputStore | None = None
+) -> FileScan:
+    """`scan_file` in Python: for inputs behind a URI, and where the kernel is missing."""
     digest = hashlib.sha256()
     head = b""  # the first two bytes (gzip's magic)
     first = b""  # the first byte that is not blank: "[" for a JSON-array file
@@ -97,4 +111,16 @@ def scan_file(
         prefix,
         lines_before if prefix is not None else 0,
         last == b"\n",
+    )
+
+
+def _native_scan(module: ModuleType, path: str, size: int, at: int | None) -> FileScan:
+    ended_at, sha256, prefix, lines_before, line_end_at, head, first = module.scan_file(
+        path, size, at
+    )
+    if ended_at is not None:
+        raise FileChangedError(path, f"it ends at byte {ended_at}, not {size}")
+    appendable = not head.startswith(b"\x1f\x8b") and first != b"["
+    return FileScan(
+        size, sha256, appendable, prefix, lines_before if prefix is not None else 0, line_end_at
     )

@@ -131,8 +131,7 @@ def _rewrite(root: Location, step: Step, dt: DeltaTable, folder: Path) -> Rewrit
         star = f"* REPLACE ({fix})" if fix else "*"
         staged = folder / f"part-{uuid.uuid4()}-compacted.zstd.parquet"
         ((rows,),) = con.execute(
-            f"COPY (SELECT {star} FROM {source}) TO ? (FORMAT parquet, COMPRESSION zstd, "
-            f"COMPRESSION_LEVEL 1, ROW_GROUP_SIZE {delta_io.ROW_GROUP_ROWS})",
+            f"COPY (SELECT {star} FROM {source}) TO ? ({delta_io.DUCKDB_PARQUET})",
             [str(staged)],
         ).fetchall()
     finally:

@@ -46,6 +46,15 @@ WRITER = WriterProperties(
     compression="ZSTD", compression_level=1, max_row_group_size=ROW_GROUP_ROWS
 )
 TARGET_FILE_BYTES = 64 * 1024 * 1024
+# DuckDB's Parquet for the tables it writes (quarantine, silver, gold, compaction). Format
+# version 2 encodes integers and times as deltas instead of trying a dictionary first: a 1M
+# batch's silver is written in 0.9 times the time and is 12% smaller. Readers: delta-rs,
+# DuckDB, pyarrow and Spark 3.3 and later (Databricks Runtime 11.3+) read it; a reader
+# older than that does not (docs/DECISIONS.md, "Silver and gold in Parquet format 2").
+DUCKDB_PARQUET = (
+    "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARQUET_VERSION V2, "
+    f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}"
+)
 
 
 # delta-rs writes a checkpoint inside every hundredth commit of a table. A stream's batches
@@ -283,8 +292,7 @@ def write_files(
     schema = con.sql(f"SELECT * FROM ({sql}) LIMIT 0").to_arrow_table().schema
     # the folder is a bound parameter: a path is never SQL text, whatever it holds
     files = con.execute(
-        f"COPY ({sql}) TO ? (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
-        f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}, FILE_SIZE_BYTES {TARGET_FILE_BYTES}, "
+        f"COPY ({sql}) TO ? ({DUCKDB_PARQUET}, FILE_SIZE_BYTES {TARGET_FILE_BYTES}, "
         "FILENAME_PATTERN 'part-{uuid}', APPEND true, RETURN_STATS true)",
         [str(folder)],
     ).fetchall()
