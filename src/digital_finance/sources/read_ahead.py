@@ -5,9 +5,9 @@ and delta-rs on the main thread, with the second core idle once the files are ha
 (`runs.intake.FileIntake.hash_ahead`). A new lakehouse has read nothing, so the batch reads
 the first dataset's files from their first bytes, in the order listed: the first two
 blocks' worth of them are read and split into lines on a thread meanwhile (the split runs
-in the kernel, without the interpreter lock; the read ahead ends at a gzip file, whose
-inflating holds the lock). The batch's reader takes them, and a file's reader where it
-stopped, when it reaches the file.
+in the kernel, without the interpreter lock; a gzip file is passed over, its inflating
+holds the lock). The batch's reader takes them, and a file's reader where it stopped, when
+it reaches the file.
 
 What is read ahead is what `FileSource.read` would read: the same bytes, limits and block
 size, so a reading taken gives the same chunks, an error included at the same place. A
@@ -81,11 +81,9 @@ def _read(readings: list[_Reading]) -> None:
     budget = _BUDGET
     for reading in readings:
         try:
-            if budget > 0 and _gzipped(reading.path):
-                # inflating in Python holds the interpreter lock for most of its time, which
-                # the libraries loading meanwhile need: the read ahead ends here
-                budget = 0
-            if budget > 0:
+            # inflating in Python holds the interpreter lock for most of its time, which the
+            # libraries loading meanwhile need: a gzip file is left to the batch's reader
+            if budget > 0 and not _gzipped(reading.path):
                 budget = reading.read(budget)
         finally:
             reading.done.set()
