@@ -210,20 +210,28 @@ def test_a_record_over_the_limit_keeps_its_first_bytes_and_its_line(
         native.kernel.cache_clear()
 
 
-def test_a_line_longer_than_the_limit_is_never_held_whole(tmp_path: Path) -> None:
+def test_a_line_longer_than_the_limit_is_never_held_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import tracemalloc
+
+    from digital_finance.sources import file_reader
 
     path = tmp_path / "long.jsonl"
     with path.open("wb") as f:
         f.write(b'{"a": 1}\n{"x": "')
         f.write(b"y" * (64 << 20))
         f.write(b'"}\n{"a": 2}\n')
+    asked: list[int] = []  # read buffers are mappings, which tracemalloc does not see
+    take = file_reader._BUFFERS.take
+    monkeypatch.setattr(file_reader._BUFFERS, "take", lambda n: asked.append(n) or take(n))
     tracemalloc.start()
     got = _limited(path, InputLimits(max_record_bytes=1 << 20), block=1 << 20)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert [(n, r) for n, _, r in got] == [(1, None), (2, RECORD_TOO_LARGE), (3, None)]
     assert peak < 16 << 20, peak  # a few blocks, not the 64 MiB line
+    assert asked and max(asked) <= 4 << 20, asked
 
 
 def test_an_appended_part_applies_the_limit_too(tmp_path: Path) -> None:
@@ -284,3 +292,18 @@ def test_leading_blanks_are_not_held_while_looking_for_an_array(tmp_path: Path) 
     path.write_bytes(b"\n" * (8 << 20) + b'{"a": 1}\n')
     got = _limited(path, InputLimits())
     assert [(n, r) for n, _, r in got] == [((8 << 20) + 1, None)]
+
+
+def test_a_long_line_skipped_with_small_buffers_leaves_room_for_what_follows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digital_finance.sources import file_reader
+
+    monkeypatch.setattr(file_reader, "_BUFFERS", file_reader._Buffers())  # none pooled yet
+    path = tmp_path / "long-then-many.jsonl"
+    # a line longer than the first block read, then more than that block after it
+    path.write_bytes(b"x" * 100_000 + b"\n" + b'{"a": 1}\n' * 20_000)
+    got = _limited(path, InputLimits(max_record_bytes=160), block=64)
+    assert len(got) == 20_001
+    assert got[0][0] == 1 and got[0][2] == RECORD_TOO_LARGE
+    assert all(r is None for _, _, r in got[1:])

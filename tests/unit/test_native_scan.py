@@ -54,3 +54,10 @@ def test_a_file_shorter_than_listed_changed_while_read(tmp_path: Path) -> None:
         file_scan.scan_file(str(path), 20)
     with pytest.raises(FileNotFoundError):
         file_scan.scan_file(str(tmp_path / "gone.jsonl"), 20)
+
+
+def test_an_error_of_the_kernel_s_scan_is_python_s_own(tmp_path: Path) -> None:
+    # the kernel's errors carry no errno or file name: the Python pass raises its own
+    with pytest.raises(IsADirectoryError) as raised:
+        file_scan.scan_file(str(tmp_path), 10)
+    assert raised.value.filename == str(tmp_path)

@@ -122,3 +122,25 @@ def test_the_read_ahead_passes_over_a_gzip_file(tmp_path: Path) -> None:
     read_ahead.start(listed, BLOCK, LIMITS)
     taken = [read_ahead.take(p, 0, n, 1, BLOCK, LIMITS) for p, n in listed]
     assert [t is not None for t in taken] == [True, False, True]
+
+
+def test_a_json_array_larger_than_the_budget_is_left_to_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(read_ahead, "_BUDGET", 1000)
+    small, large = tmp_path / "small.json", tmp_path / "large.json"
+    small.write_bytes(b' [{"n": 1}]')
+    large.write_bytes(b"\n[" + b", ".join(b'{"n": %d}' % i for i in range(500)) + b"]")
+    listed = [(str(p), p.stat().st_size) for p in (small, large)]
+    read_ahead.start(listed, BLOCK, LIMITS)
+    taken = [read_ahead.take(p, 0, n, 1, BLOCK, LIMITS) for p, n in listed]
+    assert [t is not None for t in taken] == [True, False]
+
+
+def test_nothing_is_read_ahead_without_the_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(read_ahead.native, "kernel", lambda: None)
+    path = _file(tmp_path)
+    read_ahead.start([(str(path), path.stat().st_size)], BLOCK, LIMITS)
+    assert read_ahead.take(str(path), 0, path.stat().st_size, 1, BLOCK, LIMITS) is None

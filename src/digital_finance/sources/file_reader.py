@@ -271,6 +271,10 @@ def _split_blocks(
                 prefix, after, at_end = _skip_line(stream, bytes(buffer[start:filled]))
                 yield oversize_chunk(prefix, next_line)
                 next_line += 1
+                if len(after) > len(buffer):  # what followed the line, up to a skip block
+                    larger = _BUFFERS.take(len(after))
+                    _BUFFERS.give(buffer)
+                    held[0] = buffer = larger
                 buffer[: len(after)] = after
                 filled, start = len(after), 0
             elif not at_end:  # one line longer than the block: make room and read on
@@ -295,7 +299,8 @@ def _split_blocks(
 class _Buffers:
     """Read buffers kept between files: a new 15 MB buffer faults in page by page, about a
     tenth of a second a 1M-record batch for buffers that are filled again at once. Two are
-    kept (a batch reads on one thread), none larger than twice a block.
+    kept (the batch's reader and the read ahead, `sources.read_ahead`), none larger than
+    twice a block.
 
     A buffer is anonymous memory (`mmap`), not a `bytearray`: a bytearray is zeroed when it
     is made, a pass over 32 MB with the interpreter lock held, where a mapping's pages are

@@ -115,9 +115,14 @@ def scan_in_python(
 
 
 def _native_scan(module: ModuleType, path: str, size: int, at: int | None) -> FileScan:
-    ended_at, sha256, prefix, lines_before, line_end_at, head, first = module.scan_file(
-        path, size, at
-    )
+    try:
+        ended_at, sha256, prefix, lines_before, line_end_at, head, first = module.scan_file(
+            path, size, at
+        )
+    except (OSError, UnicodeError):
+        # the kernel's error has no errno or file name (and a name that is not UTF-8 cannot
+        # reach it): Python's own pass opens the file again and raises its own error
+        return scan_in_python(path, size, at)
     if ended_at is not None:
         raise FileChangedError(path, f"it ends at byte {ended_at}, not {size}")
     appendable = not head.startswith(b"\x1f\x8b") and first != b"["

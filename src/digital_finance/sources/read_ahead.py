@@ -12,7 +12,9 @@ it reaches the file.
 What is read ahead is what `FileSource.read` would read: the same bytes, limits and block
 size, so a reading taken gives the same chunks, an error included at the same place. A
 reading nobody takes (the plan chose other parts, another engine reads the files) is
-dropped with `discard` at the end of the run.
+dropped with `discard` at the end of the run. The readings are the process's, not one
+lakehouse's: two runs at once in one process may drop each other's, which costs only the
+time they would have saved. Without the native kernel nothing is read ahead.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from digital_finance import native
 from digital_finance.sources.file_reader import BLOCK_BYTES, read_chunks
 from digital_finance.sources.input_limits import InputLimits
 from digital_finance.sources.line_chunk import LineChunk
 
 # bytes of input read ahead at most: the idle time at start-up covers about two blocks' split
 _BUDGET = 2 * BLOCK_BYTES
+_LEADING = b" \t\r\n\xef\xbb\xbf"  # blanks and a byte-order mark before a file's first value
 
 
 @dataclass
@@ -81,20 +85,24 @@ def _read(readings: list[_Reading]) -> None:
     budget = _BUDGET
     for reading in readings:
         try:
-            # inflating in Python holds the interpreter lock for most of its time, which the
-            # libraries loading meanwhile need: a gzip file is left to the batch's reader
-            if budget > 0 and not _gzipped(reading.path):
+            if budget > 0 and _worth_reading(reading.path, reading.size, budget):
                 budget = reading.read(budget)
         finally:
             reading.done.set()
 
 
-def _gzipped(path: str) -> bool:
+def _worth_reading(path: str, size: int, budget: int) -> bool:
+    """Not a gzip file (inflating in Python holds the interpreter lock for most of its time,
+    which the libraries loading meanwhile need), and not a JSON array larger than what is
+    left of the budget (an array is read whole)."""
     try:
         with open(path, "rb") as f:
-            return f.read(2) == b"\x1f\x8b"
+            head = f.read(4096)
     except OSError:  # the batch's reader says what is wrong with it
         return False
+    if head.startswith(b"\x1f\x8b"):
+        return False
+    return not (head.lstrip(_LEADING).startswith(b"[") and size > budget)
 
 
 _lock = threading.Lock()
@@ -104,10 +112,16 @@ _readings: list[_Reading] = []
 def start(files: list[tuple[str, int]], block_bytes: int, limits: InputLimits) -> None:
     """Start reading bytes [0, size) of the local files `(path, size)`, in order, on a
     thread of their own, until about two blocks are read."""
+    if native.kernel() is None:  # Python's splitter holds the lock the libraries need then
+        return
     readings = [_Reading(path, size, block_bytes, limits) for path, size in files]
     with _lock:
         _readings.extend(readings)
-    threading.Thread(target=_read, args=(readings,), name="read-ahead", daemon=True).start()
+    try:
+        threading.Thread(target=_read, args=(readings,), name="read-ahead", daemon=True).start()
+    except RuntimeError:  # no thread to be had: the batch reads them itself
+        for reading in readings:
+            reading.done.set()
 
 
 def take(
