@@ -19,9 +19,9 @@ import gzip
 import io
 import mmap
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from digital_finance import native
 from digital_finance.arrow_arrays import int_array
@@ -134,12 +134,19 @@ def _first_significant_byte(stream: io.BufferedIOBase) -> tuple[bytes, bytes]:
     return b"", bytes(seen)
 
 
+def input_form(path: str, store: InputStore | None = None) -> Literal["gzip", "array", "lines"]:
+    """What the file, read from its start, is: gzip, one JSON array, or NDJSON lines."""
+    opened, gzipped = _open(store or InputStore(), path, 0, None, DEFAULT_LIMITS)
+    with opened as stream:
+        if gzipped:
+            return "gzip"
+        return "array" if _first_significant_byte(stream)[0] == b"[" else "lines"
+
+
 def is_plain_ndjson(path: str, store: InputStore | None = None) -> bool:
     """Whether the file, read from its start, is NDJSON as it stands: not gzip, not one JSON
     array. Only such a file can be read in pieces (`sources.file_pieces`)."""
-    opened, gzipped = _open(store or InputStore(), path, 0, None, DEFAULT_LIMITS)
-    with opened as stream:
-        return not gzipped and _first_significant_byte(stream)[0] != b"["
+    return input_form(path, store) == "lines"
 
 
 def read_chunks(
@@ -151,7 +158,7 @@ def read_chunks(
     first_line: int = 1,
     limits: InputLimits = DEFAULT_LIMITS,
     store: InputStore | None = None,
-) -> Iterator[LineChunk]:
+) -> Generator[LineChunk, None, None]:
     """Yield the records of bytes [start, end) of the file in chunks of about `block_bytes`.
 
     From the start of a file (`start` 0) every form is read: NDJSON, one JSON array, gzip, a

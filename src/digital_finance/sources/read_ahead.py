@@ -20,17 +20,16 @@ time they would have saved. Without the native kernel nothing is read ahead.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 
 from digital_finance import native
-from digital_finance.sources.file_reader import BLOCK_BYTES, read_chunks
+from digital_finance.sources.file_reader import BLOCK_BYTES, input_form, read_chunks
 from digital_finance.sources.input_limits import InputLimits
 from digital_finance.sources.line_chunk import LineChunk
 
 # bytes of input read ahead at most: the idle time at start-up covers about two blocks' split
 _BUDGET = 2 * BLOCK_BYTES
-_LEADING = b" \t\r\n\xef\xbb\xbf"  # blanks and a byte-order mark before a file's first value
 
 
 @dataclass
@@ -40,7 +39,7 @@ class _Reading:
     block_bytes: int
     limits: InputLimits
     chunks: list[LineChunk] = field(default_factory=list)
-    rest: Iterator[LineChunk] | None = None  # the reader, where the thread stopped
+    rest: Generator[LineChunk, None, None] | None = None  # the reader, where the thread stopped
     error: BaseException | None = None
     reached: bool = False  # the thread read some of it (False: read it as usual)
     done: threading.Event = field(default_factory=threading.Event)
@@ -96,13 +95,10 @@ def _worth_reading(path: str, size: int, budget: int) -> bool:
     which the libraries loading meanwhile need), and not a JSON array larger than what is
     left of the budget (an array is read whole)."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
+        form = input_form(path)
     except OSError:  # the batch's reader says what is wrong with it
         return False
-    if head.startswith(b"\x1f\x8b"):
-        return False
-    return not (head.lstrip(_LEADING).startswith(b"[") and size > budget)
+    return form == "lines" or (form == "array" and size <= budget)
 
 
 _lock = threading.Lock()
@@ -154,5 +150,5 @@ def discard() -> None:
         reading.done.wait()
         rest = reading.rest
         reading.chunks, reading.rest = [], None
-        if rest is not None and hasattr(rest, "close"):
+        if rest is not None:
             rest.close()

@@ -50,7 +50,7 @@ TARGET_FILE_BYTES = 64 * 1024 * 1024
 # version 2 encodes integers and times as deltas instead of trying a dictionary first: a 1M
 # batch's silver is written in 0.9 times the time and is 12% smaller. Readers: delta-rs,
 # DuckDB, pyarrow and Spark 3.3 and later (Databricks Runtime 11.3+) read it; a reader
-# older than that does not (docs/DECISIONS.md, "Silver and gold in Parquet format 2").
+# older than that does not (docs/DECISIONS.md, "The 1M batch, session 19").
 DUCKDB_PARQUET = (
     "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARQUET_VERSION V2, "
     f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}"
