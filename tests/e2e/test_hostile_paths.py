@@ -49,6 +49,8 @@ def _ok(*args: str) -> str:
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @example(folder="a'b\"c;(x)", lake_name=" é雪💹\u202e$`{}", stocks_name="x\n\\'[*?]",
          funds_name="%#|\t;--")  # fmt: skip
+# DuckDB expands a `*` in the lakehouse's path and fails on a sibling named with a backslash
+@example(folder="0", lake_name="*", stocks_name="s", funds_name="\\")
 @given(folder=lake_segment, lake_name=lake_segment, stocks_name=segment, funds_name=segment)
 def test_every_command_takes_any_path(
     folder: str, lake_name: str, stocks_name: str, funds_name: str

@@ -1,9 +1,9 @@
 """How the embedded engine reads a Delta table's current rows.
 
 DuckDB's own Parquet reader where it reads them exactly (a local table whose only reader
-feature, if any, is deletion vectors, applied here as an anti join): it reads in parallel,
-within its memory limit, and costs nothing to import. delta-rs's Arrow dataset elsewhere.
-Writes and commits are `delta_io`'s.
+feature, if any, is deletion vectors, applied here as an anti join, in a folder whose path
+DuckDB takes literally): it reads in parallel, within its memory limit, and costs nothing to
+import. delta-rs's Arrow dataset elsewhere. Writes and commits are `delta_io`'s.
 """
 
 from __future__ import annotations
@@ -20,14 +20,30 @@ from digital_finance.engines.embedded import deletion_vectors
 from digital_finance.engines.embedded.delta_io import open_table
 from digital_finance.lakehouse.storage import Location
 
+# DuckDB expands these in any path it reads, listing every folder of the path on the way: a
+# lakehouse in `lake*` would read the same file names of `lakeX` too, and a sibling named with
+# a backslash fails the listing ("cannot join incompatible paths"); escaping (`[*]`) still lists
+GLOB_CHARACTERS = frozenset("*?[")
+
+
+def duckdb_opens(path: str) -> bool:
+    """Whether DuckDB's readers take `path` as the one file it names (no glob character)."""
+    return GLOB_CHARACTERS.isdisjoint(path)
+
+
+def _duckdb_opens_table(dt: DeltaTable) -> bool:
+    # DuckDB reaches object stores only by extensions
+    return deletion_vectors.is_local(dt) and duckdb_opens(deletion_vectors.local_path(dt.table_uri))
+
 
 def is_plain(dt: DeltaTable) -> bool:
     """Whether the table's current files are its rows, for DuckDB's Parquet reader.
 
     True for a local table without deletion vectors, column mapping (reader protocol 1) or
-    partition columns: its files can be read, and rewritten, as they are.
+    partition columns, in a folder DuckDB opens (`duckdb_opens`): its files can be read, and
+    rewritten, as they are.
     """
-    if not deletion_vectors.is_local(dt):  # DuckDB reaches object stores only by extensions
+    if not _duckdb_opens_table(dt):
         return False
     protocol = dt.protocol()
     if protocol.min_reader_version > 1 or protocol.reader_features:
@@ -42,7 +58,7 @@ def duckdb_reads(dt: DeltaTable) -> bool:
         return True
     protocol = dt.protocol()
     return (
-        deletion_vectors.is_local(dt)
+        _duckdb_opens_table(dt)
         and protocol.min_reader_version == 3
         and set(protocol.reader_features or []) == {deletion_vectors.FEATURE}
         and not dt.metadata().partition_columns
@@ -62,12 +78,34 @@ def parquet_view(
     The view is made from a relation (`read_parquet` called from Python), so the paths reach
     DuckDB as values, never as SQL text. Files written before a column was added lack it:
     `union_by_name` reads it as NULL.
+
+    Files whose paths DuckDB would expand (`duckdb_opens`) are read through a pyarrow dataset,
+    without `filename` or `row_number`: readers that need those check `is_plain` or
+    `duckdb_reads` first.
     """
+    if not all(duckdb_opens(f) for f in files):
+        if filename or row_number:
+            raise ValueError(
+                "DuckDB cannot be given a path with a glob character, and the Arrow reader "
+                "gives no file positions: check is_plain or duckdb_reads first"
+            )
+        con.register(name, _arrow_files(files))
+        return ident(name)
     relation = con.read_parquet(
         files, union_by_name=True, filename=filename, file_row_number=row_number
     )
     relation.create_view(name, replace=True)
     return ident(name)
+
+
+def _arrow_files(files: list[str]) -> Any:
+    """The files as one pyarrow dataset, a column missing from a file read as null (as
+    `union_by_name`)."""
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    schema = pa.unify_schemas([pq.read_schema(f) for f in files])
+    return pads.dataset(files, schema=schema, format="parquet")
 
 
 def parquet_scan(
