@@ -36,13 +36,7 @@ end in bytes that were never acknowledged. (Linux: `flock`; segments are written
 `write` and an `fdatasync` were two, each handing the interpreter's lock back and forth
 with the event loop's thread.)
 
-Recovery (`open`): frames past the last fsync were never acknowledged, so a torn tail of
-the last segment — an incomplete frame, or a damaged one with nothing intact after it — is
-cut off. A damaged frame followed by intact ones is corruption of acknowledged records and
-stops the log with the file and byte offset. (A process killed mid-`write` leaves a prefix
-of what it wrote, which is a torn tail; only a power loss that persisted later blocks of an
-unsynced write before earlier ones could look like corruption, and the message says where
-to look.)
+Recovery (`open`) cuts off a torn tail and stops at damage: `log_recovery`.
 
 Readers in other processes (`LogReader`, for an ingestion process) take no lock and never
 write: after every group commit's fsyncs the writer publishes each dataset's durable end in
@@ -72,29 +66,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from digital_finance.errors import TerminalError, TransientError
+from digital_finance.errors import TransientError
+from digital_finance.service.log_recovery import recover_segments
 from digital_finance.service.log_segments import (
     ENDS_FILE,
     MAGIC,
     MAX_HEADER,
     PREFIX,
     U32,
-    BadFrame,
     Cursor,
     NamedLog,
     Receipt,
     Segment,
-    SegmentFile,
-    checked_body,
     frame_header,
     fsync_folder,
-    intact_after,
     locate,
     lock_folder,
-    read_frame,
     read_or_create_id,
     read_spans,
-    segment_firsts,
     write_all,
 )
 
@@ -631,79 +620,14 @@ class DurableLog(NamedLog):
     # --- recovery --------------------------------------------------------------------
     def _recover(self, dataset: str) -> _Stream:
         folder = self.folder / dataset
-        folder.mkdir(exist_ok=True)
-        firsts = segment_firsts(folder)
-        if not firsts:
-            (folder / f"{0:020d}.log").touch()
-            fsync_folder(folder)
-            firsts = [0]
-        segments: list[Segment] = []
         horizon = self._clock() - self.idempotency_seconds
-        for number, first in enumerate(firsts):
-            if segments and segments[-1].end != first:
-                raise TerminalError(
-                    f"{folder}: positions {segments[-1].end} to {first - 1} are missing "
-                    "between two segments: the log is damaged"
-                )
-            last = number == len(firsts) - 1
-            path = folder / f"{first:020d}.log"
-            segment = self._scan(path, first, last=last, horizon=horizon)
-            segments.append(segment)
+        segments = recover_segments(folder, horizon, self._remember)
         stream = _Stream(dataset, folder, segments)
         current = segments[-1]
         flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | self._write_flags
         stream.fd = os.open(current.path, flags)
         stream.next, stream.written = current.end, current.size
         return stream
-
-    def _scan(self, path: Path, first: int, *, last: bool, horizon: float) -> Segment:
-        """A segment's frames by their headers (the last segment's checked whole, its torn
-        tail cut off); receipts still in the window are indexed."""
-        fd = os.open(path, (os.O_RDWR if last else os.O_RDONLY) | os.O_CLOEXEC)
-        try:
-            size = os.fstat(fd).st_size
-            file = SegmentFile(fd, size)
-            offset, position, newest = 0, first, 0.0
-            while offset < size:
-                try:
-                    frame = read_frame(file, offset)
-                    if last:
-                        checked_body(file, frame, path)
-                except BadFrame as bad:
-                    if not last:
-                        raise TerminalError(
-                            f"{path}: {bad} at byte {offset}: the log is damaged"
-                        ) from None
-                    if intact_after(fd, offset, size):
-                        raise TerminalError(
-                            f"{path}: {bad} at byte {offset}, followed by intact frames: "
-                            "acknowledged records are damaged. Keep a copy of the folder; "
-                            "cutting the file at that byte loses the records after it"
-                        ) from None
-                    logger.warning(
-                        "%s: cutting %d bytes never acknowledged (%s at byte %d)",
-                        path,
-                        size - offset,
-                        bad,
-                        offset,
-                    )
-                    os.ftruncate(fd, offset)
-                    os.fsync(fd)
-                    size = offset
-                    break
-                if frame.first != position:
-                    raise TerminalError(
-                        f"{path}: the frame at byte {offset} holds position {frame.first}, "
-                        f"{position} was expected: the log is damaged"
-                    )
-                if frame.receipt is not None and frame.receipt.at >= horizon:
-                    self._remember(frame.receipt)
-                newest = max(newest, frame.at)
-                position += frame.records
-                offset += frame.length
-            return Segment(first, path, position, size, newest)
-        finally:
-            os.close(fd)
 
     def _stream(self, dataset: str) -> _Stream:
         try:
