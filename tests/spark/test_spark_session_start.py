@@ -20,3 +20,23 @@ def test_the_local_session_maps_the_class_archive_setup_built(spark: Any) -> Non
     pid = spark._jvm.java.lang.ProcessHandle.current().pid()
     maps = Path(f"/proc/{pid}/maps").read_text()
     assert str(archive) in maps  # the driver's JVM runs on the archived classes
+
+
+def test_the_workers_import_the_installed_pyspark(spark: Any) -> None:
+    """The local session's worker daemon takes Spark's zips off the workers' path, so they
+    import PySpark compiled, from the package the driver imports (`python_daemon`)."""
+    import pyarrow as pa
+    import pyspark
+
+    def probe(batches: Any) -> Any:
+        import sys
+
+        for _ in batches:
+            pass
+        zips = [p for p in sys.path if p.endswith((".zip", ".jar")) and "pyspark" in p]
+        found = {"pyspark": sys.modules["pyspark"].__file__, "zips": ",".join(zips)}
+        yield pa.RecordBatch.from_pylist([found])
+
+    (seen,) = spark.range(0, 1, 1, 1).mapInArrow(probe, "pyspark string, zips string").collect()
+    assert seen["pyspark"] == pyspark.__file__
+    assert seen["zips"] == ""

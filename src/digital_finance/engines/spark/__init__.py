@@ -1,5 +1,6 @@
 """The Spark engine's package: PySpark and delta-spark are imported only in here, and lazily.
 
-So far it holds the local session factory (Delta jars from the project's own cache); the
-engine that runs the pipeline definition on Spark comes with issue 3.
+The local session (Delta jars and a class archive from the project's own cache, the workers'
+daemon), the pipeline definition run on Spark (`runner`, `staging`, `delta_writes`, `gold`),
+and Structured Streaming through the same definition (`stream`, `folder_stream`).
 """

@@ -14,13 +14,18 @@ per table and batch.
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from digital_finance.definition.rules import LatestWins, spark_quote
@@ -43,16 +48,49 @@ def _tag(batch_id: int) -> str:
     return batch_user_metadata(batch_id, uuid.uuid4().hex)
 
 
-def _our_commit(spark: SparkSession, path: str, tag: str) -> Row | None:
-    """The commit this write made, if any: the one carrying its tag.
+def _our_commit(spark: SparkSession, path: str, tag: str) -> dict[str, str] | None:
+    """The operation metrics of the commit this write made, if any: the one carrying its tag.
 
     Looked up by its tag rather than taken as the newest commit, so that a commit by another
     writer in between (a concurrent job, auto-compaction) is not mistaken for ours, nor an
     earlier attempt's commit of the same batch. Called after a save or MERGE, under the
-    commit lock: the commit is among the newest few.
+    commit lock: the commit is among the newest few. A local table's log is read directly
+    (the Delta protocol's commit files); elsewhere Delta's history, a Spark job (about 0.15 s
+    a write warm, 0.8 s for the first of a session).
     """
-    history = DeltaTable.forPath(spark, path).history(20)
-    return history.where(F.col("userMetadata") == tag).select("operationMetrics").first()
+    log = _local_log(path)
+    if log is not None:
+        return _tagged_in_log(log, tag)
+    history = DeltaTable.forPath(spark, path).history(_NEWEST_COMMITS)
+    row = history.where(F.col("userMetadata") == tag).select("operationMetrics").first()
+    return None if row is None else dict(row["operationMetrics"] or {})
+
+
+_NEWEST_COMMITS = 20
+_COMMIT_FILE = re.compile(r"^[0-9]{20}\.json$")
+
+
+def _local_log(path: str) -> Path | None:
+    """The `_delta_log` folder of a table on a local path (a plain path or `file:` URI)."""
+    if path.startswith("file://"):
+        return Path(unquote(path.removeprefix("file://"))) / "_delta_log"
+    if path.startswith("file:"):
+        return Path(unquote(path.removeprefix("file:"))) / "_delta_log"
+    return None if "://" in path else Path(path) / "_delta_log"
+
+
+def _tagged_in_log(log: Path, tag: str) -> dict[str, str] | None:
+    """The operation metrics of the commit among the newest whose `userMetadata` is `tag`."""
+    names = sorted((n for n in os.listdir(log) if _COMMIT_FILE.match(n)), reverse=True)
+    for name in names[:_NEWEST_COMMITS]:
+        with open(log / name, encoding="utf-8") as commit:
+            for line in commit:  # one action per line; Delta Spark writes commitInfo first
+                if line.startswith('{"commitInfo"'):
+                    info = json.loads(line)["commitInfo"]
+                    if info.get("userMetadata") == tag:
+                        return {k: str(v) for k, v in (info.get("operationMetrics") or {}).items()}
+                    break
+    return None
 
 
 def read(spark: SparkSession, path: str) -> DataFrame | None:
@@ -96,9 +134,7 @@ def write(
             stack.enter_context(session_setting(spark, STATS_COLUMNS_OF_NEW_TABLES, indexed))
         writer.save(path)
     ours = _our_commit(spark, path, tag)
-    if ours is None:
-        return None
-    return int(dict(ours["operationMetrics"] or {}).get("numOutputRows", "0"))
+    return None if ours is None else int(ours.get("numOutputRows", "0"))
 
 
 @contextmanager
@@ -139,6 +175,4 @@ def merge_latest(df: DataFrame, path: str, batch_id: int, rule: LatestWins) -> i
             .execute()
         )
     ours = _our_commit(spark, path, tag)
-    if ours is None:
-        return None
-    return int(dict(ours["operationMetrics"] or {}).get("numSourceRows", "0"))
+    return None if ours is None else int(ours.get("numSourceRows", "0"))

@@ -28,6 +28,9 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.ui.showConsoleProgress": "false",
     "spark.driver.memory": "1g",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    # workers import the installed PySpark, compiled, rather than Spark's zip, compiled
+    # again in every worker (`python_daemon`)
+    "spark.python.daemon.module": "digital_finance.engines.spark.python_daemon",
 }
 
 
