@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from digital_finance.engines.spark.python_daemon import without_own_zips
+from digital_finance.engines.spark.python_daemon import same_pyspark, without_own_zips
 
 
 def test_only_the_installed_pysparks_zips_and_jars_leave_the_path(tmp_path: Path) -> None:
@@ -20,3 +20,18 @@ def test_only_the_installed_pysparks_zips_and_jars_leave_the_path(tmp_path: Path
     kept = ["/work", other_spark, "/usr/lib/python311.zip", str(tmp_path / "site-packages")]
     path = [kept[0], own_zip, own_py4j, kept[1], own_jar, *kept[2:]]
     assert without_own_zips(path) == kept
+
+
+def test_the_zips_stay_when_the_worker_finds_another_pyspark_or_none(tmp_path: Path) -> None:
+    package = tmp_path / "site-packages" / "pyspark"
+    (package / "python" / "lib").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    own_zip = str(package / "python" / "lib" / "pyspark.zip")
+    other = tmp_path / "other-env"
+    (other / "pyspark").mkdir(parents=True)
+    (other / "pyspark" / "__init__.py").write_text("")
+    path = [own_zip, str(tmp_path / "site-packages")]
+    assert same_pyspark(path, without_own_zips(path))
+    # an interpreter whose own PySpark comes first, or which has none
+    assert not same_pyspark([own_zip, str(other)], [str(other)])
+    assert not same_pyspark([own_zip], [])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from digital_finance.engines.spark.delta_writes import _local_log, _tagged_in_log
+from digital_finance.engines.spark.delta_writes import _tagged_in_log
 
 
 def _commit(log: Path, version: int, tag: str, rows: int) -> None:
@@ -26,10 +26,3 @@ def test_the_tagged_commit_is_found_among_the_newest_and_only_there(tmp_path: Pa
     # older than the newest twenty: as Delta's history(20), not found (a skipped write)
     assert _tagged_in_log(log, "batch=1;write=9") is None
     assert _tagged_in_log(log, "batch=1;write=unknown") is None
-
-
-def test_local_paths_and_uris_name_the_log_and_remote_ones_do_not() -> None:
-    assert _local_log("/lake/silver/stocks") == Path("/lake/silver/stocks/_delta_log")
-    assert _local_log("file:///lake/a%20b/t") == Path("/lake/a b/t/_delta_log")
-    assert _local_log("file:/lake/t") == Path("/lake/t/_delta_log")
-    assert _local_log("abfss://c@account.dfs.core.windows.net/lake/t") is None

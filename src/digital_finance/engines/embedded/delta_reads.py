@@ -32,8 +32,13 @@ def duckdb_opens(path: str) -> bool:
 
 
 def _duckdb_opens_table(dt: DeltaTable) -> bool:
-    # DuckDB reaches object stores only by extensions
-    return deletion_vectors.is_local(dt) and duckdb_opens(deletion_vectors.local_path(dt.table_uri))
+    # DuckDB reaches object stores only by extensions; a file may lie outside the table's
+    # folder (an absolute path in the log), so each is looked at too
+    return (
+        deletion_vectors.is_local(dt)
+        and duckdb_opens(deletion_vectors.local_path(dt.table_uri))
+        and all(duckdb_opens(f) for f in local_files(dt))
+    )
 
 
 def is_plain(dt: DeltaTable) -> bool:
@@ -104,7 +109,8 @@ def _arrow_files(files: list[str]) -> Any:
     import pyarrow.dataset as pads
     import pyarrow.parquet as pq
 
-    schema = pa.unify_schemas([pq.read_schema(f) for f in files])
+    # types widened where files differ, as `union_by_name` widens them
+    schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
     return pads.dataset(files, schema=schema, format="parquet")
 
 

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -58,9 +57,12 @@ def _our_commit(spark: SparkSession, path: str, tag: str) -> dict[str, str] | No
     (the Delta protocol's commit files); elsewhere Delta's history, a Spark job (about 0.15 s
     a write warm, 0.8 s for the first of a session).
     """
-    log = _local_log(path)
+    log = _local_log(spark, path)
     if log is not None:
-        return _tagged_in_log(log, tag)
+        try:
+            return _tagged_in_log(log, tag)
+        except OSError:  # not where Spark wrote it after all: ask Delta
+            pass
     history = DeltaTable.forPath(spark, path).history(_NEWEST_COMMITS)
     row = history.where(F.col("userMetadata") == tag).select("operationMetrics").first()
     return None if row is None else dict(row["operationMetrics"] or {})
@@ -70,13 +72,21 @@ _NEWEST_COMMITS = 20
 _COMMIT_FILE = re.compile(r"^[0-9]{20}\.json$")
 
 
-def _local_log(path: str) -> Path | None:
-    """The `_delta_log` folder of a table on a local path (a plain path or `file:` URI)."""
-    if path.startswith("file://"):
-        return Path(unquote(path.removeprefix("file://"))) / "_delta_log"
-    if path.startswith("file:"):
-        return Path(unquote(path.removeprefix("file:"))) / "_delta_log"
-    return None if "://" in path else Path(path) / "_delta_log"
+def _local_log(spark: SparkSession, path: str) -> Path | None:
+    """The `_delta_log` folder of a table on the driver's local file system, as Spark
+    resolves `path` (a plain path may be on HDFS where that is the default file system, and
+    `dbfs:` is Databricks'); None elsewhere, or where the session has no JVM to ask."""
+    jvm = getattr(spark, "_jvm", None)
+    jsc = getattr(spark, "_jsc", None)
+    if jvm is None or jsc is None:  # Spark Connect
+        return None
+    where = jvm.org.apache.hadoop.fs.Path(path)
+    if where.toUri().getScheme() not in (None, "file"):
+        return None  # without asking for its file system, which may not be loaded here
+    fs = where.getFileSystem(jsc.hadoopConfiguration())  # a plain path's: the default one
+    if fs.getScheme() != "file":
+        return None
+    return Path(str(fs.makeQualified(where).toUri().getPath())) / "_delta_log"
 
 
 def _tagged_in_log(log: Path, tag: str) -> dict[str, str] | None:

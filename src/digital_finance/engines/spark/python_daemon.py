@@ -10,13 +10,16 @@ and runs PySpark's daemon; also spark-core's jar, which Spark adds and which hol
 (Kept at the path's end, they would still cost every task a read of their directories: a
 worker clears the import caches before each task, and the jar lists 5,854 files.)
 
-Only zips inside an installed `pyspark` package move: a Spark of its own (`SPARK_HOME`
-elsewhere) keeps its zip first, so its workers never mix two PySpark releases. Set as
-`spark.python.daemon.module` for local sessions only; a cluster's workers are the cluster's.
+Only zips inside an installed `pyspark` package go, and only when the worker's interpreter
+finds that same package without them: a Spark of its own (`SPARK_HOME` elsewhere), or a
+worker interpreter with another PySpark, keeps the zip first, so no worker mixes releases.
+Set as `spark.python.daemon.module` by `local_session` only (its workers need
+`digital_finance` importable, as the pipeline's own tasks do); a cluster's is the cluster's.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import runpy
 import sys
 from pathlib import Path
@@ -40,8 +43,20 @@ def without_own_zips(path: list[str]) -> list[str]:
     return [entry for entry in path if not _inside_installed_pyspark(entry)]
 
 
+def same_pyspark(path: list[str], without: list[str]) -> bool:
+    """Whether `without` finds the very package whose zips `path` holds: a worker run by
+    another interpreter (`PYSPARK_PYTHON`) may have another PySpark installed, or none."""
+    zips = [Path(e) for e in path if _inside_installed_pyspark(e) and e.endswith(".zip")]
+    found = importlib.machinery.PathFinder.find_spec("pyspark", without)
+    if not zips or found is None or found.origin is None:
+        return False
+    return all(Path(found.origin).parent == z.parent.parent.parent for z in zips)
+
+
 if __name__ == "__main__":
-    sys.path[:] = without_own_zips(sys.path)
-    for entry in [e for e in sys.path_importer_cache if _inside_installed_pyspark(e)]:
-        del sys.path_importer_cache[entry]
+    kept = without_own_zips(sys.path)
+    if same_pyspark(sys.path, kept):
+        sys.path[:] = kept
+        for entry in [e for e in sys.path_importer_cache if _inside_installed_pyspark(e)]:
+            del sys.path_importer_cache[entry]
     runpy.run_module("pyspark.daemon", run_name="__main__", alter_sys=True)
