@@ -55,6 +55,14 @@ def all_true(length: int) -> pa.Array:
     return pa.Array.from_buffers(pa.bool_(), length, [None, bits])
 
 
+def all_false(length: int) -> pa.Array:
+    """`length` times False."""
+    import pyarrow as pa
+
+    bits = pa.py_buffer(bytes(length // 8 + 1))
+    return pa.Array.from_buffers(pa.bool_(), length, [None, bits])
+
+
 def bool_bytes(flags: pa.Array) -> npt.NDArray[np.uint8] | None:
     """One byte per value of a boolean array without nulls, or None when all are true."""
     import numpy as np

@@ -16,6 +16,7 @@ from deltalake import DeltaTable
 from digital_finance import Lakehouse
 from digital_finance.config import RunConfig
 from digital_finance.engines.embedded import deletion_vectors, log_commit
+from digital_finance.lakehouse.layout import commit_info
 from digital_finance.lakehouse.maintenance import MaintenancePolicy
 from digital_finance.sources.stream_records import records_table
 from tests.conftest import read_delta, rows
@@ -209,8 +210,7 @@ def test_gold_increments_equal_the_whole_join(
     table = tmp_path / "marked/gold/stock_fund_holdings"
     assert deletion_vectors.has_vectors(DeltaTable(str(table)))
     operations = [
-        log_commit.commit_info(table, v).get("operation")
-        for v in range(DeltaTable(str(table)).version() + 1)
+        commit_info(table, v).get("operation") for v in range(DeltaTable(str(table)).version() + 1)
     ]
     assert operations.count("MERGE") >= 4  # increments, between whole writes
     assert orphaned > 0

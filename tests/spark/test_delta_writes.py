@@ -44,13 +44,13 @@ def test_append_and_merge_of_a_batch_happen_once(spark: Any, tmp_path: Path) -> 
 
 
 def test_a_local_tables_log_is_found_where_spark_writes_it(spark: Any, tmp_path: Path) -> None:
-    from digital_finance.engines.spark.delta_writes import _local_log, write
+    from digital_finance.engines.spark.delta_writes import _local_table, write
 
     df = spark.createDataFrame([(1,), (2,)], "n long")
     for path in (str(tmp_path / "a b%20c"), (tmp_path / "d e").as_uri()):
         assert write(df, path, 1, "append") == 2  # its commit found, by the log read here
-        log = _local_log(spark, path)
-        assert log is not None and (log / f"{0:020d}.json").is_file()
+        table = _local_table(spark, path)
+        assert table is not None and (table / "_delta_log" / f"{0:020d}.json").is_file()
         assert write(df, path, 1, "append") is None  # the batch again: skipped, and seen so
     # another file system: Delta's history is asked instead
-    assert _local_log(spark, "abfss://c@account.dfs.core.windows.net/lake/t") is None
+    assert _local_table(spark, "abfss://c@account.dfs.core.windows.net/lake/t") is None

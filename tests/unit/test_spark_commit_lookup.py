@@ -18,11 +18,12 @@ def _commit(log: Path, version: int, tag: str, rows: int) -> None:
 def test_the_tagged_commit_is_found_among_the_newest_and_only_there(tmp_path: Path) -> None:
     log = tmp_path / "_delta_log"
     log.mkdir()
+    table = tmp_path
     for version in range(30):
         _commit(log, version, f"batch=1;write={version}", version * 10)
     (log / "00000000000000000029.crc").write_text("{}")  # not a commit
-    assert _tagged_in_log(log, "batch=1;write=29") == {"numOutputRows": "290"}
-    assert _tagged_in_log(log, "batch=1;write=10") == {"numOutputRows": "100"}
+    assert _tagged_in_log(table, "batch=1;write=29") == {"numOutputRows": "290"}
+    assert _tagged_in_log(table, "batch=1;write=10") == {"numOutputRows": "100"}
     # older than the newest twenty: as Delta's history(20), not found (a skipped write)
-    assert _tagged_in_log(log, "batch=1;write=9") is None
-    assert _tagged_in_log(log, "batch=1;write=unknown") is None
+    assert _tagged_in_log(table, "batch=1;write=9") is None
+    assert _tagged_in_log(table, "batch=1;write=unknown") is None

@@ -14,6 +14,7 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING
 
+from digital_finance.arrow_arrays import all_false, constant_int32
 from digital_finance.contract.arrow_records import check_lines, checked_schema
 from digital_finance.contract.compiled_sql import compile_contract
 from digital_finance.contract.schemas import DatasetSpec
@@ -89,21 +90,6 @@ def check_lines_compiled(
     return _finished(result, file_ordinal, spec, tz)
 
 
-def _filled(kind: pa.DataType, rows: int, value: int) -> pa.Array:
-    """A column of `rows` times `value` (an int32, or a bool of 0/1), made from its buffer.
-
-    Not by `pa.array`: its first call in a process imports pandas, to ask whether the value
-    is a pandas object (measured: a second of a cold 1M batch's Python workers on Spark)."""
-    import numpy as np
-    import pyarrow as pa
-
-    if kind == pa.bool_():
-        bits = np.full((rows + 7) // 8, 0xFF if value else 0, np.uint8)
-    else:
-        bits = np.full(rows, value, np.int32)
-    return pa.Array.from_buffers(kind, rows, [None, pa.py_buffer(bits)])
-
-
 def _finished(result: pa.Table, file_ordinal: int, spec: DatasetSpec, tz: str) -> pa.RecordBatch:
     """Verdicts (`line_number`, `raw`, `needs_reference`, `reasons`, the fields, `_rescued`)
     as a checked batch: the unsure rows decided by the reference, a rejected record's values
@@ -111,22 +97,22 @@ def _finished(result: pa.Table, file_ordinal: int, spec: DatasetSpec, tz: str) -
 
     Rows are copied only where something changes: in Spark's workers at 1M stocks, copying
     every chunk to filter out no unsure row, and sorting it when it was in order already,
-    took 1.2 of the 1.9 CPU-seconds spent here. Nothing here imports pandas (`_filled`)."""
+    took 1.2 of the 1.9 CPU-seconds spent here. Nothing here imports pandas
+    (`arrow_arrays`: a Spark worker paid half a second for it)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     schema = checked_schema(spec)
     if "file_ordinal" not in result.column_names:
-        result = result.append_column(
-            "file_ordinal", _filled(pa.int32(), result.num_rows, file_ordinal)
-        )
+        ordinals = constant_int32(file_ordinal, result.num_rows)
+        result = result.append_column("file_ordinal", ordinals)
     unsure = result.column("needs_reference")
     any_unsure = bool(pc.any(unsure).as_py())
     sure = result.filter(pc.invert(unsure)) if any_unsure else result
-    sure = sure.append_column("by_reference", _filled(pa.bool_(), sure.num_rows, 0))
+    sure = sure.append_column("by_reference", all_false(sure.num_rows))
     sure = sure.select(schema.names).cast(schema)
     # the query types every valid field even of a rejected record; a verdict has no values
-    # (a length cast to bool, not compared with 0: a Python scalar imports pandas, above)
+    # (a length cast to bool, not compared with 0: a Python scalar imports pandas)
     rejected = pc.list_value_length(sure.column("reasons")).cast(pa.bool_())
     for name in [f.silver_name for f in spec.fields] + ["_rescued"]:
         column = sure.column(name)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # the Delta app id under which every engine records the batch a commit belongs to
@@ -19,6 +21,20 @@ def batch_user_metadata(batch_id: int, write: str | None = None) -> str:
     that made it when `write` names one (`<key>=<batch>;write=<write>`)."""
     tag = f"{BATCH_TAG}={batch_id}"
     return tag if write is None else f"{tag};write={write}"
+
+
+def commit_info(table: Path, version: int) -> dict[str, Any]:
+    """The commitInfo of a local table's commit (empty when it has none or is gone), read
+    from the log's JSON as either engine wrote it."""
+    try:
+        with (table / "_delta_log" / f"{version:020d}.json").open(encoding="utf-8") as commit:
+            for line in commit:  # one action a line; both engines write commitInfo first
+                action = json.loads(line)
+                if "commitInfo" in action:
+                    return dict(action["commitInfo"])
+    except FileNotFoundError:
+        pass
+    return {}
 
 
 def tagged_batch(commit_info: Mapping[str, Any]) -> int | None:

@@ -48,26 +48,30 @@ def is_plain(dt: DeltaTable) -> bool:
     partition columns, in a folder DuckDB opens (`duckdb_opens`): its files can be read, and
     rewritten, as they are.
     """
-    if not _duckdb_opens_table(dt):
-        return False
-    protocol = dt.protocol()
-    if protocol.min_reader_version > 1 or protocol.reader_features:
-        return False
-    return not dt.metadata().partition_columns
+    return _duckdb_opens_table(dt) and _plain_protocol(dt)
 
 
 def duckdb_reads(dt: DeltaTable) -> bool:
     """Whether DuckDB reads the table's rows exactly: a plain table (`is_plain`), or a local
     one whose only reader feature is deletion vectors, which `parquet_scan` applies."""
-    if is_plain(dt):
+    if not _duckdb_opens_table(dt):
+        return False
+    if _plain_protocol(dt):
         return True
     protocol = dt.protocol()
     return (
-        _duckdb_opens_table(dt)
-        and protocol.min_reader_version == 3
+        protocol.min_reader_version == 3
         and set(protocol.reader_features or []) == {deletion_vectors.FEATURE}
         and not dt.metadata().partition_columns
     )
+
+
+def _plain_protocol(dt: DeltaTable) -> bool:
+    # no reader feature (deletion vectors, column mapping) and no partition columns
+    protocol = dt.protocol()
+    if protocol.min_reader_version > 1 or protocol.reader_features:
+        return False
+    return not dt.metadata().partition_columns
 
 
 def parquet_view(

@@ -32,11 +32,10 @@ from digital_finance.engines.embedded import (
     deletion_vectors,
     delta_io,
     delta_reads,
-    log_commit,
     row_marks,
 )
 from digital_finance.engines.embedded.databases import Databases
-from digital_finance.lakehouse.layout import APP_ID, tagged_batch
+from digital_finance.lakehouse.layout import APP_ID, commit_info, tagged_batch
 from digital_finance.lakehouse.scratch import scratch_folder
 from digital_finance.lakehouse.storage import Location
 
@@ -174,7 +173,7 @@ def _increment(
     gold = delta_io.open_table(root, step.table)
     if gold is None or not root.is_local:
         return None
-    made = log_commit.commit_info(root.path / step.table, gold.version())
+    made = commit_info(root.path / step.table, gold.version())
     if not _made_just_before(root, step, made, batch_id):
         return None
     if not (
@@ -328,7 +327,7 @@ def _made_just_before(
         now, then = silver.version(), int(versions[table])
         if now == then:
             continue
-        info = log_commit.commit_info(root.path / table, now)
+        info = commit_info(root.path / table, now)
         if now != then + 1 or tagged_batch(info) != batch_id:
             return False
     return True

@@ -72,19 +72,6 @@ def commit(
     return version
 
 
-def commit_info(table: Path, version: int) -> dict[str, Any]:
-    """The commitInfo of a local table's commit (empty when it has none or is gone)."""
-    try:
-        with (table / "_delta_log" / f"{version:020d}.json").open(encoding="utf-8") as commit:
-            for line in commit:
-                action = json.loads(line)
-                if "commitInfo" in action:
-                    return dict(action["commitInfo"])
-    except FileNotFoundError:
-        pass
-    return {}
-
-
 def add_action(path: str, size: int, modified_ms: int, stats: str,
                vector: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """The log's `add` of an unpartitioned file."""
