@@ -239,3 +239,30 @@ def test_a_reader_in_another_process_gets_every_record_once_in_order(folder: Pat
         if writer.poll() is None:
             writer.kill()
             writer.wait(timeout=10)
+
+
+def test_a_close_from_another_thread_never_meets_a_read_of_the_ends(folder: Path) -> None:
+    """`close` beside a thread reading the durable ends: the read sees the reader closed,
+    never a closed descriptor (CI once saw `wait_durable` fail with EBADF)."""
+    errors: list[BaseException] = []
+    with DurableLog(folder) as log:
+        log.submit("stocks", [b"1"]).result(timeout=10)
+        for _ in range(200):
+            reader = LogReader(folder).open()
+            started = threading.Event()
+
+            def read_ends(reader: LogReader = reader, started: threading.Event = started) -> None:
+                try:
+                    while not reader.closed:
+                        started.set()
+                        reader.durable_end("stocks")
+                except BaseException as exc:
+                    errors.append(exc)
+                started.set()
+
+            thread = threading.Thread(target=read_ends)
+            thread.start()
+            started.wait(5)
+            reader.close()
+            thread.join(5)
+    assert errors == []

@@ -61,6 +61,9 @@ class LogReader(NamedLog):
         self.poll_seconds = poll_seconds
         self._log_id: str | None = None
         self._ends_fd = -1
+        # held while the ends file is read or closed: a `close` from another thread during a
+        # read would hand `pread` a closed descriptor, or one the process has opened again
+        self._ends_lock = threading.Lock()
         self._segments: dict[str, list[Segment]] = {}  # as last listed: sizes unknown (-1)
         self._cursors: dict[str, Cursor] = {}
         self._committed: dict[str, int] = {}
@@ -95,9 +98,10 @@ class LogReader(NamedLog):
         for cursor in self._cursors.values():
             with cursor.lock:
                 cursor.close()
-        if self._ends_fd >= 0:
-            os.close(self._ends_fd)
-            self._ends_fd = -1
+        with self._ends_lock:
+            if self._ends_fd >= 0:
+                os.close(self._ends_fd)
+                self._ends_fd = -1
 
     @property
     def closed(self) -> bool:
@@ -141,10 +145,11 @@ class LogReader(NamedLog):
         """The published ends, one per dataset (0 where unknown). Read twice and the lesser
         kept: a read racing the writer's `pwrite` could mix old and new bytes."""
         n = len(self.datasets)
-        if self._ends_fd < 0 and (self.closed or not self._open_ends()):
-            return [0] * n
-        one = os.pread(self._ends_fd, 8 * n, 0)
-        two = os.pread(self._ends_fd, 8 * n, 0)
+        with self._ends_lock:
+            if self.closed or (self._ends_fd < 0 and not self._open_ends()):
+                return [0] * n
+            one = os.pread(self._ends_fd, 8 * n, 0)
+            two = os.pread(self._ends_fd, 8 * n, 0)
         ends = [0] * n
         for i in range(min(len(one), len(two)) // 8):
             ends[i] = min(U64.unpack_from(one, 8 * i)[0], U64.unpack_from(two, 8 * i)[0])
